@@ -1,0 +1,37 @@
+# make setup      create .venv with everything, and make Fashion-MNIST available (idempotent)
+# make test       the whole test suite (sets up first if needed)
+# make reproduce  every method with the report's settings, then the figures and table
+# make bench      the speed benchmarks (ratios measured side by side)
+
+VENV   := .venv
+PYTHON := $(VENV)/bin/python
+DEBIAN_DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: setup data test reproduce bench
+
+setup: $(VENV)/.installed data
+
+$(VENV)/.installed: requirements.txt
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -r requirements.txt
+	touch $@
+
+# Debian's package when we are on Debian/Ubuntu and may install; otherwise torchvision downloads into data/.
+data: $(VENV)/.installed
+	@if [ -n "$$FASHION_MNIST_DIR" ] || [ -e $(DEBIAN_DATA) ] || [ -e data/train-images-idx3-ubyte.gz ]; then \
+		true; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; \
+	else \
+		$(PYTHON) -c 'import data; print("Fashion-MNIST in", data.find_data_dir())'; \
+	fi
+
+test: setup
+	$(PYTHON) -m pytest tests
+
+reproduce: setup
+	$(PYTHON) regular_learning.py --no-progress
+
+bench: setup
+	$(PYTHON) benchmarks/bench_regular.py

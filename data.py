@@ -1,0 +1,175 @@
+"""Fashion-MNIST: find the four IDX files, check them, load them once into tensors, split them among clients.
+
+Where the files are looked for (DESIGN.md, "Data"): with ``data_dir`` given, there alone, downloading what is
+missing into it; otherwise ``$FASHION_MNIST_DIR``, then ``data/`` in the project, then Debian's
+``/usr/share/datasets/fashion-mnist``, downloading into ``data/`` when none has them.
+"""
+
+import gzip
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROJECT_DIR = Path(__file__).resolve().parent
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+HOW_TO_GET = (f"get them with 'apt-get install dataset-fashion-mnist' (they go to {DEBIAN_DIR}, found without "
+              "--data-dir) or copy the four files (plain or .gz) into that folder")
+
+# name -> (IDX magic number, shape of the data after the header)
+FILES = {
+    "train-images-idx3-ubyte": (0x00000803, (60000, 28, 28)),
+    "train-labels-idx1-ubyte": (0x00000801, (60000,)),
+    "t10k-images-idx3-ubyte": (0x00000803, (10000, 28, 28)),
+    "t10k-labels-idx1-ubyte": (0x00000801, (10000,)),
+}
+NUM_CLASSES = 10
+# Mean and standard deviation of the Fashion-MNIST training pixels in [0, 1]: inputs are standardised once.
+MEAN, STD = 0.2860, 0.3530
+
+
+class DataError(Exception):
+    """The data set is missing or broken; the message says which file and what to do."""
+
+
+def _file_in(directory, name):
+    """The path of ``name`` or ``name.gz`` in ``directory``, or None."""
+    for candidate in (directory / name, directory / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _missing(directory):
+    return [name for name in FILES if _file_in(directory, name) is None]
+
+
+def _download(directory, names):
+    """Fetch ``names`` into ``directory`` with torchvision; raise DataError naming the first that fails."""
+    from torchvision.datasets import FashionMNIST
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    checksums = dict(FashionMNIST.resources)
+    socket.setdefaulttimeout(30)  # a closed network must fail, not hang
+    for name in names:
+        archive = f"{name}.gz"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            download_and_extract_archive(FashionMNIST.mirrors[0] + archive, download_root=str(directory),
+                                         filename=archive, md5=checksums[archive])
+        except Exception as exc:
+            raise DataError(f"Fashion-MNIST file(s) {', '.join(names)} missing from {directory}, and the download "
+                            f"failed ({exc}); {HOW_TO_GET}") from None
+
+
+def find_data_dir(data_dir=None):
+    """The folder that holds all four files, downloading them where DESIGN.md says to."""
+    if data_dir is not None:
+        directory = Path(data_dir)
+        if _missing(directory):
+            _download(directory, _missing(directory))
+        return directory
+    candidates = [Path(p) for p in [os.environ.get("FASHION_MNIST_DIR")] if p]
+    candidates += [PROJECT_DIR / "data", DEBIAN_DIR]
+    for directory in candidates:
+        if not _missing(directory):
+            return directory
+    _download(PROJECT_DIR / "data", _missing(PROJECT_DIR / "data"))
+    return PROJECT_DIR / "data"
+
+
+def read_idx(path, magic, shape):
+    """Read one IDX file, checking its magic number, dimensions and size; return a uint8 array."""
+    path = Path(path)
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise DataError(f"cannot read {path}: {exc}; the file is damaged, delete it and {HOW_TO_GET}") from None
+    header_len = 4 + 4 * len(shape)
+    if len(raw) < header_len:
+        raise DataError(f"{path} is truncated ({len(raw)} bytes); delete it and {HOW_TO_GET}")
+    header = np.frombuffer(raw[:header_len], dtype=">u4")
+    if header[0] != magic:
+        raise DataError(f"{path} is not an IDX file of the expected kind (magic number {header[0]:#010x}, "
+                        f"expected {magic:#010x}); {HOW_TO_GET}")
+    if tuple(header[1:]) != shape:
+        raise DataError(f"{path} holds data of shape {tuple(int(d) for d in header[1:])}, expected {shape}; "
+                        f"{HOW_TO_GET}")
+    expected = header_len + int(np.prod(shape))
+    if len(raw) != expected:
+        raise DataError(f"{path} has {len(raw)} bytes, expected {expected}: truncated or damaged; "
+                        f"delete it and {HOW_TO_GET}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(shape)
+
+
+def _load_split(directory, split, subset):
+    """Images (N, 1, 28, 28) float32, standardised, and labels (N,) int64 of ``train`` or ``t10k``."""
+    images_name, labels_name = f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"
+    images = read_idx(_file_in(directory, images_name), *FILES[images_name])[:subset]
+    labels = read_idx(_file_in(directory, labels_name), *FILES[labels_name])[:subset]
+    if labels.max() >= NUM_CLASSES:
+        raise DataError(f"{_file_in(directory, labels_name)} has label {labels.max()}, outside 0..9; {HOW_TO_GET}")
+    x = torch.from_numpy(images.astype(np.float32)).div_(255).sub_(MEAN).div_(STD).unsqueeze(1)
+    return x, torch.from_numpy(labels.astype(np.int64))
+
+
+def load_fashion_mnist(data_dir=None, train_subset=None, test_subset=None):
+    """``(x_train, y_train, x_test, y_test)`` as tensors; the subsets keep the first N images."""
+    directory = find_data_dir(data_dir)
+    return (*_load_split(directory, "train", train_subset), *_load_split(directory, "t10k", test_subset))
+
+
+def iid_partition(num_examples, num_clients, seed):
+    """Split ``range(num_examples)`` at random into ``num_clients`` shards of equal size (within one)."""
+    order = np.random.default_rng(seed).permutation(num_examples)
+    return [torch.from_numpy(np.sort(shard)) for shard in np.array_split(order, num_clients)]
+
+
+def dirichlet_partition(labels, num_clients, alpha, seed):
+    """Non-IID split: each class is divided among clients in Dirichlet(alpha) proportions.
+
+    Small ``alpha`` gives each client few classes; large ``alpha`` approaches the IID split. Draws again
+    (deterministically) until every client has at least one example.
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    for _ in range(100):
+        shards = [[] for _ in range(num_clients)]
+        for c in range(NUM_CLASSES):
+            members = rng.permutation(np.flatnonzero(labels == c))
+            cuts = (np.cumsum(rng.dirichlet([alpha] * num_clients))[:-1] * len(members)).astype(int)
+            for shard, part in zip(shards, np.split(members, cuts)):
+                shard.append(part)
+        shards = [np.sort(np.concatenate(parts)) for parts in shards]
+        if all(len(s) for s in shards):
+            return [torch.from_numpy(s) for s in shards]
+    raise ValueError(f"cannot give each of {num_clients} clients an example with alpha={alpha}; "
+                     "use a larger --alpha or fewer clients")
+
+
+def partition(labels, num_clients, scheme="iid", alpha=0.5, seed=0):
+    """Index tensors of each client's shard of the training set, by ``scheme`` (``iid`` or ``dirichlet``)."""
+    if scheme == "iid":
+        return iid_partition(len(labels), num_clients, seed)
+    return dirichlet_partition(labels, num_clients, alpha, seed)
+
+
+def shuffle_generator(seed, client=0):
+    """The generator that shuffles data holder ``client``'s batches (regular learning is client 0)."""
+    return torch.Generator().manual_seed(seed * 1000 + client)
+
+
+def batches(x, y, batch_size, generator):
+    """One epoch of shuffled mini-batches ``(x_batch, y_batch)``: one permutation, then slices."""
+    order = torch.randperm(len(y), generator=generator)
+    for start in range(0, len(y), batch_size):
+        idx = order[start:start + batch_size]
+        yield x[idx], y[idx]
+
+
+def num_batches(num_examples, batch_size):
+    return -(-num_examples // batch_size)

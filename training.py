@@ -1,0 +1,266 @@
+"""What every method shares: the command line, seeding, the train and evaluate steps, early stopping,
+the results file and the epoch loop that ties them together.
+
+Only helpers live here; each method's script decides what one epoch is. Helpers return numbers; the scripts'
+``main()`` and :func:`fit` are the only places that print or write.
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from data import DataError
+
+
+class InputError(Exception):
+    """Bad input found after argument parsing (world size, partition...): exit status 2, no traceback."""
+
+
+# ---------------------------------------------------------------------------------------------- command line
+
+def _number(kind, low, inclusive):
+    """An argparse type: ``kind`` (int or float) that must be > ``low`` (or >= when ``inclusive``)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}")
+        if value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {low}, not {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, 0, inclusive=False)
+nonnegative_int = _number(int, 0, inclusive=True)
+positive_float = _number(float, 0, inclusive=False)
+nonnegative_float = _number(float, 0, inclusive=True)
+
+
+def fraction(text):
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], not {text}")
+    return value
+
+
+def common_parser(method, description):
+    """An ArgumentParser with the flags every training script has (DESIGN.md); defaults are the report's."""
+    parser = argparse.ArgumentParser(description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add = parser.add_argument
+    add("--epochs", type=positive_int, default=30,
+        help="the most epochs to train (for FedAvg: rounds; one round = every client one pass over its data)")
+    add("--patience", type=nonnegative_int, default=3,
+        help="stop when the test loss has not improved for this many epochs; 0 turns early stopping off")
+    add("--batch-size", type=positive_int, default=64, help="training mini-batch size")
+    add("--test-batch-size", type=positive_int, default=1000, help="evaluation batch size")
+    add("--lr", type=positive_float, default=0.01, help="SGD learning rate at the start")
+    add("--lr-decay", type=fraction, default=0.1,
+        help="multiply the learning rate by this after each epoch whose test loss is no new best "
+             "(1 keeps it constant, as the report did)")
+    add("--momentum", type=nonnegative_float, default=0.9, help="SGD momentum")
+    add("--weight-decay", type=nonnegative_float, default=5e-4, help="SGD weight decay (L2)")
+    add("--seed", type=int, default=0, help="seed of every random choice: initial weights, shuffling, partition")
+    add("--data-dir", default=None,
+        help="folder with the four Fashion-MNIST files (downloaded there if missing); default: searched for "
+             "in $FASHION_MNIST_DIR, ./data, /usr/share/datasets/fashion-mnist")
+    add("--results-dir", default="results", help="where the results file is written")
+    add("--run-name", default=method, help="the results file is <results-dir>/<run-name>.json")
+    add("--train-subset", type=positive_int, default=None, help="use only the first N training images")
+    add("--test-subset", type=positive_int, default=None, help="use only the first N test images")
+    add("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to compute; auto = cuda if any")
+    add("--no-progress", action="store_true", help="no progress bar (also off when stderr is not a terminal)")
+    return parser
+
+
+def add_client_args(parser, clients_help=None):
+    """``--partition`` and ``--alpha``; ``--clients`` too where the client count is not the MPI world's."""
+    add = parser.add_argument
+    if clients_help:
+        add("--clients", type=positive_int, default=10, help=clients_help)
+    add("--partition", choices=["iid", "dirichlet"], default="iid",
+        help="how the training set is divided among clients")
+    add("--alpha", type=positive_float, default=0.5,
+        help="Dirichlet concentration for --partition dirichlet (smaller = more skewed)")
+
+
+def resolve_device(name):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+    return torch.device(name)
+
+
+def run_main(main):
+    """Run ``main()``; bad input ends with status 2 and one ``error: ...`` line instead of a traceback."""
+    try:
+        main()
+    except (DataError, InputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted; the results file keeps the last complete epoch", file=sys.stderr)
+        sys.exit(130)
+
+
+# ------------------------------------------------------------------------------------------ train, evaluate
+
+def train_epoch(model, optimizer, batch_iter):
+    """One pass of SGD over ``batch_iter``; returns the mean training loss per example."""
+    model.train()
+    total_loss, count = 0.0, 0
+    for x, y in batch_iter:
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item() * len(y)
+        count += len(y)
+    return total_loss / max(count, 1)
+
+
+@torch.no_grad()
+def evaluate(model, x, y, batch_size):
+    """``(mean test loss, accuracy in [0, 1])`` of ``model`` (any callable) on ``x``, ``y``."""
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(y), batch_size):
+        logits = model(x[start:start + batch_size])
+        target = y[start:start + batch_size]
+        total_loss += F.cross_entropy(logits, target, reduction="sum").item()
+        correct += (logits.argmax(1) == target).sum().item()
+    return total_loss / len(y), correct / len(y)
+
+
+def sgd(params, args):
+    return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+
+
+def set_lr(optimizer, lr):
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+class Plateau:
+    """Watches the test loss: decays the learning rate after each epoch without a new best, and says stop
+    once there has been none for ``patience`` epochs in a row (0: never stop early)."""
+
+    def __init__(self, patience, lr, decay):
+        self.patience, self.lr, self.decay = patience, lr, decay
+        self.best_loss = float("inf")
+        self.epochs_without_improvement = 0
+
+    def should_stop(self, test_loss):
+        if test_loss < self.best_loss:
+            self.best_loss = test_loss
+            self.epochs_without_improvement = 0
+        else:
+            self.epochs_without_improvement += 1
+            self.lr *= self.decay
+        return self.patience > 0 and self.epochs_without_improvement >= self.patience
+
+
+# ------------------------------------------------------------------------------------------------- results
+
+def environment(device, mpi=None):
+    return {"python": platform.python_version(), "torch": torch.__version__, "mpi": mpi,
+            "cpus": os.cpu_count(), "device": str(device)}
+
+
+def write_json_atomic(path, obj):
+    """Write ``obj`` as JSON to ``path`` so that readers see the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+class Results:
+    """The run's results file (DESIGN.md, "Results format"), rewritten after every change."""
+
+    def __init__(self, args, method, device, world_size=1, mpi=None):
+        self.path = Path(args.results_dir) / f"{args.run_name}.json"
+        self.data = {"method": method, "status": "running",
+                     "config": {**vars(args), "world_size": world_size},
+                     "environment": environment(device, mpi), "epochs": [], "best": None}
+        write_json_atomic(self.path, self.data)
+
+    def add_epoch(self, record):
+        self.data["epochs"].append(record)
+        best = self.data["best"]
+        if best is None or record["test_loss"] < best["test_loss"]:
+            self.data["best"] = {k: record[k] for k in ("epoch", "test_loss", "test_acc")}
+        write_json_atomic(self.path, self.data)
+
+    def finish(self, status, **extra):
+        self.data.update(status=status, **extra)
+        write_json_atomic(self.path, self.data)
+
+
+# ---------------------------------------------------------------------------------------------- epoch loop
+
+def progress_enabled(args):
+    return not args.no_progress and sys.stderr.isatty()
+
+
+def progress(args, iterable, total, desc):
+    """``iterable`` with a tqdm bar of ``total`` steps, silent when progress is off."""
+    return tqdm(iterable, total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True,
+                disable=not progress_enabled(args))
+
+
+def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
+    """The loop every method shares: train an epoch, evaluate, record, stop early; returns the results dict.
+
+    ``train_one_epoch(epoch, lr)`` trains with learning rate ``lr`` and returns a dict with at least ``train_loss`` (and ``bytes_sent``,
+    ``bytes_received`` where processes talk); ``evaluate_model()`` one with ``test_loss`` and ``test_acc``.
+    ``final_info()`` gives keys to add to the results at the end. A crash marks the results file ``failed``
+    and keeps every completed epoch.
+    """
+    plateau = Plateau(args.patience, args.lr, args.lr_decay)
+    status = "completed"
+    start = time.perf_counter()
+    try:
+        for epoch in range(1, args.epochs + 1):
+            epoch_start = time.perf_counter()
+            record = {"epoch": epoch, "lr": plateau.lr, "bytes_sent": 0, "bytes_received": 0,
+                      **train_one_epoch(epoch, plateau.lr)}
+            train_time = time.perf_counter() - epoch_start
+            evaluation = evaluate_model()
+            for key in ("bytes_sent", "bytes_received"):  # evaluation traffic belongs to the epoch too
+                record[key] += evaluation.pop(key, 0)
+            record.update(evaluation)
+            now = time.perf_counter()
+            record.update(epoch_time_s=now - epoch_start, train_time_s=train_time, elapsed_s=now - start)
+            results.add_epoch(record)
+            print(f"epoch {epoch:3d}  train loss {record['train_loss']:.4f}  test loss {record['test_loss']:.4f}  "
+                  f"test acc {record['test_acc']:.4f}  {record['epoch_time_s']:.1f} s", file=sys.stderr, flush=True)
+            if plateau.should_stop(record["test_loss"]):
+                status = "stopped_early"
+                break
+    except BaseException as exc:
+        results.finish("failed", error=f"{type(exc).__name__}: {exc}", **final_info())
+        raise
+    results.finish(status, **final_info())
+    return results.data
