@@ -43,11 +43,33 @@ def split_lenet5(cut_layer=1, seed=None):
     return model[:cut_layer], model[cut_layer:]
 
 
+def flatten(tensors):
+    """The tensors, one after another, as one new contiguous 1-D tensor (what goes over the wire)."""
+    return torch.cat([t.detach().reshape(-1) for t in tensors])
+
+
+@torch.no_grad()
+def unflatten_into(tensors, flat):
+    """Copy a tensor made by :func:`flatten` back into ``tensors``, in place.
+
+    A copy, not torch's ``vector_to_parameters``, which makes the tensors views of ``flat``: training would
+    then write into ``flat``, which may be the global model that other clients are still to start from.
+    """
+    tensors = list(tensors)
+    expected = sum(t.numel() for t in tensors)
+    if flat.numel() != expected:
+        raise ValueError(f"{flat.numel()} values for tensors with {expected} in all")
+    offset = 0
+    for t in tensors:
+        t.copy_(flat[offset:offset + t.numel()].view_as(t))
+        offset += t.numel()
+
+
 def flat_parameters(model):
-    """All parameters of ``model`` as one new contiguous 1-D tensor (what FedAvg and sync SGD send)."""
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    """All parameters of ``model`` as one new 1-D tensor (what FedAvg and sync SGD send)."""
+    return flatten(model.parameters())
 
 
 def load_flat_parameters(model, flat):
-    """Copy a tensor made by :func:`flat_parameters` back into ``model``'s parameters."""
-    torch.nn.utils.vector_to_parameters(flat, model.parameters())
+    """Copy a tensor made by :func:`flat_parameters` into ``model``'s parameters."""
+    unflatten_into(model.parameters(), flat)

@@ -3,14 +3,19 @@ and ending every rank when one fails.
 
 Why the waiting is hand-made: MPI implementations busy-poll inside a blocking ``Recv``. With 11 ranks on
 2 cores the waiting ranks would take the cores from the two that have work (measured: an 80 s split-learning
-epoch instead of 9 s). So every wait here polls with ``Test``/``Iprobe``: briefly flat out, because the
-partner's reply is usually due within a few hundred microseconds, then sleeping ever longer, so that a rank
-with nothing to do for seconds costs almost nothing.
+epoch instead of 9 s). Polling with ``Test``/``Iprobe`` and short sleeps is better but not enough: a rank
+that wakes every 100 us to poll still slows the one that computes by 15-25 % (benchmarks/README.md). So
+each rank has a *doorbell*, a FIFO on this machine: whoever posts a message to a rank rings its bell, and a
+waiting rank sleeps in ``select()`` until rung. It takes no CPU while it waits and wakes at once. Where the
+ranks are not all on one machine, waiting falls back to polling with a growing sleep.
 """
 
 import os
 import pickle
+import select
+import shutil
 import sys
+import tempfile
 import time
 import traceback
 
@@ -20,15 +25,22 @@ from mpi4py import MPI
 from data import DataError
 from training import InputError
 
-SPIN_SECONDS = 50e-6  # poll without sleeping this long: a reply this quick is not worth a sleep's latency
-FIRST_SLEEP = 20e-6  # then sleep, starting here (the kernel rounds up to about 60 us) ...
-MAX_SLEEP = 2e-3  # ... doubling up to this: an idle rank wakes 500 times a second at most
-HOT_SECONDS = 5e-3  # but keep sleeps short for this long: within it the partner is computing a reply
+SPIN_SECONDS = 50e-6  # poll flat out this long first: a reply due this soon is not worth a sleep
+TRANSFER_SPIN_SECONDS = 1e-3  # once a large message is under way, poll flat out so that it flows
+FIRST_SLEEP = 1e-3  # then sleep (until rung, or at most this long) ...
+MAX_SLEEP = 0.1  # ... doubling up to this: without a bell, an idle rank still looks now and then
 
 
-def launched_by_mpi():
-    """True when this process was started by mpirun/mpiexec (checked without initialising MPI)."""
-    return any(name in os.environ for name in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK"))
+def cores():
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def use_threads(count):
+    """Compute with ``count`` threads. Needed under mpirun: MPICH's launcher leaves OpenMP (and so torch)
+    believing it has one core (measured: split learning ran at one-thread speed, 1.9x regular learning)."""
+    import torch
+    torch.set_num_threads(max(1, count))
 
 
 def mpi_description():
@@ -37,19 +49,60 @@ def mpi_description():
     return f"{vendor} {'.'.join(map(str, version))}"
 
 
-def wait_until(done):
-    """Call ``done()`` until it returns True, spinning briefly, then sleeping with back-off."""
-    if done():
-        return
-    start = time.perf_counter()
+class Doorbells:
+    """A FIFO per rank: ``ring(rank)`` wakes ``rank`` from ``sleep()``. Collective to create."""
+
+    def __init__(self, comm):
+        rank = comm.Get_rank()
+        one_machine = len(set(comm.allgather(MPI.Get_processor_name()))) == 1
+        self.enabled = comm.allreduce(one_machine and hasattr(os, "mkfifo"), op=MPI.LAND)
+        if not self.enabled:
+            return
+        folder = comm.bcast(tempfile.mkdtemp(prefix="doorbells-") if rank == 0 else None)
+        os.mkfifo(os.path.join(folder, str(rank)))
+        # Read and write: opening never blocks, and the FIFO never reads as closed.
+        self.own = os.open(os.path.join(folder, str(rank)), os.O_RDWR | os.O_NONBLOCK)
+        comm.Barrier()
+        self.peers = {peer: os.open(os.path.join(folder, str(peer)), os.O_WRONLY | os.O_NONBLOCK)
+                      for peer in range(comm.Get_size()) if peer != rank}
+        comm.Barrier()
+        if rank == 0:
+            shutil.rmtree(folder)  # open FIFOs keep working; nothing is left behind in /tmp
+
+    def ring(self, rank):
+        if self.enabled and rank in self.peers:
+            try:
+                os.write(self.peers[rank], b"!")
+            except BlockingIOError:  # the FIFO is full of rings: the bell is ringing already
+                pass
+
+    def sleep(self, seconds):
+        """Sleep until rung or for ``seconds``, whichever comes first."""
+        if not self.enabled:
+            time.sleep(seconds)
+            return
+        select.select([self.own], [], [], seconds)
+        try:
+            while os.read(self.own, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+
+def wait_until(done, bells, spin=SPIN_SECONDS):
+    """Call ``done()`` until it returns True: flat out for ``spin`` seconds, then sleep until rung and so on.
+
+    The spin comes after every wake-up too, because MPI may need more than one call to see a message that
+    has just arrived (MPICH's ``Iprobe`` sees it on the second).
+    """
     sleep = FIRST_SLEEP
-    while not done():
-        waited = time.perf_counter() - start
-        if waited < SPIN_SECONDS:
-            continue
-        time.sleep(sleep)
-        if waited > HOT_SECONDS:
-            sleep = min(sleep * 2, MAX_SLEEP)
+    while True:
+        start = time.perf_counter()
+        while time.perf_counter() - start < spin:
+            if done():
+                return
+        bells.sleep(sleep)
+        sleep = min(sleep * 2, MAX_SLEEP)
 
 
 class ProtocolError(RuntimeError):
@@ -60,11 +113,14 @@ class Channel:
     """Point-to-point messages on ``comm`` that wait cheaply and count the bytes they move.
 
     Arrays go as raw buffers (``Isend``/``Irecv``); small control messages as pickles (``send_obj``).
+    Every posted send rings the receiver's doorbell, and every posted receive the sender's, since a large
+    message needs both sides to make progress. Creating a Channel is collective.
     """
 
     def __init__(self, comm):
         self.comm = comm
         self.rank = comm.Get_rank()
+        self.bells = Doorbells(comm)
         self.bytes_sent = 0
         self.bytes_received = 0
 
@@ -74,33 +130,39 @@ class Channel:
         self.bytes_sent = self.bytes_received = 0
         return counts
 
+    def _send_bytes(self, buffer, nbytes, dest, tag):
+        request = self.comm.Isend(buffer, dest, tag)
+        done = request.Test()  # MPI may only enqueue the message when it is next driven: do that before ringing
+        self.bells.ring(dest)
+        if not done:
+            wait_until(request.Test, self.bells, spin=TRANSFER_SPIN_SECONDS)
+        self.bytes_sent += nbytes
+
     def send(self, array, dest, tag):
         array = np.ascontiguousarray(array)
-        request = self.comm.Isend(array, dest, tag)
-        wait_until(request.Test)
-        self.bytes_sent += array.nbytes
+        self._send_bytes(array, array.nbytes, dest, tag)
 
     def recv(self, array, source, tag):
         """Receive exactly ``array.size`` items into ``array``; a message of another size is an error."""
-        status = MPI.Status()
-        request = self.comm.Irecv(array, source, tag)
-        wait_until(lambda: request.Test(status))
+        status = self.probe(source, tag)
         if status.Get_count(MPI._typedict[array.dtype.char]) != array.size:
             raise ProtocolError(f"rank {self.rank}: message with tag {tag} from rank {status.Get_source()} "
                                 f"has {status.Get_count()} bytes, expected {array.nbytes}")
+        request = self.comm.Irecv(array, source, tag)
+        request.Test()
+        self.bells.ring(source)
+        wait_until(request.Test, self.bells, spin=TRANSFER_SPIN_SECONDS)
         self.bytes_received += array.nbytes
 
     def probe(self, source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG):
         """Wait for a message and return its status (source, tag, size) without receiving it."""
         status = MPI.Status()
-        wait_until(lambda: self.comm.Iprobe(source, tag, status))
+        wait_until(lambda: self.comm.Iprobe(source, tag, status), self.bells)
         return status
 
     def send_obj(self, obj, dest, tag):
         payload = pickle.dumps(obj)
-        request = self.comm.Isend(payload, dest, tag)
-        wait_until(request.Test)
-        self.bytes_sent += len(payload)
+        self._send_bytes(payload, len(payload), dest, tag)
 
     def recv_obj(self, source, tag):
         status = self.probe(source, tag)

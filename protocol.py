@@ -21,13 +21,14 @@ Split learning, per epoch, for each client k = 1..N in turn:
 The server sees nothing of a client's data but cut-layer activations and labels; the server checks every
 message against that layout (sender, tag, size) and stops with a ProtocolError on anything else.
 
-FedAvg, per round (MPI mode):
+FedAvg, per round (MPI mode), for each sampled client k (clients not sampled just wait):
 
-    aggregator -> all  ROUND       obj {"round", "sampled": [client ranks]}, then Bcast of the global
-                                   parameters float32 [P]
-    sampled k -> agg.  UPDATE      float32 [P] k's parameters after local training, then
-                       UPDATE_INFO obj {"num_examples", "train_loss", "bytes_sent", "bytes_received"}
-    aggregator -> all  STOP        obj {} at the end
+    aggregator -> k    ROUND         obj {"round", "lr"}
+    aggregator -> k    GLOBAL_MODEL  float32 [P]  the global model's parameters
+    k -> aggregator    UPDATE        float32 [P]  k's parameters after local training, then
+    k -> aggregator    UPDATE_INFO   obj {"num_examples", "train_loss", "bytes_sent", "bytes_received"}
+  the aggregator takes the updates in the order they arrive and averages them in client order;
+  at the end: aggregator -> every client  STOP  obj {}
 """
 
 from enum import IntEnum
@@ -48,3 +49,4 @@ class Tag(IntEnum):
     CUT_GRAD = 12
     CLIENT_STATE = 13
     UPDATE = 14
+    GLOBAL_MODEL = 15

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from mpi4py import MPI
 
 from data import batches, load_fashion_mnist, num_batches, partition, shuffle_generator
-from models import CUT_SHAPES, split_lenet5
-from mpi_utils import Channel, ProtocolError, check_world, collective, mpi_description, quiet_on_other_ranks, \
-    run_mpi_main
+from models import CUT_SHAPES, flatten, split_lenet5, unflatten_into
+from mpi_utils import Channel, ProtocolError, check_world, collective, cores, mpi_description, \
+    quiet_on_other_ranks, run_mpi_main, use_threads
 from protocol import Tag
 from training import Results, add_client_args, common_parser, fit, progress, resolve_device, set_lr, sgd
 
@@ -35,8 +35,9 @@ def build_parser():
     parser.add_argument("--client-weights", choices=["keep", "pass"], default="keep",
                         help="keep: each client trains its own client part (the report); pass: each client "
                              "starts its turn from the previous client's weights (original splitNN)")
-    parser.add_argument("--client-eval", choices=["all", "last"], default="all",
-                        help="evaluate every client's part after each epoch, or only the last client's")
+    parser.add_argument("--client-eval", choices=["end", "epoch"], default="end",
+                        help="when to evaluate every client's part (each epoch evaluates the last client's): "
+                             "once at the end, or after every epoch (10 test passes an epoch with 10 clients)")
     return parser
 
 
@@ -79,11 +80,6 @@ class Server:
     def _note(self, tag, shape):
         key = (tag.name, tuple(shape))
         self.received[key] = self.received.get(key, 0) + 1
-
-    def received_summary(self):
-        """For the results file: every kind of message the server was sent, and how many."""
-        return {"server_received": [{"tag": tag, "shape_per_example": list(shape), "messages": count}
-                                    for (tag, shape), count in sorted(self.received.items())]}
 
     def _finish_turn(self, client):
         report = self.channel.recv_obj(client, Tag.TURN_DONE)
@@ -151,17 +147,31 @@ class Server:
         return loss_sum / len(self.y_test), correct / len(self.y_test), self._finish_turn(client)
 
     def evaluate(self):
-        """The report's measure (last client's part) and, with --client-eval all, every client's."""
-        last = self.clients[-1]
-        others = self.clients[:-1] if self.args.client_eval == "all" else []
+        """The report's measure: the last client's part; with --client-eval epoch, every client's too."""
+        if self.args.client_eval == "epoch":
+            return self.evaluate_all_clients()
+        loss, acc, report = self.evaluate_client(self.clients[-1])
+        return {"test_loss": loss, "test_acc": acc, **self._traffic([report])}
+
+    def evaluate_all_clients(self):
+        """Every client's part (the last client's last, as the report's measure), with mean and spread."""
         accuracies, reports = [], []
-        for client in others + [last]:
+        for client in self.clients:
             loss, acc, report = self.evaluate_client(client)
             accuracies.append(acc)
             reports.append(report)
         return {"test_loss": loss, "test_acc": acc, "client_test_acc": accuracies,
                 "client_test_acc_mean": float(np.mean(accuracies)),
                 "client_test_acc_std": float(np.std(accuracies)), **self._traffic(reports)}
+
+    def final_summary(self):
+        """For the results file: every client's part evaluated, and every kind of message the server saw."""
+        final = self.evaluate_all_clients()
+        return {"final_client_test_acc": final["client_test_acc"],
+                "final_client_test_acc_mean": final["client_test_acc_mean"],
+                "final_client_test_acc_std": final["client_test_acc_std"],
+                "server_received": [{"tag": tag, "shape_per_example": list(shape), "messages": count}
+                                    for (tag, shape), count in sorted(self.received.items())]}
 
     def stop(self):
         for client in self.clients:
@@ -205,7 +215,7 @@ class Client:
         if receive_from is not None:
             flat = torch.empty(sum(t.numel() for t in self.state))
             self.channel.recv(flat.numpy(), receive_from, Tag.CLIENT_STATE)
-            torch.nn.utils.vector_to_parameters(flat, self.state)
+            unflatten_into(self.state, flat)
         self.client_part.train()
         for x, y in batches(self.x_train, self.y_train, self.args.batch_size, self.shuffle):
             smashed = self.client_part(x)
@@ -220,8 +230,7 @@ class Client:
 
     def hand_over(self, to):
         """Pass this client's part (weights and momentum) to the client whose turn is next."""
-        flat = torch.nn.utils.parameters_to_vector([t.detach() for t in self.state])
-        self.channel.send(flat.cpu().numpy(), to, Tag.CLIENT_STATE)
+        self.channel.send(flatten(self.state).cpu().numpy(), to, Tag.CLIENT_STATE)
 
     @torch.no_grad()
     def evaluate(self):
@@ -249,6 +258,7 @@ def main():
     args, device, (x_train, y_train, x_test, y_test), shards = collective(comm, setup)
     client_part, server_part = (part.to(device) for part in split_lenet5(args.cut_layer, args.seed))
     channel = Channel(comm)
+    use_threads(cores())  # one rank computes at a time (the others wait on their doorbells): give it every core
 
     if channel.rank != SERVER:
         shard = shards[channel.rank - 1]
@@ -256,7 +266,7 @@ def main():
         return
     server = Server(channel, server_part, args, y_test, [len(s) for s in shards], device)
     results = Results(args, "split", device, world_size=comm.Get_size(), mpi=mpi_description())
-    fit(args, results, server.train_epoch, server.evaluate, final_info=server.received_summary)
+    fit(args, results, server.train_epoch, server.evaluate, final_info=server.final_summary)
     server.stop()
     print(f"results: {results.path}")
 

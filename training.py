@@ -103,6 +103,11 @@ def resolve_device(name):
     return torch.device(name)
 
 
+def launched_by_mpi():
+    """True when this process was started by mpirun/mpiexec (checked without initialising MPI)."""
+    return any(name in os.environ for name in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK"))
+
+
 def run_main(main):
     """Run ``main()``; bad input ends with status 2 and one ``error: ...`` line instead of a traceback."""
     try:
@@ -235,8 +240,8 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
 
     ``train_one_epoch(epoch, lr)`` trains with learning rate ``lr`` and returns a dict with at least ``train_loss`` (and ``bytes_sent``,
     ``bytes_received`` where processes talk); ``evaluate_model()`` one with ``test_loss`` and ``test_acc``.
-    ``final_info()`` gives keys to add to the results at the end. A crash marks the results file ``failed``
-    and keeps every completed epoch.
+    ``final_info()`` gives keys to add to the results once training is over. A crash marks the results file
+    ``failed`` and keeps every completed epoch.
     """
     plateau = Plateau(args.patience, args.lr, args.lr_decay)
     status = "completed"
@@ -260,7 +265,7 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
                 status = "stopped_early"
                 break
     except BaseException as exc:
-        results.finish("failed", error=f"{type(exc).__name__}: {exc}", **final_info())
+        results.finish("failed", error=f"{type(exc).__name__}: {exc}")
         raise
     results.finish(status, **final_info())
     return results.data

@@ -37,6 +37,9 @@ def script(name, *args, **kwargs):
     return run([sys.executable, str(ROOT / name), *args], **kwargs)
 
 
+MPIRUN = str(Path(sys.executable).parent / "mpirun")  # the one `make setup` installs in .venv
+
+
 def mpirun(n, name, *args, **kwargs):
-    mpiexec = Path(sys.executable).parent / "mpirun"
-    return run([str(mpiexec), "-n", str(n), sys.executable, str(ROOT / name), *args], **kwargs)
+    """``mpirun -n N python NAME ARGS`` from the project folder (NAME relative to it)."""
+    return run([MPIRUN, "-n", str(n), sys.executable, str(ROOT / name), *args], **kwargs)

@@ -43,10 +43,16 @@ def test_lenet5_shape_and_size():
     assert sum(p.numel() for p in model.parameters()) == 61706  # LeNet-5 with a padded first convolution
 
 
-def test_flat_parameters_round_trip():
+def test_flat_parameters_round_trip_copies():
     source, target = lenet5(seed=0), lenet5(seed=1)
-    load_flat_parameters(target, flat_parameters(source))
-    assert torch.equal(flat_parameters(target), flat_parameters(source))
+    flat = flat_parameters(source)
+    load_flat_parameters(target, flat)
+    assert torch.equal(flat_parameters(target), flat)
+    with torch.no_grad():  # training the target must not change the vector it was loaded from
+        next(target.parameters()).add_(1.0)
+    assert torch.equal(flat, flat_parameters(source))
+    with pytest.raises(ValueError):
+        load_flat_parameters(target, flat[:-1])
 
 
 def test_unknown_cut_layer_is_refused():

@@ -1,0 +1,104 @@
+"""Federated averaging: the pure aggregation, client sampling, and both modes end to end."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import mpirun, needs_data, script
+from federated_learning import Aggregator, sample_clients, weighted_average
+
+
+# ------------------------------------------------------------------------------------------- pure functions
+
+def test_weighted_average_matches_numpy_for_unequal_shards():
+    rng = np.random.default_rng(0)
+    vectors = [rng.normal(size=50).astype(np.float32) for _ in range(4)]
+    sizes = [6000, 100, 2500, 1]
+    ours = weighted_average([torch.from_numpy(v) for v in vectors], sizes)
+    assert np.allclose(ours.numpy(), np.average(np.stack(vectors), axis=0, weights=sizes), atol=1e-6)
+
+
+def test_average_of_one_model_is_that_model_exactly():
+    vector = torch.randn(1000)
+    assert torch.equal(weighted_average([vector], [6000]), vector)
+
+
+def test_server_momentum_accumulates_the_pseudo_gradient():
+    aggregator = Aggregator(torch.zeros(3), server_momentum=0.5)
+    aggregator.aggregate([torch.ones(3)], [1])  # pseudo-gradient -1: velocity -1, params 1
+    assert torch.allclose(aggregator.params, torch.ones(3))
+    aggregator.aggregate([torch.ones(3)], [1])  # pseudo-gradient 0: velocity -0.5, params 1.5
+    assert torch.allclose(aggregator.params, torch.full((3,), 1.5))
+
+
+def test_sampling_is_seeded_sized_and_varies_by_round():
+    rounds = [sample_clients(10, 0.3, seed=0, round_number=r) for r in range(1, 6)]
+    assert all(len(s) == 3 and len(set(s)) == 3 and all(0 <= c < 10 for c in s) for s in rounds)
+    assert rounds == [sample_clients(10, 0.3, seed=0, round_number=r) for r in range(1, 6)]
+    assert len({tuple(s) for s in rounds}) > 1
+    assert sample_clients(10, 0.01, seed=0, round_number=1) != []  # at least one client
+    assert sample_clients(4, 1.0, seed=5, round_number=9) == [0, 1, 2, 3]
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+FLAGS = ["--train-subset", "1000", "--test-subset", "500", "--patience", "0", "--no-progress"]
+
+
+def losses(path):
+    return [e["test_loss"] for e in json.loads(path.read_text())["epochs"]]
+
+
+@needs_data
+def test_one_client_one_local_epoch_is_regular_learning(tmp_path):
+    flags = [*FLAGS, "--epochs", "3", "--results-dir", str(tmp_path)]
+    federated = script("federated_learning.py", *flags, "--clients", "1", "--client-momentum", "keep")
+    regular = script("regular_learning.py", *flags)
+    assert federated.returncode == 0 and regular.returncode == 0, federated.stderr + regular.stderr
+    assert losses(tmp_path / "federated.json") == pytest.approx(losses(tmp_path / "regular.json"), abs=1e-4)
+
+
+@needs_data
+def test_momentum_reset_matches_regular_learning_only_in_the_first_round(tmp_path):
+    flags = [*FLAGS, "--epochs", "2", "--results-dir", str(tmp_path)]
+    assert script("federated_learning.py", *flags, "--clients", "1").returncode == 0
+    assert script("regular_learning.py", *flags).returncode == 0
+    federated, regular = losses(tmp_path / "federated.json"), losses(tmp_path / "regular.json")
+    assert federated[0] == pytest.approx(regular[0], abs=1e-4)
+    assert federated[1] != pytest.approx(regular[1], abs=1e-4)
+
+
+@needs_data
+@pytest.mark.parametrize("extra", [[], ["--fraction", "0.5", "--server-momentum", "0.5"]])
+def test_one_process_and_mpi_modes_agree(tmp_path, extra):
+    flags = [*FLAGS, "--epochs", "2", *extra]
+    # Under MPI each of the 3 clients gets one of the 2 cores' threads; one thread in one process too, so that
+    # both sum in the same order (with 2 threads the losses of this small run differ by about 1e-4).
+    one = script("federated_learning.py", *flags, "--clients", "3", "--results-dir", str(tmp_path / "one"),
+                 env={"OMP_NUM_THREADS": "1"})
+    mpi = mpirun(4, "federated_learning.py", *flags, "--results-dir", str(tmp_path / "mpi"), timeout=180)
+    assert one.returncode == 0 and mpi.returncode == 0, one.stderr + mpi.stderr
+    one_run = json.loads((tmp_path / "one" / "federated.json").read_text())
+    mpi_run = json.loads((tmp_path / "mpi" / "federated.json").read_text())
+    assert [e["test_loss"] for e in mpi_run["epochs"]] == pytest.approx(
+        [e["test_loss"] for e in one_run["epochs"]], abs=1e-4)
+    assert mpi_run["config"]["world_size"] == 4 and mpi_run["config"]["clients"] == 3
+    for one_epoch, mpi_epoch in zip(one_run["epochs"], mpi_run["epochs"]):
+        assert one_epoch["clients"] == mpi_epoch["clients"]
+        assert one_epoch["model_bytes_up"] == mpi_epoch["model_bytes_up"] == mpi_epoch["clients"] * 61706 * 4
+        assert one_epoch["bytes_sent"] == 0  # nothing crosses a process boundary in one process
+        assert mpi_epoch["bytes_sent"] >= 2 * mpi_epoch["model_bytes_up"]
+
+
+@needs_data
+def test_mpi_with_one_rank_is_refused(tmp_path):
+    result = mpirun(1, "federated_learning.py", *FLAGS, "--results-dir", str(tmp_path), timeout=120)
+    assert result.returncode == 2
+    assert "error: needs at least 2 MPI processes" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_fraction_is_an_argparse_error():
+    result = script("federated_learning.py", "--fraction", "1.5")
+    assert result.returncode == 2 and "--fraction" in result.stderr

@@ -1,0 +1,87 @@
+"""Split learning over MPI, launched with mpirun as a user does."""
+
+import json
+import time
+
+import pytest
+
+from conftest import mpirun, needs_data, script
+
+SMALL = ["--train-subset", "600", "--test-subset", "300", "--patience", "0", "--no-progress"]
+pytestmark = needs_data
+
+
+def load(path):
+    return json.loads(path.read_text())
+
+
+def test_three_ranks_train_and_write_results(tmp_path):
+    result = mpirun(3, "split_learning.py", *SMALL, "--epochs", "2", "--results-dir", str(tmp_path), timeout=180)
+    assert result.returncode == 0, result.stderr
+    saved = load(tmp_path / "split.json")
+    assert saved["method"] == "split" and saved["status"] == "completed"
+    assert saved["config"]["world_size"] == 3
+    assert saved["environment"]["mpi"]
+    epoch = saved["epochs"][-1]
+    assert epoch["test_acc"] > 0.3  # 600 images, 2 epochs: well above chance (0.1)
+    assert len(saved["final_client_test_acc"]) == 2
+    assert saved["final_client_test_acc"][-1] == epoch["test_acc"]  # the report's measure: the last client
+    # Every batch's activations and gradients cross the wire: at least 2 x 600 x 6x14x14 floats each way.
+    assert epoch["bytes_sent"] >= 2 * 600 * 6 * 14 * 14 * 4
+    assert epoch["bytes_sent"] == epoch["bytes_received"]  # every byte sent by one rank is received by another
+
+
+def test_server_sees_only_cut_layer_activations_and_labels(tmp_path):
+    for cut_layer, shape in [("1", [6, 14, 14]), ("2", [16, 5, 5])]:
+        result = mpirun(3, "split_learning.py", *SMALL, "--epochs", "1", "--cut-layer", cut_layer,
+                        "--results-dir", str(tmp_path), timeout=180)
+        assert result.returncode == 0, result.stderr
+        received = load(tmp_path / "split.json")["server_received"]
+        kinds = {(r["tag"], tuple(r["shape_per_example"])) for r in received}
+        assert kinds == {("SMASHED", tuple(shape)), ("LABELS", ()), ("TURN_DONE", ())}
+
+
+@pytest.mark.parametrize("client_weights", ["keep", "pass"])
+def test_one_client_is_regular_learning(tmp_path, client_weights):
+    flags = ["--train-subset", "1000", "--test-subset", "500", "--epochs", "3", "--patience", "0",
+             "--no-progress", "--results-dir", str(tmp_path)]
+    split = mpirun(2, "split_learning.py", *flags, "--client-weights", client_weights, timeout=180)
+    regular = script("regular_learning.py", *flags)
+    assert split.returncode == 0 and regular.returncode == 0, split.stderr + regular.stderr
+    split_losses = [e["test_loss"] for e in load(tmp_path / "split.json")["epochs"]]
+    regular_losses = [e["test_loss"] for e in load(tmp_path / "regular.json")["epochs"]]
+    assert split_losses == pytest.approx(regular_losses, abs=1e-4)
+
+
+def test_passed_weights_make_one_shared_model(tmp_path):
+    result = mpirun(4, "split_learning.py", *SMALL, "--epochs", "1", "--client-weights", "pass",
+                    "--client-eval", "epoch", "--results-dir", str(tmp_path), timeout=180)
+    assert result.returncode == 0, result.stderr
+    epoch = load(tmp_path / "split.json")["epochs"][0]
+    # Each client part is a snapshot of one model taken at its hand-over; the last client's is the newest.
+    assert len(epoch["client_test_acc"]) == 3 and epoch["client_test_acc"][-1] == epoch["test_acc"]
+
+
+def test_one_rank_is_refused_with_a_clear_message(tmp_path):
+    result = mpirun(1, "split_learning.py", *SMALL, "--results-dir", str(tmp_path), timeout=120)
+    assert result.returncode != 0
+    assert "error: needs at least 2 MPI processes" in result.stderr
+    assert "mpirun -n 11 python split_learning.py" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_flag_is_reported_once(tmp_path):
+    result = mpirun(3, "split_learning.py", "--epochs", "-3", timeout=120)
+    assert result.returncode != 0
+    assert result.stderr.count("error: argument --epochs") == 1
+
+
+@pytest.mark.parametrize("fault", ["raise", "kill"])
+def test_a_failing_client_ends_the_whole_job_quickly(tmp_path, fault):
+    start = time.monotonic()
+    result = mpirun(3, "tests/helpers/split_learning_with_fault.py", fault, *SMALL, "--epochs", "2",
+                    "--results-dir", str(tmp_path), timeout=120)
+    assert result.returncode != 0
+    assert time.monotonic() - start < 60
+    if fault == "raise":
+        assert "planted fault in client 2" in result.stderr
