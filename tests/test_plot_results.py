@@ -1,0 +1,59 @@
+"""Figure 1, the comparison figure and the summary table from small fixture results files."""
+
+import json
+
+import pytest
+
+from conftest import script
+from plot_results import load_results, summarize, summary_markdown
+
+
+def write_run(folder, method, losses, accs, seconds=2.0, sent=100):
+    epochs = [{"epoch": i + 1, "train_loss": 1.0, "test_loss": loss, "test_acc": acc, "epoch_time_s": seconds,
+               "elapsed_s": seconds * (i + 1), "bytes_sent": sent, "bytes_received": sent}
+              for i, (loss, acc) in enumerate(zip(losses, accs))]
+    run = {"method": method, "status": "completed", "config": {}, "epochs": epochs,
+           "environment": {"python": "3", "torch": "2", "mpi": None, "cpus": 2, "device": "cpu"},
+           "best": None}
+    (folder / f"{method}.json").write_text(json.dumps(run))
+
+
+@pytest.fixture
+def results(tmp_path):
+    write_run(tmp_path, "regular", [0.5, 0.3, 0.35], [0.80, 0.90, 0.91], seconds=1.0, sent=0)
+    write_run(tmp_path, "split", [0.6, 0.4, 0.38, 0.39], [0.7, 0.85, 0.88, 0.87], seconds=3.0, sent=1000)
+    (tmp_path / "federated.json").write_text('{"method": "federated", "epochs": [{"epo')  # cut off mid-write
+    return tmp_path
+
+
+def test_summary_numbers_match_the_fixture(results):
+    runs, problems = load_results(results)
+    assert set(runs) == {"regular", "split"}
+    assert summarize(runs["regular"]) == {"best_acc": 0.91, "best_acc_epoch": 3, "min_loss": 0.3,
+                                          "converged_epoch": 2, "epochs_run": 3, "mean_epoch_s": 1.0,
+                                          "total_bytes": 0}
+    assert summarize(runs["split"])["total_bytes"] == 4000
+    assert summarize(runs["split"])["converged_epoch"] == 3
+    table = summary_markdown(runs)
+    assert "| Regular learning | 91.00% | 3 | 0.3000 | 2 | 3 | 1.0 | 0 | 88.8% / 10 / 19.0 s |" in table
+    assert "| Split learning | 88.00% | 3 | 0.3800 | 3 | 4 | 3.0 | 4,000 | 88.0% / 10 / 26.2 s |" in table
+
+
+def test_missing_and_corrupt_files_are_named_not_fatal(results):
+    _, problems = load_results(results)
+    assert any(p.startswith("corrupt:") and "federated.json" in p for p in problems)
+    assert any(p.startswith("missing:") and "sync_sgd.json" in p for p in problems)
+
+
+def test_script_writes_figures_and_table(results):
+    result = script("plot_results.py", "--results-dir", str(results))
+    assert result.returncode == 0, result.stderr
+    assert "federated.json" in result.stderr and "Traceback" not in result.stderr
+    for name in ("figure1.png", "comparison.png", "summary.md"):
+        assert (results / name).stat().st_size > 1000 or name == "summary.md"
+    assert (results / "figure1.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_no_results_is_a_clear_error(tmp_path):
+    result = script("plot_results.py", "--results-dir", str(tmp_path))
+    assert result.returncode == 2 and "error: no readable results" in result.stderr
