@@ -32,16 +32,19 @@ test: setup
 
 # The report's experiment, every method with its defaults, then the figures and the table.
 reproduce: setup
-	@echo "== [1/4] regular learning  -> results/regular.json"
+	@echo "== [1/5] regular learning  -> results/regular.json"
 	$(PYTHON) regular_learning.py --no-progress
-	@echo "== [2/4] split learning, 11 ranks  -> results/split.json"
+	@echo "== [2/5] split learning, 11 ranks  -> results/split.json"
 	$(VENV)/bin/mpirun -n 11 $(PYTHON) split_learning.py --no-progress
-	@echo "== [3/4] federated learning  -> results/federated.json"
+	@echo "== [3/5] federated learning  -> results/federated.json"
 	$(PYTHON) federated_learning.py --no-progress
-	@echo "== [4/4] figures and table  -> results/figure1.png, results/comparison.png, results/summary.md"
+	@echo "== [4/5] synchronous SGD, 10 workers  -> results/sync_sgd.json"
+	$(VENV)/bin/mpirun -n 11 $(PYTHON) sync_sgd.py --no-progress
+	@echo "== [5/5] figures and table  -> results/figure1.png, results/comparison.png, results/summary.md"
 	$(PYTHON) plot_results.py
 
 bench: setup
 	$(PYTHON) benchmarks/bench_regular.py
 	$(PYTHON) benchmarks/bench_split.py
 	$(PYTHON) benchmarks/bench_federated.py
+	$(PYTHON) benchmarks/bench_sync_sgd.py

@@ -130,17 +130,23 @@ class Channel:
         self.bytes_sent = self.bytes_received = 0
         return counts
 
-    def _send_bytes(self, buffer, nbytes, dest, tag):
+    def _post_send(self, buffer, nbytes, dest, tag):
         request = self.comm.Isend(buffer, dest, tag)
-        done = request.Test()  # MPI may only enqueue the message when it is next driven: do that before ringing
+        request.Test()  # MPI may only enqueue the message when it is next driven: do that before ringing
         self.bells.ring(dest)
-        if not done:
-            wait_until(request.Test, self.bells, spin=TRANSFER_SPIN_SECONDS)
         self.bytes_sent += nbytes
+        return request
+
+    def wait(self, request):
+        wait_until(request.Test, self.bells, spin=TRANSFER_SPIN_SECONDS)
 
     def send(self, array, dest, tag):
         array = np.ascontiguousarray(array)
-        self._send_bytes(array, array.nbytes, dest, tag)
+        self.wait(self._post_send(array, array.nbytes, dest, tag))
+
+    def isend(self, array, dest, tag):
+        """Start sending ``array`` (contiguous; leave it untouched until the request is done); the request."""
+        return self._post_send(array, array.nbytes, dest, tag)
 
     def recv(self, array, source, tag):
         """Receive exactly ``array.size`` items into ``array``; a message of another size is an error."""
@@ -151,7 +157,7 @@ class Channel:
         request = self.comm.Irecv(array, source, tag)
         request.Test()
         self.bells.ring(source)
-        wait_until(request.Test, self.bells, spin=TRANSFER_SPIN_SECONDS)
+        self.wait(request)
         self.bytes_received += array.nbytes
 
     def probe(self, source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG):
@@ -162,7 +168,7 @@ class Channel:
 
     def send_obj(self, obj, dest, tag):
         payload = pickle.dumps(obj)
-        self._send_bytes(payload, len(payload), dest, tag)
+        self.wait(self._post_send(payload, len(payload), dest, tag))
 
     def recv_obj(self, source, tag):
         status = self.probe(source, tag)

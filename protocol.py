@@ -29,6 +29,14 @@ FedAvg, per round (MPI mode), for each sampled client k (clients not sampled jus
     k -> aggregator    UPDATE_INFO   obj {"num_examples", "train_loss", "bytes_sent", "bytes_received"}
   the aggregator takes the updates in the order they arrive and averages them in client order;
   at the end: aggregator -> every client  STOP  obj {}
+
+Synchronous SGD with backup workers, per step s, with every worker k:
+
+    server -> k        PARAMS       float32 [P + 1]  the parameters, then s (exact: float32 holds integers < 2^24)
+    k -> server        GRADIENT     float32 [P + 2]  the gradient, then the step it is for, then the batch loss
+  the server uses the first N gradients for s; later ones for s are dropped and counted. A slow worker skips
+  to the newest PARAMS waiting for it. At the end: server -> every worker STOP obj {}; each worker answers
+  STOPPED obj {}, and the server drops the gradients that arrive before that.
 """
 
 from enum import IntEnum
@@ -43,6 +51,7 @@ class Tag(IntEnum):
     ROUND = 5
     UPDATE_INFO = 6
     HAND_OVER = 7
+    STOPPED = 8
     # arrays (raw buffers)
     SMASHED = 10
     LABELS = 11
@@ -50,3 +59,5 @@ class Tag(IntEnum):
     CLIENT_STATE = 13
     UPDATE = 14
     GLOBAL_MODEL = 15
+    PARAMS = 16
+    GRADIENT = 17

@@ -1,0 +1,219 @@
+"""Large-batch synchronous SGD with backup workers (Chen et al. 2016, "Revisiting distributed synchronous SGD").
+
+    mpirun -n 11 python sync_sgd.py                      # 10 workers, all awaited (N = 10, b = 0)
+    mpirun -n 11 python sync_sgd.py --backup-workers 2   # 10 workers, the first 8 gradients of a step used
+    mpirun -n 5 python sync_sgd.py --backup-workers 1 --straggler-delay-ms 20
+
+Rank 0 is the parameter server, ranks 1..N+b the workers, each with its own shard. Each step the server sends
+the parameters to every worker; each computes a gradient on its next mini-batch and sends it back; the server
+averages the first N to arrive, takes one SGD step, and goes on. A gradient that arrives for an old step is
+dropped and counted, never applied. An epoch is as many steps as make one pass over the training data at the
+effective batch of N x --batch-size.
+"""
+
+import runtime  # noqa: F401  (process settings that must precede torch)
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mpi4py import MPI
+
+from data import load_fashion_mnist, partition, shuffle_generator
+from models import flat_parameters, flatten, lenet5, load_flat_parameters, unflatten_into
+from mpi_utils import Channel, check_world, collective, cores, mpi_description, quiet_on_other_ranks, \
+    run_mpi_main, use_threads
+from protocol import Tag
+from training import InputError, Results, add_client_args, common_parser, evaluate, fit, nonnegative_float, \
+    nonnegative_int, sgd
+
+SERVER = 0
+
+
+def build_parser():
+    parser = common_parser("sync_sgd", __doc__.splitlines()[0])
+    add_client_args(parser)
+    add = parser.add_argument
+    add("--backup-workers", type=nonnegative_int, default=0,
+        help="b: workers whose gradients are not awaited each step (N = world size - 1 - b are)")
+    add("--lr-scaling", choices=["linear", "none"], default="linear",
+        help="linear: learning rate x N for the N-times larger batch, reached by a linear warm-up; none: --lr")
+    add("--warmup-epochs", type=nonnegative_float, default=1.0, help="epochs of warm-up with --lr-scaling linear")
+    add("--straggler-delay-ms", type=nonnegative_float, default=0.0,
+        help="mean of a seeded exponential delay added to every worker step, to model stragglers")
+    return parser
+
+
+# ------------------------------------------------------------------------------------ the method itself
+
+def worker_gradient(model, x, y):
+    """``(flat gradient of the mean loss on this batch, loss)``."""
+    model.zero_grad(set_to_none=False)
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    return flatten(p.grad for p in model.parameters()), loss.item()
+
+
+def collect(messages, step, needed):
+    """Take gradients for ``step`` from ``messages`` until ``needed`` have come; drop those for older steps.
+
+    ``messages`` yields ``(step, gradient, loss)`` in arrival order. Returns ``(gradients, losses, dropped)``.
+    """
+    gradients, losses, dropped = [], [], 0
+    for message_step, gradient, loss in messages:
+        if message_step == step:
+            gradients.append(gradient.clone())
+            losses.append(loss)
+            if len(gradients) == needed:
+                break
+        elif message_step < step:
+            dropped += 1
+        else:
+            raise RuntimeError(f"a gradient for step {message_step} arrived during step {step}")
+    return gradients, losses, dropped
+
+
+def apply_average(model, optimizer, gradients):
+    """One optimizer step with the mean of ``gradients`` (equal batches: the large batch's gradient)."""
+    unflatten_into([p.grad for p in model.parameters()], torch.stack(gradients).mean(0))
+    optimizer.step()
+
+
+def scaled_lr(base_lr, step, args, num_awaited, steps_per_epoch):
+    """The large-batch rule (Goyal et al. 2017): ``base_lr x N``, reached linearly over the warm-up."""
+    if args.lr_scaling == "none":
+        return base_lr
+    warmup_steps = args.warmup_epochs * steps_per_epoch
+    ramp = min(1.0, (step + 1) / warmup_steps) if warmup_steps else 1.0
+    return base_lr * (1 + (num_awaited - 1) * ramp)
+
+
+# ------------------------------------------------------------------------------------------- the ranks
+
+class ParameterServer:
+    def __init__(self, channel, model, args, num_workers, steps_per_epoch):
+        self.channel, self.model, self.args = channel, model, args
+        self.workers = list(range(1, num_workers + 1))
+        self.num_awaited = num_workers - args.backup_workers
+        self.optimizer = sgd(model.parameters(), args)
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        self.steps_per_epoch = steps_per_epoch
+        self.step = 0
+        self.grad_buf = torch.empty(sum(p.numel() for p in model.parameters()) + 2)
+        # Parameters go out without waiting: a straggler takes them only when it is done with its step, while
+        # it may be sending its late gradient to us. Each message keeps its buffer until it has been taken.
+        self.outgoing = []
+
+    def _arrivals(self):
+        """Gradient messages in arrival order, as ``(step, gradient, loss)``; the buffer is reused."""
+        while True:
+            source = self.channel.probe(tag=Tag.GRADIENT).Get_source()
+            self.channel.recv(self.grad_buf.numpy(), source, Tag.GRADIENT)
+            yield int(self.grad_buf[-2]), self.grad_buf[:-2], float(self.grad_buf[-1])
+
+    def train_epoch(self, epoch, lr):
+        dropped, losses, start = 0, [], time.perf_counter()
+        for _ in range(self.steps_per_epoch):
+            for group in self.optimizer.param_groups:
+                group["lr"] = scaled_lr(lr, self.step, self.args, self.num_awaited, self.steps_per_epoch)
+            message = torch.cat([flat_parameters(self.model), torch.tensor([float(self.step)])]).numpy()
+            self.outgoing = [(request, buf) for request, buf in self.outgoing if not request.Test()]
+            self.outgoing += [(self.channel.isend(message, worker, Tag.PARAMS), message) for worker in self.workers]
+            gradients, step_losses, late = collect(self._arrivals(), self.step, self.num_awaited)
+            apply_average(self.model, self.optimizer, gradients)
+            dropped += late
+            losses += step_losses
+            self.step += 1
+        traffic = self.channel.traffic()
+        moved = traffic["bytes_sent"] + traffic["bytes_received"]  # every message has the server at one end
+        return {"train_loss": float(np.mean(losses)), "steps": self.steps_per_epoch, "gradients_dropped": dropped,
+                "mean_step_time_s": (time.perf_counter() - start) / self.steps_per_epoch,
+                "bytes_sent": moved, "bytes_received": moved}
+
+    def stop(self):
+        """Tell every worker to stop, and take in (and drop) the gradients still on their way."""
+        for worker in self.workers:
+            self.channel.send_obj({}, worker, Tag.STOP)
+        stopped = 0
+        while stopped < len(self.workers):
+            status = self.channel.probe()
+            if status.Get_tag() == Tag.GRADIENT:
+                self.channel.recv(self.grad_buf.numpy(), status.Get_source(), Tag.GRADIENT)
+            else:
+                self.channel.recv_obj(status.Get_source(), Tag.STOPPED)
+                stopped += 1
+        for request, _ in self.outgoing:
+            self.channel.wait(request)
+
+
+def run_worker(channel, model, args, x, y, num_params):
+    """Compute a gradient for the newest parameters, send it, repeat until told to stop."""
+    shuffle = shuffle_generator(args.seed, channel.rank - 1)
+    straggler = np.random.default_rng([args.seed, channel.rank])
+    params_buf = torch.empty(num_params + 1)
+    message = torch.empty(num_params + 2)
+    order, position = torch.randperm(len(y), generator=shuffle), 0
+    while True:
+        if channel.probe(SERVER).Get_tag() == Tag.STOP:
+            channel.recv_obj(SERVER, Tag.STOP)
+            channel.send_obj({}, SERVER, Tag.STOPPED)
+            return
+        channel.recv(params_buf.numpy(), SERVER, Tag.PARAMS)
+        while channel.comm.Iprobe(SERVER, Tag.PARAMS):  # a straggler skips to the newest parameters
+            channel.recv(params_buf.numpy(), SERVER, Tag.PARAMS)
+        load_flat_parameters(model, params_buf[:-1])
+        if position + args.batch_size > len(y):  # a new pass over the shard
+            order, position = torch.randperm(len(y), generator=shuffle), 0
+        idx = order[position:position + args.batch_size]
+        position += args.batch_size
+        gradient, loss = worker_gradient(model, x[idx], y[idx])
+        if args.straggler_delay_ms:
+            time.sleep(straggler.exponential(args.straggler_delay_ms) / 1000)
+        message[:-2], message[-2], message[-1] = gradient, params_buf[-1], loss
+        channel.send(message.numpy(), SERVER, Tag.GRADIENT)
+
+
+def main():
+    comm = MPI.COMM_WORLD
+    parser = build_parser()
+    quiet_on_other_ranks(parser, comm)
+
+    def setup():
+        args = parser.parse_args()
+        check_world(comm, servers=1, least_clients=1, command="mpirun -n 11 python sync_sgd.py")
+        if args.backup_workers >= comm.Get_size() - 1:
+            raise InputError(f"--backup-workers {args.backup_workers} leaves no gradient to wait for with "
+                             f"{comm.Get_size() - 1} workers; use fewer backup workers or more ranks")
+        data = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
+        return args, data
+
+    args, (x_train, y_train, x_test, y_test) = collective(comm, setup)
+    num_workers = comm.Get_size() - 1
+    shards = partition(y_train, num_workers, args.partition, args.alpha, args.seed)
+    channel = Channel(comm)
+    model = lenet5(args.seed)
+    if channel.rank != SERVER:
+        use_threads(cores() // num_workers)  # the workers compute at the same time
+        shard = shards[channel.rank - 1]
+        run_worker(channel, model, args, x_train[shard], y_train[shard], sum(p.numel() for p in model.parameters()))
+        return
+
+    use_threads(cores())
+    num_awaited = num_workers - args.backup_workers
+    steps_per_epoch = max(1, len(y_train) // (num_awaited * args.batch_size))
+    server = ParameterServer(channel, model, args, num_workers, steps_per_epoch)
+
+    def evaluate_model():
+        test_loss, test_acc = evaluate(model, x_test, y_test, args.test_batch_size)
+        return {"test_loss": test_loss, "test_acc": test_acc}
+
+    results = Results(args, "sync_sgd", torch.device("cpu"), world_size=comm.Get_size(), mpi=mpi_description())
+    fit(args, results, server.train_epoch, evaluate_model)
+    server.stop()
+    print(f"results: {results.path}")
+
+
+if __name__ == "__main__":
+    run_mpi_main(main)

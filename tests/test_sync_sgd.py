@@ -1,0 +1,79 @@
+"""Synchronous SGD with backup workers: the step is the large-batch step; late gradients are dropped."""
+
+import argparse
+import json
+
+import pytest
+import torch
+
+from conftest import mpirun, needs_data
+from models import flat_parameters, lenet5
+from sync_sgd import apply_average, collect, scaled_lr, worker_gradient
+from training import sgd
+
+HYPER = argparse.Namespace(lr=0.05, momentum=0.9, weight_decay=5e-4)
+
+
+def test_one_step_with_equal_batches_is_one_large_batch_step():
+    torch.manual_seed(0)
+    batches = [(torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))) for _ in range(4)]
+    server, worker, reference = lenet5(seed=1), lenet5(seed=1), lenet5(seed=1)
+    for p in server.parameters():
+        p.grad = torch.zeros_like(p)
+    gradients = [worker_gradient(worker, x, y)[0] for x, y in batches]
+    apply_average(server, sgd(server.parameters(), HYPER), gradients)
+
+    optimizer = sgd(reference.parameters(), HYPER)
+    x = torch.cat([b[0] for b in batches])
+    y = torch.cat([b[1] for b in batches])
+    torch.nn.functional.cross_entropy(reference(x), y).backward()
+    optimizer.step()
+    assert torch.allclose(flat_parameters(server), flat_parameters(reference), atol=1e-5)
+    assert not torch.allclose(flat_parameters(server), flat_parameters(lenet5(seed=1)), atol=1e-5)
+
+
+def test_late_gradients_are_dropped_and_counted_never_applied():
+    g = {name: torch.full((3,), value) for name, value in [("old", 9.0), ("a", 1.0), ("b", 2.0), ("c", 3.0)]}
+    messages = iter([(4, g["old"], 0.0), (5, g["a"], 0.1), (4, g["old"], 0.0), (5, g["b"], 0.2), (5, g["c"], 0.3)])
+    gradients, losses, dropped = collect(messages, step=5, needed=2)
+    assert [t[0].item() for t in gradients] == [1.0, 2.0]
+    assert losses == [0.1, 0.2] and dropped == 2
+    assert next(messages)[1] is g["c"]  # the third gradient for step 5 is left for the next step to drop
+
+
+def test_a_gradient_from_the_future_is_a_protocol_error():
+    with pytest.raises(RuntimeError, match="step 7"):
+        collect(iter([(7, torch.zeros(1), 0.0)]), step=6, needed=1)
+
+
+def test_linear_scaling_warms_up_to_n_times_the_rate():
+    args = argparse.Namespace(lr_scaling="linear", warmup_epochs=1.0)
+    rates = [scaled_lr(0.01, step, args, num_awaited=8, steps_per_epoch=100) for step in (0, 49, 99, 500)]
+    assert rates[0] == pytest.approx(0.01 * (1 + 7 * 0.01))
+    assert rates[1] == pytest.approx(0.01 * (1 + 7 * 0.5))
+    assert rates[2] == rates[3] == pytest.approx(0.08)
+    assert scaled_lr(0.01, 0, argparse.Namespace(lr_scaling="none"), 8, 100) == 0.01
+
+
+FLAGS = ["--train-subset", "1200", "--test-subset", "500", "--patience", "0", "--no-progress", "--epochs", "2"]
+
+
+@needs_data
+def test_backup_worker_run_learns_and_drops_late_gradients(tmp_path):
+    result = mpirun(4, "sync_sgd.py", *FLAGS, "--backup-workers", "1", "--straggler-delay-ms", "2",
+                    "--results-dir", str(tmp_path), timeout=180)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "sync_sgd.json").read_text())
+    assert saved["method"] == "sync_sgd" and saved["status"] == "completed"
+    epoch = saved["epochs"][-1]
+    assert epoch["steps"] == 1200 // (2 * 64)
+    assert epoch["gradients_dropped"] > 0  # with 3 workers and 2 awaited, the slowest is usually late
+    assert epoch["mean_step_time_s"] > 0 and epoch["bytes_sent"] > 0
+    assert epoch["test_acc"] > 0.3
+
+
+@needs_data
+def test_too_many_backup_workers_are_refused(tmp_path):
+    result = mpirun(3, "sync_sgd.py", *FLAGS, "--backup-workers", "2", "--results-dir", str(tmp_path), timeout=120)
+    assert result.returncode == 2
+    assert "error: --backup-workers 2 leaves no gradient" in result.stderr and "Traceback" not in result.stderr
