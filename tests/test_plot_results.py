@@ -57,3 +57,11 @@ def test_script_writes_figures_and_table(results):
 def test_no_results_is_a_clear_error(tmp_path):
     result = script("plot_results.py", "--results-dir", str(tmp_path))
     assert result.returncode == 2 and "error: no readable results" in result.stderr
+
+
+def test_one_process_fedavg_counts_the_model_traffic_it_stands_for(tmp_path):
+    write_run(tmp_path, "federated", [0.5, 0.4], [0.8, 0.85], sent=0)
+    run = json.loads((tmp_path / "federated.json").read_text())
+    for epoch in run["epochs"]:
+        epoch.update(model_bytes_down=300, model_bytes_up=300)
+    assert summarize(run)["total_bytes"] == 1200
