@@ -157,6 +157,7 @@ def run_mpi(args, device):
             tag = Tag(channel.probe(aggregator_rank).Get_tag())
             command = channel.recv_obj(aggregator_rank, tag)
             if tag == Tag.STOP:
+                channel.flush()
                 return
             channel.recv(global_params.numpy(), aggregator_rank, Tag.GLOBAL_MODEL)
             params, loss = client.train(model, global_params, command["lr"])
@@ -192,6 +193,7 @@ def run_mpi(args, device):
     fit(args, results, train_one_round, lambda: aggregator.evaluate(model, x_test, y_test, args.test_batch_size))
     for rank in range(1, comm.Get_size()):
         channel.send_obj({}, rank, Tag.STOP)
+    channel.flush()
     print(f"results: {results.path}")
 
 

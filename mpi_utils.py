@@ -4,10 +4,11 @@ and ending every rank when one fails.
 Why the waiting is hand-made: MPI implementations busy-poll inside a blocking ``Recv``. With 11 ranks on
 2 cores the waiting ranks would take the cores from the two that have work (measured: an 80 s split-learning
 epoch instead of 9 s). Polling with ``Test``/``Iprobe`` and short sleeps is better but not enough: a rank
-that wakes every 100 us to poll still slows the one that computes by 15-25 % (benchmarks/README.md). So
-each rank has a *doorbell*, a FIFO on this machine: whoever posts a message to a rank rings its bell, and a
-waiting rank sleeps in ``select()`` until rung. It takes no CPU while it waits and wakes at once. Where the
-ranks are not all on one machine, waiting falls back to polling with a growing sleep.
+that wakes to poll while another computes takes a core from it, and the computing rank's two OpenMP threads
+then wait for each other. So each rank has a *doorbell*, a FIFO on this machine: whoever sends a message to
+a rank rings its bell, and a waiting rank sleeps in ``select()`` until rung. It takes no CPU while it waits
+and wakes at once. Sends do not wait for delivery, so a sender goes straight back to sleep. Where the ranks
+are not all on one machine, waiting falls back to polling with a growing sleep.
 """
 
 import os
@@ -25,10 +26,10 @@ from mpi4py import MPI
 from data import DataError
 from training import InputError
 
-SPIN_SECONDS = 50e-6  # poll flat out this long first: a reply due this soon is not worth a sleep
-TRANSFER_SPIN_SECONDS = 1e-3  # once a large message is under way, poll flat out so that it flows
-FIRST_SLEEP = 1e-3  # then sleep (until rung, or at most this long) ...
-MAX_SLEEP = 0.1  # ... doubling up to this: without a bell, an idle rank still looks now and then
+POLLS = 2  # look this many times before sleeping: MPICH's Iprobe may see a just-arrived message on its 2nd call
+RUNG_SPIN_SECONDS = 50e-6  # after the bell rang, poll flat out this long: the message it announced is near
+FIRST_SLEEP = 1e-3  # while MPI may need this rank's help (its sends are in flight, or there are no doorbells)
+MAX_SLEEP = 0.1  # it sleeps this long, doubling up to this; otherwise it sleeps until rung (or this long)
 
 
 def cores():
@@ -77,32 +78,17 @@ class Doorbells:
                 pass
 
     def sleep(self, seconds):
-        """Sleep until rung or for ``seconds``, whichever comes first."""
+        """Sleep until rung or for ``seconds``, whichever comes first; True if rung."""
         if not self.enabled:
             time.sleep(seconds)
-            return
-        select.select([self.own], [], [], seconds)
+            return False
+        rung = bool(select.select([self.own], [], [], seconds)[0])
         try:
             while os.read(self.own, 4096):
                 pass
         except BlockingIOError:
             pass
-
-
-def wait_until(done, bells, spin=SPIN_SECONDS):
-    """Call ``done()`` until it returns True: flat out for ``spin`` seconds, then sleep until rung and so on.
-
-    The spin comes after every wake-up too, because MPI may need more than one call to see a message that
-    has just arrived (MPICH's ``Iprobe`` sees it on the second).
-    """
-    sleep = FIRST_SLEEP
-    while True:
-        start = time.perf_counter()
-        while time.perf_counter() - start < spin:
-            if done():
-                return
-        bells.sleep(sleep)
-        sleep = min(sleep * 2, MAX_SLEEP)
+        return rung
 
 
 class ProtocolError(RuntimeError):
@@ -113,8 +99,10 @@ class Channel:
     """Point-to-point messages on ``comm`` that wait cheaply and count the bytes they move.
 
     Arrays go as raw buffers (``Isend``/``Irecv``); small control messages as pickles (``send_obj``).
-    Every posted send rings the receiver's doorbell, and every posted receive the sender's, since a large
-    message needs both sides to make progress. Creating a Channel is collective.
+    Sends do not wait for delivery: the sender goes on to its next work (usually waiting for the reply)
+    while the receiver takes the message, and the channel completes the send later. Every send rings the
+    receiver's doorbell. Creating a Channel is collective; a rank calls ``flush()`` before it ends, so that
+    every message it sent is delivered.
     """
 
     def __init__(self, comm):
@@ -123,6 +111,7 @@ class Channel:
         self.bells = Doorbells(comm)
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.sending = []  # requests of sends not known to be complete; each keeps its buffer alive
 
     def traffic(self):
         """Bytes sent and received since the last call (and reset the counters)."""
@@ -131,22 +120,50 @@ class Channel:
         return counts
 
     def _post_send(self, buffer, nbytes, dest, tag):
+        self.sending = [request for request in self.sending if not request.Test()]
         request = self.comm.Isend(buffer, dest, tag)
         request.Test()  # MPI may only enqueue the message when it is next driven: do that before ringing
         self.bells.ring(dest)
         self.bytes_sent += nbytes
-        return request
-
-    def wait(self, request):
-        wait_until(request.Test, self.bells, spin=TRANSFER_SPIN_SECONDS)
+        self.sending.append(request)
 
     def send(self, array, dest, tag):
+        """Send ``array`` without waiting for its delivery. Nothing may change it afterwards: pass an array
+        made for this message (the channel keeps it alive until it is delivered)."""
         array = np.ascontiguousarray(array)
-        self.wait(self._post_send(array, array.nbytes, dest, tag))
+        self._post_send(array, array.nbytes, dest, tag)
 
-    def isend(self, array, dest, tag):
-        """Start sending ``array`` (contiguous; leave it untouched until the request is done); the request."""
-        return self._post_send(array, array.nbytes, dest, tag)
+    def send_obj(self, obj, dest, tag):
+        payload = pickle.dumps(obj)
+        self._post_send(payload, len(payload), dest, tag)
+
+    def flush(self):
+        """Wait until every message sent has been delivered."""
+        self._wait(lambda: MPI.Request.Testall(self.sending))
+        self.sending = []
+
+    def _wait(self, done, helper=None):
+        """Call ``done()`` until it returns True, sleeping between looks until the doorbell rings.
+
+        A waiting rank must not spin: on a machine with fewer cores than ranks it would take the core from
+        the rank that computes. It looks ``POLLS`` times, rings ``helper`` (a rank whose progress the wait
+        may need), and sleeps until rung, then looks flat out for a moment since the message is near. While
+        its own sends are in flight it also wakes up now and then, because MPI may need this rank to drive
+        them (measured: the first large message from a rank stayed invisible to the receiver until then).
+        """
+        sleep, spin = FIRST_SLEEP, 0.0
+        while True:
+            start, polls = time.perf_counter(), 0
+            while polls < POLLS or time.perf_counter() - start < spin:
+                if done():
+                    return
+                polls += 1
+            if helper is not None:
+                self.bells.ring(helper)
+            self.sending = [request for request in self.sending if not request.Test()]
+            needed = self.sending or not self.bells.enabled
+            spin = RUNG_SPIN_SECONDS if self.bells.sleep(sleep if needed else MAX_SLEEP) else 0.0
+            sleep = min(sleep * 2, MAX_SLEEP)
 
     def recv(self, array, source, tag):
         """Receive exactly ``array.size`` items into ``array``; a message of another size is an error."""
@@ -154,21 +171,17 @@ class Channel:
         if status.Get_count(MPI._typedict[array.dtype.char]) != array.size:
             raise ProtocolError(f"rank {self.rank}: message with tag {tag} from rank {status.Get_source()} "
                                 f"has {status.Get_count()} bytes, expected {array.nbytes}")
-        request = self.comm.Irecv(array, source, tag)
-        request.Test()
-        self.bells.ring(source)
-        self.wait(request)
+        request = self.comm.Irecv(array, status.Get_source(), tag)
+        # A large message may need the sender's help to move (without single-copy transfers, MPICH and Open
+        # MPI pipeline it through shared memory): wake it if the message does not arrive at once.
+        self._wait(request.Test, helper=status.Get_source())
         self.bytes_received += array.nbytes
 
     def probe(self, source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG):
         """Wait for a message and return its status (source, tag, size) without receiving it."""
         status = MPI.Status()
-        wait_until(lambda: self.comm.Iprobe(source, tag, status), self.bells)
+        self._wait(lambda: self.comm.Iprobe(source, tag, status))
         return status
-
-    def send_obj(self, obj, dest, tag):
-        payload = pickle.dumps(obj)
-        self.wait(self._post_send(payload, len(payload), dest, tag))
 
     def recv_obj(self, source, tag):
         status = self.probe(source, tag)

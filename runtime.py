@@ -14,7 +14,7 @@ import os
 
 # Environment settings only take effect if set before torch loads libgomp, hence at import time.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+os.environ.setdefault("GOMP_SPINCOUNT", "2000")
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3

@@ -176,6 +176,7 @@ class Server:
     def stop(self):
         for client in self.clients:
             self.channel.send_obj({}, client, Tag.STOP)
+        self.channel.flush()
 
 
 class Client:
@@ -200,6 +201,7 @@ class Client:
             tag = Tag(self.channel.probe(SERVER).Get_tag())
             command = self.channel.recv_obj(SERVER, tag)
             if tag == Tag.STOP:
+                self.channel.flush()
                 return
             if tag not in handlers:
                 raise ProtocolError(f"client {self.channel.rank}: unexpected command {tag.name} from the server")

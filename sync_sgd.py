@@ -102,9 +102,6 @@ class ParameterServer:
         self.steps_per_epoch = steps_per_epoch
         self.step = 0
         self.grad_buf = torch.empty(sum(p.numel() for p in model.parameters()) + 2)
-        # Parameters go out without waiting: a straggler takes them only when it is done with its step, while
-        # it may be sending its late gradient to us. Each message keeps its buffer until it has been taken.
-        self.outgoing = []
 
     def _arrivals(self):
         """Gradient messages in arrival order, as ``(step, gradient, loss)``; the buffer is reused."""
@@ -118,9 +115,10 @@ class ParameterServer:
         for _ in range(self.steps_per_epoch):
             for group in self.optimizer.param_groups:
                 group["lr"] = scaled_lr(lr, self.step, self.args, self.num_awaited, self.steps_per_epoch)
+            # A new array each step: a straggler takes its copy only when it is done with its step.
             message = torch.cat([flat_parameters(self.model), torch.tensor([float(self.step)])]).numpy()
-            self.outgoing = [(request, buf) for request, buf in self.outgoing if not request.Test()]
-            self.outgoing += [(self.channel.isend(message, worker, Tag.PARAMS), message) for worker in self.workers]
+            for worker in self.workers:
+                self.channel.send(message, worker, Tag.PARAMS)
             gradients, step_losses, late = collect(self._arrivals(), self.step, self.num_awaited)
             apply_average(self.model, self.optimizer, gradients)
             dropped += late
@@ -144,8 +142,7 @@ class ParameterServer:
             else:
                 self.channel.recv_obj(status.Get_source(), Tag.STOPPED)
                 stopped += 1
-        for request, _ in self.outgoing:
-            self.channel.wait(request)
+        self.channel.flush()
 
 
 def run_worker(channel, model, args, x, y, num_params):
@@ -153,12 +150,12 @@ def run_worker(channel, model, args, x, y, num_params):
     shuffle = shuffle_generator(args.seed, channel.rank - 1)
     straggler = np.random.default_rng([args.seed, channel.rank])
     params_buf = torch.empty(num_params + 1)
-    message = torch.empty(num_params + 2)
     order, position = torch.randperm(len(y), generator=shuffle), 0
     while True:
         if channel.probe(SERVER).Get_tag() == Tag.STOP:
             channel.recv_obj(SERVER, Tag.STOP)
             channel.send_obj({}, SERVER, Tag.STOPPED)
+            channel.flush()
             return
         channel.recv(params_buf.numpy(), SERVER, Tag.PARAMS)
         while channel.comm.Iprobe(SERVER, Tag.PARAMS):  # a straggler skips to the newest parameters
@@ -171,7 +168,7 @@ def run_worker(channel, model, args, x, y, num_params):
         gradient, loss = worker_gradient(model, x[idx], y[idx])
         if args.straggler_delay_ms:
             time.sleep(straggler.exponential(args.straggler_delay_ms) / 1000)
-        message[:-2], message[-2], message[-1] = gradient, params_buf[-1], loss
+        message = torch.cat([gradient, params_buf[-1:], torch.tensor([loss])])  # new: sends do not wait
         channel.send(message.numpy(), SERVER, Tag.GRADIENT)
 
 
