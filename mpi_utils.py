@@ -142,14 +142,24 @@ class Channel:
         self._wait(lambda: MPI.Request.Testall(self.sending))
         self.sending = []
 
-    def _wait(self, done, helper=None):
+    def barrier(self):
+        """Wait until every rank has called this (MPI's ``Barrier`` would spin while it waits).
+
+        Called once every rank has set up, before the first epoch: set-up costs seconds per rank (torch's
+        first optimizer alone 1.8 s), and an epoch timed while other ranks still set up would include them.
+        """
+        request = self.comm.Ibarrier()
+        self._wait(request.Test, progress=True)
+
+    def _wait(self, done, helper=None, progress=False):
         """Call ``done()`` until it returns True, sleeping between looks until the doorbell rings.
 
         A waiting rank must not spin: on a machine with fewer cores than ranks it would take the core from
         the rank that computes. It looks ``POLLS`` times, rings ``helper`` (a rank whose progress the wait
         may need), and sleeps until rung, then looks flat out for a moment since the message is near. While
-        its own sends are in flight it also wakes up now and then, because MPI may need this rank to drive
-        them (measured: the first large message from a rank stayed invisible to the receiver until then).
+        its own sends are in flight, or when ``progress`` says ``done`` needs it (a collective), it also wakes
+        up now and then, because MPI may need this rank to drive them (measured: the first large message
+        from a rank stayed invisible to the receiver until then).
         """
         sleep, spin = FIRST_SLEEP, 0.0
         while True:
@@ -161,7 +171,7 @@ class Channel:
             if helper is not None:
                 self.bells.ring(helper)
             self.sending = [request for request in self.sending if not request.Test()]
-            needed = self.sending or not self.bells.enabled
+            needed = progress or self.sending or not self.bells.enabled
             spin = RUNG_SPIN_SECONDS if self.bells.sleep(sleep if needed else MAX_SLEEP) else 0.0
             sleep = min(sleep * 2, MAX_SLEEP)
 

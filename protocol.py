@@ -27,7 +27,8 @@ FedAvg, per round (MPI mode), for each sampled client k (clients not sampled jus
     aggregator -> k    GLOBAL_MODEL  float32 [P]  the global model's parameters
     k -> aggregator    UPDATE        float32 [P]  k's parameters after local training, then
     k -> aggregator    UPDATE_INFO   obj {"num_examples", "train_loss", "bytes_sent", "bytes_received"}
-  the aggregator takes the updates in the order they arrive and averages them in client order;
+  at most one client per core trains at a time: the aggregator starts the next sampled client whenever an
+  update arrives; it takes the updates in the order they arrive and averages them in client order;
   at the end: aggregator -> every client  STOP  obj {}
 
 Synchronous SGD with backup workers, per step s, with every worker k:

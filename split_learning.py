@@ -255,19 +255,24 @@ def main():
         device = resolve_device(args.device)
         x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
         shards = partition(y_train, comm.Get_size() - 1, args.partition, args.alpha, args.seed)
-        return args, device, (x_train, y_train, x_test, y_test), shards
+        if comm.Get_rank() == SERVER:  # no images: the test labels, and how many batches each client has
+            return args, device, (y_test, [len(s) for s in shards])
+        shard = shards[comm.Get_rank() - 1]
+        return args, device, (x_train[shard], y_train[shard], x_test)  # a client's own data, nobody else's
 
-    args, device, (x_train, y_train, x_test, y_test), shards = collective(comm, setup)
+    args, device, data = collective(comm, setup)
     client_part, server_part = (part.to(device) for part in split_lenet5(args.cut_layer, args.seed))
     channel = Channel(comm)
     use_threads(cores())  # one rank computes at a time (the others wait on their doorbells): give it every core
 
     if channel.rank != SERVER:
-        shard = shards[channel.rank - 1]
-        Client(channel, client_part, args, x_train[shard], y_train[shard], x_test, device).serve()
+        client = Client(channel, client_part, args, *data, device)
+        channel.barrier()  # every rank set up: the first epoch's time is training alone
+        client.serve()
         return
-    server = Server(channel, server_part, args, y_test, [len(s) for s in shards], device)
+    server = Server(channel, server_part, args, *data, device)
     results = Results(args, "split", device, world_size=comm.Get_size(), mpi=mpi_description())
+    channel.barrier()
     fit(args, results, server.train_epoch, server.evaluate, final_info=server.final_summary)
     server.stop()
     print(f"results: {results.path}")

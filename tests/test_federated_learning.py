@@ -33,6 +33,15 @@ def test_server_momentum_accumulates_the_pseudo_gradient():
     assert torch.allclose(aggregator.params, torch.full((3,), 1.5))
 
 
+def test_server_lr_scales_the_step_towards_the_average():
+    aggregator = Aggregator(torch.zeros(3), server_lr=2.0)
+    aggregator.aggregate([torch.ones(3), 3 * torch.ones(3)], [1, 1])  # average 2: the step is twice that
+    assert torch.allclose(aggregator.params, torch.full((3,), 4.0))
+    plain = Aggregator(torch.zeros(3))
+    plain.aggregate([torch.ones(3), 3 * torch.ones(3)], [1, 1])
+    assert torch.allclose(plain.params, torch.full((3,), 2.0))
+
+
 def test_sampling_is_seeded_sized_and_varies_by_round():
     rounds = [sample_clients(10, 0.3, seed=0, round_number=r) for r in range(1, 6)]
     assert all(len(s) == 3 and len(set(s)) == 3 and all(0 <= c < 10 for c in s) for s in rounds)

@@ -1,0 +1,55 @@
+"""The split-learning message pattern on a bare Channel, for the messaging tests.
+
+    mpirun -n N python tests/helpers/channel_turns.py
+
+All ranks meet at a barrier; then rank 0 gives each other rank a turn of a few rounds; in each, the rank
+sends a large array (single-copy transfer in MPICH) and a small one, and rank 0 answers with a large one.
+Every array carries values that say who sent it and when, and the receiver checks them. The wait time-out
+is made huge: a wake-up that is lost (a message that arrives unnoticed) hangs this run instead of slowing it.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from mpi4py import MPI  # noqa: E402
+
+import mpi_utils  # noqa: E402
+
+mpi_utils.MAX_SLEEP = 3600.0
+ROUNDS, BIG, SMALL = 5, 64 * 6 * 14 * 14, 64
+TURN, ACTIVATIONS, LABELS, GRADIENT, STOP = 1, 10, 11, 12, 4
+
+channel = mpi_utils.Channel(MPI.COMM_WORLD)
+channel.barrier()
+big, small = np.empty(BIG, np.float32), np.empty(SMALL, np.int64)
+if channel.rank == 0:
+    for client in range(1, MPI.COMM_WORLD.Get_size()):
+        channel.send_obj({"rounds": ROUNDS}, client, TURN)
+        for step in range(ROUNDS):
+            channel.recv(big, client, ACTIVATIONS)
+            channel.recv(small, client, LABELS)
+            assert (big == client * 1000 + step).all() and (small == step).all(), (client, step)
+            channel.send(np.full(BIG, -step, np.float32), client, GRADIENT)
+        channel.recv_obj(client, TURN)
+    for client in range(1, MPI.COMM_WORLD.Get_size()):
+        channel.send_obj(None, client, STOP)
+    channel.flush()
+    print("all turns done")
+else:
+    while channel.probe(0).Get_tag() == TURN:
+        rounds = channel.recv_obj(0, TURN)["rounds"]
+        for step in range(rounds):
+            time.sleep(0.02)  # a client computes before it sends: rank 0 is asleep by then
+            channel.send(np.full(BIG, channel.rank * 1000 + step, np.float32), 0, ACTIVATIONS)
+            channel.send(np.full(SMALL, step, np.int64), 0, LABELS)
+            channel.recv(big, 0, GRADIENT)
+            assert (big == -step).all(), (channel.rank, step)
+        channel.send_obj(None, 0, TURN)
+    channel.recv_obj(0, STOP)
+    channel.flush()
+    assert not channel.sending
