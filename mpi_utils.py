@@ -29,7 +29,8 @@ from training import InputError
 POLLS = 2  # look this many times before sleeping: MPICH's Iprobe may see a just-arrived message on its 2nd call
 RUNG_SPIN_SECONDS = 50e-6  # after the bell rang, poll flat out this long: the message it announced is near
 FIRST_SLEEP = 1e-3  # while MPI may need this rank's help (its sends are in flight, or there are no doorbells)
-MAX_SLEEP = 0.1  # it sleeps this long, doubling up to this; otherwise it sleeps until rung (or this long)
+MAX_SLEEP = 0.1  # it sleeps this long between looks, doubling up to this
+BELL_TIMEOUT = 0.1  # otherwise it sleeps until rung, or this long: a safety net, since every message rings
 
 
 def cores():
@@ -111,7 +112,7 @@ class Channel:
         self.bells = Doorbells(comm)
         self.bytes_sent = 0
         self.bytes_received = 0
-        self.sending = []  # requests of sends not known to be complete; each keeps its buffer alive
+        self.sending = []  # (request, destination) of sends not known to be complete; requests keep buffers alive
 
     def traffic(self):
         """Bytes sent and received since the last call (and reset the counters)."""
@@ -120,12 +121,15 @@ class Channel:
         return counts
 
     def _post_send(self, buffer, nbytes, dest, tag):
-        self.sending = [request for request in self.sending if not request.Test()]
+        self._forget_delivered()
         request = self.comm.Isend(buffer, dest, tag)
         request.Test()  # MPI may only enqueue the message when it is next driven: do that before ringing
         self.bells.ring(dest)
         self.bytes_sent += nbytes
-        self.sending.append(request)
+        self.sending.append((request, dest))
+
+    def _forget_delivered(self):
+        self.sending = [(request, dest) for request, dest in self.sending if not request.Test()]
 
     def send(self, array, dest, tag):
         """Send ``array`` without waiting for its delivery. Nothing may change it afterwards: pass an array
@@ -139,7 +143,7 @@ class Channel:
 
     def flush(self):
         """Wait until every message sent has been delivered."""
-        self._wait(lambda: MPI.Request.Testall(self.sending))
+        self._wait(lambda: MPI.Request.Testall([request for request, _ in self.sending]))
         self.sending = []
 
     def barrier(self):
@@ -158,10 +162,11 @@ class Channel:
         the rank that computes. It looks ``POLLS`` times, rings ``helper`` (a rank whose progress the wait
         may need), and sleeps until rung, then looks flat out for a moment since the message is near. While
         its own sends are in flight, or when ``progress`` says ``done`` needs it (a collective), it also wakes
-        up now and then, because MPI may need this rank to drive them (measured: the first large message
-        from a rank stayed invisible to the receiver until then).
+        up now and then, because MPI may need this rank to drive them: a rank's first large message could
+        stay invisible to its receiver until then. So on those wake-ups it rings the receivers of its
+        unfinished sends again (measured: without that, a receiver slept through its message).
         """
-        sleep, spin = FIRST_SLEEP, 0.0
+        sleep, spin, woken_by_timer = FIRST_SLEEP, 0.0, False
         while True:
             start, polls = time.perf_counter(), 0
             while polls < POLLS or time.perf_counter() - start < spin:
@@ -170,9 +175,13 @@ class Channel:
                 polls += 1
             if helper is not None:
                 self.bells.ring(helper)
-            self.sending = [request for request in self.sending if not request.Test()]
+            self._forget_delivered()
+            if woken_by_timer:
+                for dest in {dest for _, dest in self.sending}:
+                    self.bells.ring(dest)
             needed = progress or self.sending or not self.bells.enabled
-            spin = RUNG_SPIN_SECONDS if self.bells.sleep(sleep if needed else MAX_SLEEP) else 0.0
+            rung = self.bells.sleep(sleep if needed else BELL_TIMEOUT)
+            spin, woken_by_timer = (RUNG_SPIN_SECONDS if rung else 0.0), not rung
             sleep = min(sleep * 2, MAX_SLEEP)
 
     def recv(self, array, source, tag):

@@ -4,8 +4,9 @@
 
 All ranks meet at a barrier; then rank 0 gives each other rank a turn of a few rounds; in each, the rank
 sends a large array (single-copy transfer in MPICH) and a small one, and rank 0 answers with a large one.
-Every array carries values that say who sent it and when, and the receiver checks them. The wait time-out
-is made huge: a wake-up that is lost (a message that arrives unnoticed) hangs this run instead of slowing it.
+Every array carries values that say who sent it and when, and the receiver checks them. The doorbell's
+time-out is made huge: a wake-up that is lost (a message that arrives unnoticed) hangs this run instead of
+slowing it.
 """
 
 import sys
@@ -20,7 +21,7 @@ from mpi4py import MPI  # noqa: E402
 
 import mpi_utils  # noqa: E402
 
-mpi_utils.MAX_SLEEP = 3600.0
+mpi_utils.BELL_TIMEOUT = 3600.0
 ROUNDS, BIG, SMALL = 5, 64 * 6 * 14 * 14, 64
 TURN, ACTIVATIONS, LABELS, GRADIENT, STOP = 1, 10, 11, 12, 4
 
