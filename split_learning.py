@@ -255,7 +255,7 @@ def main():
         device = resolve_device(args.device)
         x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
         shards = partition(y_train, comm.Get_size() - 1, args.partition, args.alpha, args.seed)
-        if comm.Get_rank() == SERVER:  # no images: the test labels, and how many batches each client has
+        if comm.Get_rank() == SERVER:  # no images: the test labels, and the size of each client's shard
             return args, device, (y_test, [len(s) for s in shards])
         shard = shards[comm.Get_rank() - 1]
         return args, device, (x_train[shard], y_train[shard], x_test)  # a client's own data, nobody else's
