@@ -9,8 +9,8 @@ Split learning, per epoch, for each client k = 1..N in turn:
     [pass mode]      server -> previous client p   HAND_OVER  obj {"to": k}
                      p -> k   CLIENT_STATE  float32 [client parameters + momentum buffers]
     server -> k      TURN        obj {"epoch", "lr", "receive_from": p in pass mode, else None}
+    k -> server      LABELS      int64 [n_k]  the labels of k's whole shard, in the order of this turn's batches
     per batch:  k -> server   SMASHED     float32 [B, C, H, W]  activations at the cut layer (B <= batch size)
-                k -> server   LABELS      int64 [B]
                 server -> k   CUT_GRAD    float32 [B, C, H, W]  gradient of the loss at the cut layer
     k -> server      TURN_DONE   obj {"bytes_sent", "bytes_received"}  k's traffic this turn
   then, to evaluate client k's part (the last client's, or every client's):

@@ -52,8 +52,7 @@ class Server:
         self.cut_shape = CUT_SHAPES[args.cut_layer]
         self.per_example = int(np.prod(self.cut_shape))
         most = max(args.batch_size, args.test_batch_size)
-        self.smashed_buf = torch.empty((most, *self.cut_shape))  # receive buffers, allocated once
-        self.labels_buf = torch.empty(most, dtype=torch.int64)
+        self.smashed_buf = torch.empty((most, *self.cut_shape))  # receive buffer, allocated once
         self.holder = None  # in pass mode: the client whose part is the newest
         self.received = {}  # what the server has been sent: (tag, shape per example) -> messages
 
@@ -86,13 +85,18 @@ class Server:
         self._note(Tag.TURN_DONE, ())
         return report
 
-    def _train_batch(self, status, client):
-        """Server side of one batch: finish forward, loss, backward, step; send back the cut gradient."""
-        smashed = self._recv_smashed(status, client, self.args.batch_size).requires_grad_()
-        labels = self.labels_buf[:len(smashed)]
+    def _recv_labels(self, client):
+        """The labels of ``client``'s whole turn, in the order its batches will come (one message a turn)."""
+        labels = torch.empty(self.shard_sizes[client - 1], dtype=torch.int64)
         self.channel.recv(labels.numpy(), client, Tag.LABELS)
         self._note(Tag.LABELS, ())
-        loss = F.cross_entropy(self.server_part(smashed), labels.to(self.device))
+        return labels.to(self.device)
+
+    def _train_batch(self, status, client, labels):
+        """Server side of one batch: finish forward, loss, backward, step; send back the cut gradient."""
+        smashed = self._recv_smashed(status, client, self.args.batch_size).requires_grad_()
+        labels = labels[:len(smashed)]
+        loss = F.cross_entropy(self.server_part(smashed), labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -112,13 +116,16 @@ class Server:
                     receive_from = self.holder
                     self.channel.send_obj({"to": client}, receive_from, Tag.HAND_OVER)
                 self.channel.send_obj({"epoch": epoch, "lr": lr, "receive_from": receive_from}, client, Tag.TURN)
+                labels, turn_seen = self._recv_labels(client), 0
                 while True:
                     status = self.channel.probe()
                     if self._expect(status, client, (Tag.SMASHED, Tag.TURN_DONE)) == Tag.TURN_DONE:
                         break
-                    batch_loss, batch_size = self._train_batch(status, client)
-                    loss_sum, seen = loss_sum + batch_loss, seen + batch_size
+                    batch_loss, batch_size = self._train_batch(status, client, labels[turn_seen:])
+                    loss_sum, seen, turn_seen = loss_sum + batch_loss, seen + batch_size, turn_seen + batch_size
                     bar.update()
+                if turn_seen != len(labels):
+                    raise ProtocolError(f"client {client} sent {turn_seen} activations for {len(labels)} labels")
                 client_traffic.append(self._finish_turn(client))
                 self.holder = client
         return {"train_loss": loss_sum / seen, **self._traffic(client_traffic)}
@@ -219,11 +226,13 @@ class Client:
             self.channel.recv(flat.numpy(), receive_from, Tag.CLIENT_STATE)
             unflatten_into(self.state, flat)
         self.client_part.train()
-        for x, y in batches(self.x_train, self.y_train, self.args.batch_size, self.shuffle):
+        turn = list(batches(self.x_train, self.y_train, self.args.batch_size, self.shuffle))
+        # All the turn's labels in one message: one hand-over less per batch than labels sent with each batch.
+        self.channel.send(torch.cat([y for _, y in turn]).numpy(), SERVER, Tag.LABELS)
+        for x, _ in turn:
             smashed = self.client_part(x)
             self.channel.send(smashed.detach().cpu().numpy(), SERVER, Tag.SMASHED)
-            self.channel.send(y.numpy(), SERVER, Tag.LABELS)
-            cut_grad = self.cut_grad_buf[:len(y)]
+            cut_grad = self.cut_grad_buf[:len(x)]
             self.channel.recv(cut_grad.numpy(), SERVER, Tag.CUT_GRAD)
             self.optimizer.zero_grad(set_to_none=True)
             smashed.backward(cut_grad.to(self.device))
