@@ -7,8 +7,10 @@
 Rank 0 is the parameter server, ranks 1..N+b the workers, each with its own shard. Each step the server sends
 the parameters to every worker; each computes a gradient on its next mini-batch and sends it back; the server
 averages the first N to arrive, takes one SGD step, and goes on. A gradient that arrives for an old step is
-dropped and counted, never applied. An epoch is as many steps as make one pass over the training data at the
-effective batch of N x --batch-size.
+dropped and counted, never applied. An epoch is one pass of every worker over its shard: as many steps as a
+shard has batches, each step taking one batch from each worker (as in the other methods, where an epoch is
+every data holder one pass over its data). With b backup workers the server applies N of the N + b gradients
+of a step, so an epoch uses N / (N + b) of the images it computes on: the price of not waiting for stragglers.
 """
 
 import runtime  # noqa: F401  (process settings that must precede torch)
@@ -200,7 +202,7 @@ def main():
 
     use_threads(cores())
     num_awaited = num_workers - args.backup_workers
-    steps_per_epoch = max(1, len(y_train) // (num_awaited * args.batch_size))
+    steps_per_epoch = max(1, min(len(shard) for shard in shards) // args.batch_size)
     server = ParameterServer(channel, model, args, num_workers, steps_per_epoch)
 
     def evaluate_model():

@@ -66,7 +66,7 @@ def test_backup_worker_run_learns_and_drops_late_gradients(tmp_path):
     saved = json.loads((tmp_path / "sync_sgd.json").read_text())
     assert saved["method"] == "sync_sgd" and saved["status"] == "completed"
     epoch = saved["epochs"][-1]
-    assert epoch["steps"] == 1200 // (2 * 64)
+    assert epoch["steps"] == 1200 // 3 // 64  # one pass of each of the 3 workers over its shard of 400
     assert epoch["gradients_dropped"] > 0  # with 3 workers and 2 awaited, the slowest is usually late
     assert epoch["mean_step_time_s"] > 0 and epoch["bytes_sent"] > 0
     assert epoch["test_acc"] > 0.3
