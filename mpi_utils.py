@@ -101,8 +101,8 @@ class Channel:
 
     Arrays go as raw buffers (``Isend``/``Irecv``); small control messages as pickles (``send_obj``).
     Sends do not wait for delivery: the sender goes on to its next work (usually waiting for the reply)
-    while the receiver takes the message, and the channel completes the send later. Every send rings the
-    receiver's doorbell. Creating a Channel is collective; a rank calls ``flush()`` before it ends, so that
+    while the receiver takes the message, and the channel completes the send later. A send rings the
+    receiver's doorbell when the sender next waits (see ``_ring_unrung``). Creating a Channel is collective; a rank calls ``flush()`` before it ends, so that
     every message it sent is delivered.
     """
 
@@ -113,6 +113,7 @@ class Channel:
         self.bytes_sent = 0
         self.bytes_received = 0
         self.sending = []  # (request, destination) of sends not known to be complete; requests keep buffers alive
+        self.unrung = set()  # ranks sent a message since this rank last rang them
 
     def traffic(self):
         """Bytes sent and received since the last call (and reset the counters)."""
@@ -124,9 +125,22 @@ class Channel:
         self._forget_delivered()
         request = self.comm.Isend(buffer, dest, tag)
         request.Test()  # MPI may only enqueue the message when it is next driven: do that before ringing
-        self.bells.ring(dest)
+        self.unrung.add(dest)
         self.bytes_sent += nbytes
         self.sending.append((request, dest))
+
+    def _ring_unrung(self):
+        """Ring every rank sent a message since the last ring.
+
+        Rung when this rank is about to wait, not when it sends: the kernel runs a woken rank on the CPU of the
+        rank that woke it (a FIFO write is a "sync" wake-up, made for a writer that is about to sleep). Rung
+        at the send, the receiver took the sender's CPU while the sender still had work to finish, and that
+        tail of work then competed with the receiver's two compute threads (measured: a 2-rank split-learning
+        batch took 1.3 ms longer on the server and 0.5 ms on the client than the same work in one process).
+        """
+        for dest in self.unrung:
+            self.bells.ring(dest)
+        self.unrung.clear()
 
     def _forget_delivered(self):
         self.sending = [(request, dest) for request, dest in self.sending if not request.Test()]
@@ -171,15 +185,16 @@ class Channel:
             start, polls = time.perf_counter(), 0
             while polls < POLLS or time.perf_counter() - start < spin:
                 if done():
+                    self._ring_unrung()
                     return
                 polls += 1
             if helper is not None:
-                self.bells.ring(helper)
+                self.unrung.add(helper)
             self._forget_delivered()
             if woken_by_timer:
-                for dest in {dest for _, dest in self.sending}:
-                    self.bells.ring(dest)
+                self.unrung.update(dest for _, dest in self.sending)
             needed = progress or self.sending or not self.bells.enabled
+            self._ring_unrung()
             rung = self.bells.sleep(sleep if needed else BELL_TIMEOUT)
             spin, woken_by_timer = (RUNG_SPIN_SECONDS if rung else 0.0), not rung
             sleep = min(sleep * 2, MAX_SLEEP)

@@ -2,12 +2,13 @@
 
 Every script imports it first. Each setting was measured on a 2-core machine (see README, "Speed"):
 
-* OpenMP worker threads spin for a while after every parallel region (libgomp's default). With several
-  processes on few cores those spinning threads steal the core from the process that has work, and even alone
-  they cost time between the many small operations of a LeNet-5 step. A short spin, then sleep, avoids that.
-  2,000 spins (tens of microseconds): regular learning ran as fast as with 10,000-30,000 and slower with
-  0-1,000 (11.4-12.2 ms per batch against 12.3-13.2 at 0); a 2-rank split-learning batch fell from 14.6 to
-  13.0 ms against 10,000, whose spinning threads outlast the hand-over to the other rank.
+* OpenMP worker threads spin for a while after every parallel region (libgomp's default: 300,000 spins).
+  With several processes on few cores those spinning threads steal the core from the process that has work.
+  Too short a spin costs too: a worker that fell asleep between two of the many small operations of a LeNet-5
+  step must be woken for the next. 20,000 spins: regular learning's epoch took 0.87x (median of 5 interleaved
+  runs) and 0.96x (4 runs) the time it took with 2,000, and 0.93x with 100,000; split learning with 2 ranks
+  was faster too, with 11 ranks the same within the noise (2026-11-26). To re-measure, run an epoch with
+  ``GOMP_SPINCOUNT`` set in the environment: this module sets only what is unset.
 * glibc hands freed memory back to the kernel and asks for it again on the next batch; the page faults that
   follow cost about a third of a step. Keeping freed memory in the process avoids them.
 """
@@ -17,7 +18,7 @@ import os
 
 # Environment settings only take effect if set before torch loads libgomp, hence at import time.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-os.environ.setdefault("GOMP_SPINCOUNT", "2000")
+os.environ.setdefault("GOMP_SPINCOUNT", "20000")
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
