@@ -6,6 +6,7 @@ training pass without evaluation, which is what the methods differ in).
 """
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -25,16 +26,45 @@ def epoch_time(command, key="train_time_s"):
         return json.loads((Path(results_dir) / "bench.json").read_text())["epochs"][0][key]
 
 
+def kernel_monitor_cpu_s():
+    """CPU seconds used so far by the kernel's DAMON memory monitors (``kdamond`` threads), None if none run.
+
+    Where DAMON watches physical memory, its cost grows with the number of processes mapping the same pages
+    (it walks every mapping of each page it samples): eleven ranks that each map torch's libraries cost it
+    several times what one process does, and it takes that CPU from the training (README, "Speed").
+    """
+    ticks, found = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # the process ended while we looked
+            continue
+        if text[text.index("(") + 1:text.rindex(")")].startswith("kdamond"):
+            fields = text[text.rindex(")") + 2:].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime + stime
+            found = True
+    return ticks / os.sysconf("SC_CLK_TCK") if found else None
+
+
 def compare(commands, rounds, baseline):
-    """Time every command ``rounds`` times, interleaved; print medians and ratios to ``baseline``."""
+    """Time every command ``rounds`` times, interleaved; print medians, ratios to ``baseline``, and the ratio
+    within each round (the machine's speed drifts between minutes, so a round's ratio is the fairer pair)."""
     times = {name: [] for name in commands}
+    monitor = {name: [] for name in commands}
     for r in range(rounds):
         for name, command in commands.items():
+            before = kernel_monitor_cpu_s()
             times[name].append(epoch_time(command))
+            if before is not None:
+                monitor[name].append(kernel_monitor_cpu_s() - before)
             print(f"round {r + 1}: {name:<28} {times[name][-1]:6.2f} s", file=sys.stderr, flush=True)
     base = statistics.median(times[baseline])
-    print(f"\n{'method':<28} {'median s':>9} {'ratio':>7}   (all rounds)")
+    print(f"\n{'method':<28} {'median s':>9} {'ratio':>7}   ratio in each round")
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"{name:<28} {median:9.2f} {median / base:7.2f}   ({', '.join(f'{v:.2f}' for v in values)})")
+        per_round = ", ".join(f"{v / b:.2f}" for v, b in zip(values, times[baseline]))
+        print(f"{name:<28} {median:9.2f} {median / base:7.2f}   ({per_round})")
+    if any(monitor.values()):
+        print("\nCPU seconds the kernel's DAMON monitor (kdamond) used during each run, median: " +
+              ", ".join(f"{name} {statistics.median(values):.2f}" for name, values in monitor.items()))
     return times
