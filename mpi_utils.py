@@ -6,8 +6,9 @@ Why the waiting is hand-made: MPI implementations busy-poll inside a blocking ``
 epoch instead of 9 s). Polling with ``Test``/``Iprobe`` and short sleeps is better but not enough: a rank
 that wakes to poll while another computes takes a core from it, and the computing rank's two OpenMP threads
 then wait for each other. So each rank has a *doorbell*, a FIFO on this machine: whoever sends a message to
-a rank rings its bell, and a waiting rank sleeps in ``select()`` until rung. It takes no CPU while it waits
-and wakes at once. Sends do not wait for delivery, so a sender goes straight back to sleep. Where the ranks
+a rank rings its bell (when the sender itself next waits), and a waiting rank sleeps in ``select()`` until
+rung. It takes no CPU while it waits and wakes at once. Sends do not wait for delivery, so a sender goes
+straight back to sleep. Where the ranks
 are not all on one machine, waiting falls back to polling with a growing sleep.
 """
 

@@ -190,6 +190,9 @@ def write_json_atomic(path, obj):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes the file private; a results file is as readable as any other
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2)

@@ -61,6 +61,15 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path, monkeypat
     assert os.listdir(tmp_path) == ["r.json"]  # no temporary file left behind
 
 
+def test_results_file_is_as_readable_as_any_new_file(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "r.json", {})
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644  # not mkstemp's private 0o600
+
+
 def args_for(tmp_path, **overrides):
     args = training.common_parser("regular", "").parse_args(["--results-dir", str(tmp_path), "--epochs", "5"])
     return argparse.Namespace(**{**vars(args), **overrides})
