@@ -8,8 +8,8 @@ that wakes to poll while another computes takes a core from it, and the computin
 then wait for each other. So each rank has a *doorbell*, a FIFO on this machine: whoever sends a message to
 a rank rings its bell (when the sender itself next waits), and a waiting rank sleeps in ``select()`` until
 rung. It takes no CPU while it waits and wakes at once. Sends do not wait for delivery, so a sender goes
-straight back to sleep. Where the ranks
-are not all on one machine, waiting falls back to polling with a growing sleep.
+straight back to sleep. Where the ranks are not all on one machine, waiting falls back to polling with a
+growing sleep.
 """
 
 import os
@@ -103,8 +103,8 @@ class Channel:
     Arrays go as raw buffers (``Isend``/``Irecv``); small control messages as pickles (``send_obj``).
     Sends do not wait for delivery: the sender goes on to its next work (usually waiting for the reply)
     while the receiver takes the message, and the channel completes the send later. A send rings the
-    receiver's doorbell when the sender next waits (see ``_ring_unrung``). Creating a Channel is collective; a rank calls ``flush()`` before it ends, so that
-    every message it sent is delivered.
+    receiver's doorbell when the sender next waits (see ``_ring_unrung``). Creating a Channel is collective;
+    a rank calls ``flush()`` before it ends, so that every message it sent is delivered.
     """
 
     def __init__(self, comm):
@@ -114,7 +114,7 @@ class Channel:
         self.bytes_sent = 0
         self.bytes_received = 0
         self.sending = []  # (request, destination) of sends not known to be complete; requests keep buffers alive
-        self.unrung = set()  # ranks sent a message since this rank last rang them
+        self.unrung = set()  # ranks this rank has sent messages to since it last rang them
 
     def traffic(self):
         """Bytes sent and received since the last call (and reset the counters)."""
@@ -125,13 +125,13 @@ class Channel:
     def _post_send(self, buffer, nbytes, dest, tag):
         self._forget_delivered()
         request = self.comm.Isend(buffer, dest, tag)
-        request.Test()  # MPI may only enqueue the message when it is next driven: do that before ringing
+        request.Test()  # MPI may only enqueue the message when it is next driven: do it before anyone is rung
         self.unrung.add(dest)
         self.bytes_sent += nbytes
         self.sending.append((request, dest))
 
     def _ring_unrung(self):
-        """Ring every rank sent a message since the last ring.
+        """Ring every rank this rank has sent messages to since its last ring.
 
         Rung when this rank is about to wait, not when it sends: the kernel runs a woken rank on the CPU of the
         rank that woke it (a FIFO write is a "sync" wake-up, made for a writer that is about to sleep). Rung

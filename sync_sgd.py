@@ -201,7 +201,6 @@ def main():
         return
 
     use_threads(cores())
-    num_awaited = num_workers - args.backup_workers
     steps_per_epoch = max(1, min(len(shard) for shard in shards) // args.batch_size)
     server = ParameterServer(channel, model, args, num_workers, steps_per_epoch)
 

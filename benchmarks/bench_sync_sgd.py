@@ -41,8 +41,9 @@ def main():
     for backup in range(0, min(3, args.workers)):
         epoch = run(args.workers, backup, args)
         awaited = args.workers - backup
+        images_used = epoch["steps"] * awaited * epoch["batch_size"]
         print(f"{backup:>2} {awaited:>2} {epoch['steps']:>6} {epoch['mean_step_time_s']:>8.4f} "
-              f"{epoch['train_time_s']:>8.2f} {epoch['gradients_dropped']:>8} {epoch['steps'] * awaited * epoch['batch_size']:>12} "
+              f"{epoch['train_time_s']:>8.2f} {epoch['gradients_dropped']:>8} {images_used:>12} "
               f"{epoch['test_acc']:>9.4f}", flush=True)
 
 
