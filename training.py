@@ -67,8 +67,11 @@ def common_parser(method, description):
     add("--test-batch-size", type=positive_int, default=1000, help="evaluation batch size")
     add("--lr", type=positive_float, default=0.01, help="SGD learning rate at the start")
     add("--lr-decay", type=fraction, default=0.1,
-        help="multiply the learning rate by this after each epoch whose test loss is no new best "
-             "(1 keeps it constant, as the report did)")
+        help="multiply the learning rate by this once the test loss has made no new best for --lr-patience "
+             "epochs in a row (1 keeps it constant, as the report did)")
+    add("--lr-patience", type=positive_int, default=2,
+        help="epochs in a row without a new best test loss before the learning rate decays; 2 lets one "
+             "noisy epoch pass")
     add("--momentum", type=nonnegative_float, default=0.9, help="SGD momentum")
     add("--weight-decay", type=nonnegative_float, default=5e-4, help="SGD weight decay (L2)")
     add("--seed", type=int, default=0, help="seed of every random choice: initial weights, shuffling, partition")
@@ -160,11 +163,12 @@ def set_lr(optimizer, lr):
 
 
 class Plateau:
-    """Watches the test loss: decays the learning rate after each epoch without a new best, and says stop
-    once there has been none for ``patience`` epochs in a row (0: never stop early)."""
+    """Watches the test loss: decays the learning rate once ``lr_patience`` epochs in a row have made no new
+    best (and again after each further ``lr_patience``), and says stop once there has been none for
+    ``patience`` epochs in a row (0: never stop early)."""
 
-    def __init__(self, patience, lr, decay):
-        self.patience, self.lr, self.decay = patience, lr, decay
+    def __init__(self, patience, lr, decay, lr_patience):
+        self.patience, self.lr, self.decay, self.lr_patience = patience, lr, decay, lr_patience
         self.best_loss = float("inf")
         self.epochs_without_improvement = 0
 
@@ -174,7 +178,8 @@ class Plateau:
             self.epochs_without_improvement = 0
         else:
             self.epochs_without_improvement += 1
-            self.lr *= self.decay
+            if self.epochs_without_improvement % self.lr_patience == 0:
+                self.lr *= self.decay
         return self.patience > 0 and self.epochs_without_improvement >= self.patience
 
 
@@ -246,7 +251,7 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
     ``final_info()`` gives keys to add to the results once training is over. A crash marks the results file
     ``failed`` and keeps every completed epoch.
     """
-    plateau = Plateau(args.patience, args.lr, args.lr_decay)
+    plateau = Plateau(args.patience, args.lr, args.lr_decay, args.lr_patience)
     status = "completed"
     start = time.perf_counter()
     try:

@@ -14,28 +14,38 @@ CONTRACT_EPOCH_KEYS = {"epoch", "train_loss", "test_loss", "test_acc", "epoch_ti
 
 
 def test_early_stopping_waits_patience_epochs_without_improvement():
-    plateau = Plateau(patience=2, lr=0.01, decay=1.0)
+    plateau = Plateau(patience=2, lr=0.01, decay=1.0, lr_patience=1)
     decisions = [plateau.should_stop(loss) for loss in [1.0, 0.8, 0.9, 0.7, 0.75, 0.71]]
     assert decisions == [False, False, False, False, False, True]
     assert plateau.lr == 0.01
 
 
 def test_patience_zero_never_stops():
-    plateau = Plateau(patience=0, lr=0.01, decay=1.0)
+    plateau = Plateau(patience=0, lr=0.01, decay=1.0, lr_patience=1)
     assert not any(plateau.should_stop(loss) for loss in [1, 2, 3, 4, 5, 6])
 
 
-def test_learning_rate_decays_after_each_epoch_without_improvement():
-    plateau = Plateau(patience=0, lr=0.01, decay=0.1)
+def rates_after(plateau, losses):
     rates = []
-    for loss in [1.0, 0.8, 0.9, 0.7, 0.75]:
+    for loss in losses:
         plateau.should_stop(loss)
         rates.append(plateau.lr)
-    assert rates == pytest.approx([0.01, 0.01, 0.001, 0.001, 0.0001])
+    return rates
+
+
+def test_learning_rate_decays_after_each_epoch_without_improvement():
+    plateau = Plateau(patience=0, lr=0.01, decay=0.1, lr_patience=1)
+    assert rates_after(plateau, [1.0, 0.8, 0.9, 0.7, 0.75]) == pytest.approx([0.01, 0.01, 0.001, 0.001, 0.0001])
+
+
+def test_one_noisy_epoch_does_not_decay_with_lr_patience_two():
+    plateau = Plateau(patience=0, lr=0.01, decay=0.1, lr_patience=2)
+    losses = [1.0, 1.1, 0.9, 0.95, 0.96, 0.97, 0.98]
+    assert rates_after(plateau, losses) == pytest.approx([0.01, 0.01, 0.01, 0.01, 0.001, 0.001, 0.0001])
 
 
 def test_fit_hands_the_decayed_rate_to_the_next_epoch(tmp_path):
-    args = args_for(tmp_path, patience=0, epochs=3)
+    args = args_for(tmp_path, patience=0, epochs=3, lr_patience=1)
     losses = iter([0.5, 0.6, 0.4])
     rates = []
     fit(args, Results(args, "regular", "cpu"), lambda epoch, lr: rates.append(lr) or {"train_loss": 1.0},
