@@ -246,8 +246,9 @@ def progress(args, iterable, total, desc):
 def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
     """The loop every method shares: train an epoch, evaluate, record, stop early; returns the results dict.
 
-    ``train_one_epoch(epoch, lr)`` trains with learning rate ``lr`` and returns a dict with at least ``train_loss`` (and ``bytes_sent``,
-    ``bytes_received`` where processes talk); ``evaluate_model()`` one with ``test_loss`` and ``test_acc``.
+    ``train_one_epoch(epoch, lr)`` trains with learning rate ``lr`` and returns a dict with at least
+    ``train_loss`` (and ``bytes_sent``, ``bytes_received`` where processes talk); ``evaluate_model()`` one with
+    ``test_loss`` and ``test_acc``.
     ``final_info()`` gives keys to add to the results once training is over. A crash marks the results file
     ``failed`` and keeps every completed epoch.
     """
