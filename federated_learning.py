@@ -11,7 +11,7 @@ momentum and weight decay; each client's momentum buffers start from zero every 
 (--client-momentum keep carries them over to the client's next round). --server-momentum adds FedAvgM.
 """
 
-import runtime  # noqa: F401  (process settings that must precede torch)
+import runtime  # first: process settings that must precede torch
 
 import numpy as np
 import torch
@@ -139,12 +139,16 @@ def run_mpi(args, device):
 
     def setup():
         check_world(comm, servers=1, least_clients=1, command="mpirun -n 11 python federated_learning.py")
-        return load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
+        x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
+        if comm.Get_rank() == aggregator_rank:  # no training images: the aggregator only evaluates
+            return x_test, y_test
+        shard = partition(y_train, comm.Get_size() - 1, args.partition, args.alpha, args.seed)[comm.Get_rank() - 1]
+        return x_train[shard], y_train[shard]  # a client's own data, nobody else's
 
-    x_train, y_train, x_test, y_test = collective(comm, setup)
+    data = collective(comm, setup)
+    runtime.release_freed_memory()  # the rest of the data set, which this rank does not keep
     num_clients = comm.Get_size() - 1
     args.clients = num_clients
-    shards = partition(y_train, num_clients, args.partition, args.alpha, args.seed)
     channel = Channel(comm)
     model = lenet5(args.seed)
     num_params = sum(p.numel() for p in model.parameters())
@@ -155,8 +159,7 @@ def run_mpi(args, device):
     window = min(num_clients, cores())
     if channel.rank != aggregator_rank:
         use_threads(cores() // window)
-        index = channel.rank - 1
-        client = Client(index, x_train[shards[index]], y_train[shards[index]], model, args)
+        client = Client(channel.rank - 1, *data, model, args)
         global_params = torch.empty(num_params)
         channel.barrier()  # every rank set up: the first round's time is training alone
         while True:
@@ -205,6 +208,7 @@ def run_mpi(args, device):
         return {**record, **traffic}
 
     results = Results(args, "federated", device, world_size=comm.Get_size(), mpi=mpi_description())
+    x_test, y_test = data
     fit(args, results, train_one_round, lambda: aggregator.evaluate(model, x_test, y_test, args.test_batch_size))
     for rank in range(1, comm.Get_size()):
         channel.send_obj({}, rank, Tag.STOP)

@@ -25,13 +25,26 @@ _M_MMAP_THRESHOLD = -3
 _KEEP_BYTES = 1 << 30  # keep up to 1 GiB of freed memory; a LeNet-5 step churns a few MB
 
 
-def _keep_freed_memory():
+def _glibc():
     try:
-        libc = ctypes.CDLL("libc.so.6")
+        return ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc (macOS, musl): nothing to tune
-        return
-    libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES)
-    libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)
+        return None
+
+
+def _keep_freed_memory():
+    libc = _glibc()
+    if libc:
+        libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES)
+        libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)
+
+
+def release_freed_memory():
+    """Hand what has been freed so far back to the kernel, once. For after set-up: a rank that loaded the whole
+    data set and kept only its shard would otherwise hold on to the rest (up to the 1 GiB kept above)."""
+    libc = _glibc()
+    if libc:
+        libc.malloc_trim(0)
 
 
 _keep_freed_memory()

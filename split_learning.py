@@ -10,7 +10,7 @@ its layers and sends back the gradient at the cut, and the client finishes the b
 layers. The messages are laid out in protocol.py.
 """
 
-import runtime  # noqa: F401  (process settings that must precede torch)
+import runtime  # first: process settings that must precede torch
 
 import numpy as np
 import torch
@@ -270,6 +270,7 @@ def main():
         return args, device, (x_train[shard], y_train[shard], x_test)  # a client's own data, nobody else's
 
     args, device, data = collective(comm, setup)
+    runtime.release_freed_memory()  # the rest of the data set, which this rank does not keep
     client_part, server_part = (part.to(device) for part in split_lenet5(args.cut_layer, args.seed))
     channel = Channel(comm)
     use_threads(cores())  # one rank computes at a time (the others wait on their doorbells): give it every core

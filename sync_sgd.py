@@ -13,7 +13,7 @@ every data holder one pass over its data). With b backup workers the server appl
 of a step, so an epoch uses N / (N + b) of the images it computes on: the price of not waiting for stragglers.
 """
 
-import runtime  # noqa: F401  (process settings that must precede torch)
+import runtime  # first: process settings that must precede torch
 
 import time
 
@@ -186,22 +186,26 @@ def main():
         if args.backup_workers >= comm.Get_size() - 1:
             raise InputError(f"--backup-workers {args.backup_workers} leaves no gradient to wait for with "
                              f"{comm.Get_size() - 1} workers; use fewer backup workers or more ranks")
-        data = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
-        return args, data
+        x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
+        shards = partition(y_train, comm.Get_size() - 1, args.partition, args.alpha, args.seed)
+        if comm.Get_rank() == SERVER:  # no training images: the test set, and the size of each worker's shard
+            return args, (x_test, y_test, [len(s) for s in shards])
+        shard = shards[comm.Get_rank() - 1]
+        return args, (x_train[shard], y_train[shard])  # a worker's own data, nobody else's
 
-    args, (x_train, y_train, x_test, y_test) = collective(comm, setup)
+    args, data = collective(comm, setup)
+    runtime.release_freed_memory()  # the rest of the data set, which this rank does not keep
     num_workers = comm.Get_size() - 1
-    shards = partition(y_train, num_workers, args.partition, args.alpha, args.seed)
     channel = Channel(comm)
     model = lenet5(args.seed)
     if channel.rank != SERVER:
         use_threads(cores() // num_workers)  # the workers compute at the same time
-        shard = shards[channel.rank - 1]
-        run_worker(channel, model, args, x_train[shard], y_train[shard], sum(p.numel() for p in model.parameters()))
+        run_worker(channel, model, args, *data, sum(p.numel() for p in model.parameters()))
         return
 
     use_threads(cores())
-    steps_per_epoch = max(1, min(len(shard) for shard in shards) // args.batch_size)
+    x_test, y_test, shard_sizes = data
+    steps_per_epoch = max(1, min(shard_sizes) // args.batch_size)
     server = ParameterServer(channel, model, args, num_workers, steps_per_epoch)
 
     def evaluate_model():
