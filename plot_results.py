@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 METHODS = {"split": "Split learning", "federated": "Federated learning", "regular": "Regular learning",
            "sync_sgd": "Sync SGD, backup workers"}
@@ -107,6 +108,8 @@ def figure1(runs):
         _mark(acc_ax, xs, accs, max, lambda x, y: f"max {y:.1%} (epoch {x})")
     axes[0][0].set_title("test loss")
     axes[0][1].set_title("test accuracy")
+    for ax in axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     for ax in axes[-1]:
         ax.set_xlabel("epoch")
     fig.tight_layout()
@@ -122,6 +125,7 @@ def comparison(runs):
         by_epoch.plot([e["epoch"] for e in epochs], accs, marker=".", label=METHODS[method])
         by_time.plot([e["elapsed_s"] for e in epochs], accs, marker=".", label=METHODS[method])
     by_epoch.set(xlabel="epoch", ylabel="test accuracy", title="accuracy per epoch")
+    by_epoch.xaxis.set_major_locator(MaxNLocator(integer=True))
     by_time.set(xlabel="wall-clock seconds", ylabel="test accuracy", title="accuracy against time")
     names = [METHODS[m] for m in runs]
     traffic.bar(names, [summarize(run)["total_bytes"] / 1e9 for run in runs.values()])
