@@ -220,11 +220,8 @@ def main():
     if launched_by_mpi():
         from mpi4py import MPI
 
-        from mpi_utils import collective, quiet_on_other_ranks, run_mpi_main
-        comm = MPI.COMM_WORLD
-        parser = build_parser()
-        quiet_on_other_ranks(parser, comm)
-        args = collective(comm, parser.parse_args)
+        from mpi_utils import parse_args, run_mpi_main
+        args = parse_args(build_parser(), MPI.COMM_WORLD)
         run_mpi_main(lambda: run_mpi(args, torch.device("cpu")))
     else:
         args = build_parser().parse_args()

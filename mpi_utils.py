@@ -254,12 +254,14 @@ def collective(comm, setup):
     return value
 
 
-def quiet_on_other_ranks(parser, comm):
-    """Let only rank 0's argparse print, so that a bad flag is reported once, not once per rank."""
+def parse_args(parser, comm):
+    """Parse the command line on every rank. Only rank 0's argparse prints, so that ``--help`` or a bad flag is
+    reported once, not once per rank; a bad flag ends every rank with status 2."""
     if comm.Get_rank() != 0:
         parser.print_usage = parser.print_help = lambda file=None: None
         parser._print_message = lambda message, file=None: None
         parser.exit = lambda status=0, message=None: sys.exit(status)
+    return collective(comm, parser.parse_args)
 
 
 def run_mpi_main(main):

@@ -19,8 +19,8 @@ from mpi4py import MPI
 
 from data import batches, load_fashion_mnist, num_batches, partition, shuffle_generator
 from models import CUT_SHAPES, flatten, split_lenet5, unflatten_into
-from mpi_utils import Channel, ProtocolError, check_world, collective, cores, mpi_description, \
-    quiet_on_other_ranks, run_mpi_main, use_threads
+from mpi_utils import Channel, ProtocolError, check_world, collective, cores, mpi_description, parse_args, \
+    run_mpi_main, use_threads
 from protocol import Tag
 from training import Results, add_client_args, common_parser, fit, progress, resolve_device, set_lr, sgd
 
@@ -255,21 +255,19 @@ class Client:
 
 def main():
     comm = MPI.COMM_WORLD
-    parser = build_parser()
-    quiet_on_other_ranks(parser, comm)
+    args = parse_args(build_parser(), comm)
 
     def setup():
-        args = parser.parse_args()
         check_world(comm, servers=1, least_clients=1, command="mpirun -n 11 python split_learning.py")
         device = resolve_device(args.device)
         x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
         shards = partition(y_train, comm.Get_size() - 1, args.partition, args.alpha, args.seed)
         if comm.Get_rank() == SERVER:  # no images: the test labels, and the size of each client's shard
-            return args, device, (y_test, [len(s) for s in shards])
+            return device, (y_test, [len(s) for s in shards])
         shard = shards[comm.Get_rank() - 1]
-        return args, device, (x_train[shard], y_train[shard], x_test)  # a client's own data, nobody else's
+        return device, (x_train[shard], y_train[shard], x_test)  # a client's own data, nobody else's
 
-    args, device, data = collective(comm, setup)
+    device, data = collective(comm, setup)
     runtime.release_freed_memory()  # the rest of the data set, which this rank does not keep
     client_part, server_part = (part.to(device) for part in split_lenet5(args.cut_layer, args.seed))
     channel = Channel(comm)

@@ -24,8 +24,8 @@ from mpi4py import MPI
 
 from data import load_fashion_mnist, partition, shuffle_generator
 from models import flat_parameters, flatten, lenet5, load_flat_parameters, unflatten_into
-from mpi_utils import Channel, check_world, collective, cores, mpi_description, quiet_on_other_ranks, \
-    run_mpi_main, use_threads
+from mpi_utils import Channel, check_world, collective, cores, mpi_description, parse_args, run_mpi_main, \
+    use_threads
 from protocol import Tag
 from training import InputError, Results, add_client_args, common_parser, evaluate, fit, nonnegative_float, \
     nonnegative_int, sgd
@@ -177,11 +177,9 @@ def run_worker(channel, model, args, x, y, num_params):
 
 def main():
     comm = MPI.COMM_WORLD
-    parser = build_parser()
-    quiet_on_other_ranks(parser, comm)
+    args = parse_args(build_parser(), comm)
 
     def setup():
-        args = parser.parse_args()
         check_world(comm, servers=1, least_clients=1, command="mpirun -n 11 python sync_sgd.py")
         if args.backup_workers >= comm.Get_size() - 1:
             raise InputError(f"--backup-workers {args.backup_workers} leaves no gradient to wait for with "
@@ -189,11 +187,11 @@ def main():
         x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
         shards = partition(y_train, comm.Get_size() - 1, args.partition, args.alpha, args.seed)
         if comm.Get_rank() == SERVER:  # no training images: the test set, and the size of each worker's shard
-            return args, (x_test, y_test, [len(s) for s in shards])
+            return x_test, y_test, [len(s) for s in shards]
         shard = shards[comm.Get_rank() - 1]
-        return args, (x_train[shard], y_train[shard])  # a worker's own data, nobody else's
+        return x_train[shard], y_train[shard]  # a worker's own data, nobody else's
 
-    args, data = collective(comm, setup)
+    data = collective(comm, setup)
     runtime.release_freed_memory()  # the rest of the data set, which this rank does not keep
     num_workers = comm.Get_size() - 1
     channel = Channel(comm)
