@@ -1,8 +1,8 @@
 """Helpers for the benchmarks: run a method's script for one epoch and read its own timing.
 
 Every benchmark runs the methods it compares one after the other, several rounds, in one invocation, and
-prints ratios of medians; each script times its epoch itself (``train_time_s`` in its results file: the
-training pass without evaluation, which is what the methods differ in).
+prints ratios, overall and round by round; each script times its epoch itself (``train_time_s`` in its
+results file: the training pass without evaluation, which is what the methods differ in).
 """
 
 import json
@@ -46,9 +46,23 @@ def kernel_monitor_cpu_s():
     return ticks / os.sysconf("SC_CLK_TCK") if found else None
 
 
+def ratio_table(times, baseline):
+    """Lines of a table: per method the median time, its ratio to the baseline's median, the median of the
+    ratios within each round, and those ratios. ``times`` maps names to equally long lists of seconds."""
+    base = statistics.median(times[baseline])
+    lines = [f"{'method':<28} {'median s':>9} {'ratio':>7} {'by round':>9}   ratio in each round"]
+    for name, values in times.items():
+        per_round = [v / b for v, b in zip(values, times[baseline])]
+        median = statistics.median(values)
+        lines.append(f"{name:<28} {median:9.2f} {median / base:7.2f} {statistics.median(per_round):9.2f}   "
+                     f"({', '.join(f'{r:.2f}' for r in per_round)})")
+    return lines
+
+
 def compare(commands, rounds, baseline):
     """Time every command ``rounds`` times, interleaved; print medians, ratios to ``baseline``, and the ratio
-    within each round (the machine's speed drifts between minutes, so a round's ratio is the fairer pair)."""
+    within each round (the machine's speed drifts between minutes, so a round's ratio is the fairer pair,
+    and their median, "by round", the fairer summary)."""
     times = {name: [] for name in commands}
     monitor = {name: [] for name in commands}
     for r in range(rounds):
@@ -58,12 +72,7 @@ def compare(commands, rounds, baseline):
             if before is not None:
                 monitor[name].append(kernel_monitor_cpu_s() - before)
             print(f"round {r + 1}: {name:<28} {times[name][-1]:6.2f} s", file=sys.stderr, flush=True)
-    base = statistics.median(times[baseline])
-    print(f"\n{'method':<28} {'median s':>9} {'ratio':>7}   ratio in each round")
-    for name, values in times.items():
-        median = statistics.median(values)
-        per_round = ", ".join(f"{v / b:.2f}" for v, b in zip(values, times[baseline]))
-        print(f"{name:<28} {median:9.2f} {median / base:7.2f}   ({per_round})")
+    print("\n" + "\n".join(ratio_table(times, baseline)))
     if any(monitor.values()):
         print("\nCPU seconds the kernel's DAMON monitor (kdamond) used during each run, median: " +
               ", ".join(f"{name} {statistics.median(values):.2f}" for name, values in monitor.items()))
