@@ -46,5 +46,6 @@ reproduce: setup
 bench: setup
 	$(PYTHON) benchmarks/bench_regular.py
 	$(PYTHON) benchmarks/bench_split.py
+	$(PYTHON) benchmarks/bench_split_compute.py
 	$(PYTHON) benchmarks/bench_federated.py
 	$(PYTHON) benchmarks/bench_sync_sgd.py

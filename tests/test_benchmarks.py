@@ -15,3 +15,24 @@ def test_ratio_table_pairs_each_round_with_the_baselines_same_round():
     assert regular.split() == ["regular", "5.00", "1.00", "1.00", "(1.00,", "1.00,", "1.00)"]
     # medians 6.0 / 5.0 = 1.20; the rounds give 1.50, 1.10, 1.10, whose median is 1.10
     assert split.split() == ["split", "6.00", "1.20", "1.10", "(1.50,", "1.10,", "1.10)"]
+
+
+def test_split_compute_benchmark_times_the_same_computation_as_the_whole_step():
+    import torch
+    from bench_split_compute import split_step, whole_step
+    from models import CUT_SHAPES, lenet5, split_lenet5
+
+    def sgd(params):
+        return torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+    torch.manual_seed(1)
+    x, y = torch.randn(5, 64, 1, 28, 28), torch.randint(0, 10, (5, 64))
+    model = lenet5(0)
+    optimizer = sgd(model.parameters())
+    client_part, server_part = split_lenet5(1, 0)
+    client_optimizer, server_optimizer = sgd(client_part.parameters()), sgd(server_part.parameters())
+    smashed_buf = torch.empty(64, *CUT_SHAPES[1])
+    for xb, yb in zip(x, y):
+        whole_loss = whole_step(model, optimizer, xb, yb)
+        split_loss = split_step(client_part, client_optimizer, server_part, server_optimizer, smashed_buf, xb, yb)
+        assert abs(whole_loss - split_loss) < 1e-5

@@ -1,0 +1,91 @@
+"""The floor under split learning's speed: its computation alone, without any messages, against the whole step.
+
+    python benchmarks/bench_split_compute.py [--batches 3000]
+
+In one process, on the same batches, alternating batch by batch (so that both see the same machine): a regular
+training step of LeNet-5, and the steps split learning takes for the same batch, as its ranks do them: client
+forward, server forward, backward and step, client backward and step. Prints the median time of each and
+their ratio. Whatever split learning over MPI costs beyond this ratio is messaging and waiting.
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import runtime  # noqa: E402,F401  (as in the scripts: before torch)
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from data import load_fashion_mnist  # noqa: E402
+from models import CUT_SHAPES, lenet5, split_lenet5  # noqa: E402
+from training import common_parser, sgd  # noqa: E402
+
+BATCH = 64
+DISTINCT_BATCHES = 100  # cycled: enough to keep the data out of the caches' way, little to load
+
+
+def whole_step(model, optimizer, x, y):
+    optimizer.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def split_step(client_part, client_optimizer, server_part, server_optimizer, smashed_buf, x, y):
+    smashed = client_part(x)
+    received = smashed_buf.copy_(smashed.detach()).requires_grad_()  # what the server's receive buffer holds
+    loss = F.cross_entropy(server_part(received), y)
+    server_optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    server_optimizer.step()
+    client_optimizer.zero_grad(set_to_none=True)
+    smashed.backward(received.grad)
+    client_optimizer.step()
+    received.grad = None
+    received.requires_grad_(False)
+    return loss.item()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--batches", type=int, default=3000, help="timed batches of each kind")
+    parser.add_argument("--cut-layer", type=int, choices=sorted(CUT_SHAPES), default=1, help="where to split")
+    args = parser.parse_args()
+    defaults = common_parser("bench", "").parse_args([])  # the scripts' learning rate, momentum, weight decay
+
+    x, y, _, _ = load_fashion_mnist(None, DISTINCT_BATCHES * BATCH, 1)
+    model = lenet5(0)
+    optimizer = sgd(model.parameters(), defaults)
+    client_part, server_part = split_lenet5(args.cut_layer, 0)
+    client_optimizer = sgd(client_part.parameters(), defaults)
+    server_optimizer = sgd(server_part.parameters(), defaults)
+    smashed_buf = torch.empty(BATCH, *CUT_SHAPES[args.cut_layer])
+
+    warm_up = 100
+    whole, split = [], []
+    for i in range(warm_up + args.batches):
+        start = (i % DISTINCT_BATCHES) * BATCH
+        xb, yb = x[start:start + BATCH], y[start:start + BATCH]
+        t0 = time.perf_counter()
+        whole_step(model, optimizer, xb, yb)
+        t1 = time.perf_counter()
+        split_step(client_part, client_optimizer, server_part, server_optimizer, smashed_buf, xb, yb)
+        t2 = time.perf_counter()
+        if i >= warm_up:
+            whole.append(t1 - t0)
+            split.append(t2 - t1)
+    whole_ms, split_ms = statistics.median(whole) * 1e3, statistics.median(split) * 1e3
+    print(f"whole step   median {whole_ms:.3f} ms\nsplit steps  median {split_ms:.3f} ms\n"
+          f"ratio {split_ms / whole_ms:.3f}  ({args.batches} batches of {BATCH} each, alternating, "
+          f"{torch.get_num_threads()} threads)")
+
+
+if __name__ == "__main__":
+    main()
