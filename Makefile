@@ -6,6 +6,7 @@
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+STARTED := $(shell date +%s)
 
 .PHONY: setup data test reproduce bench
 
@@ -42,6 +43,7 @@ reproduce: setup
 	$(VENV)/bin/mpirun -n 11 $(PYTHON) sync_sgd.py --no-progress
 	@echo "== [5/5] figures and table  -> results/figure1.png, results/comparison.png, results/summary.md"
 	$(PYTHON) plot_results.py
+	@echo "== make reproduce took $$(( $$(date +%s) - $(STARTED) )) s"
 
 bench: setup
 	$(PYTHON) benchmarks/bench_regular.py
