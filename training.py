@@ -125,16 +125,21 @@ def run_main(main):
 
 # ------------------------------------------------------------------------------------------ train, evaluate
 
+def train_step(model, optimizer, x, y):
+    """One SGD step on the batch ``x``, ``y``; returns its mean training loss."""
+    optimizer.zero_grad(set_to_none=True)
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 def train_epoch(model, optimizer, batch_iter):
     """One pass of SGD over ``batch_iter``; returns the mean training loss per example."""
     model.train()
     total_loss, count = 0.0, 0
     for x, y in batch_iter:
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-        total_loss += loss.item() * len(y)
+        total_loss += train_step(model, optimizer, x, y) * len(y)
         count += len(y)
     return total_loss / max(count, 1)
 

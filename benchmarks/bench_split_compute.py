@@ -23,18 +23,10 @@ import torch.nn.functional as F  # noqa: E402
 
 from data import load_fashion_mnist  # noqa: E402
 from models import CUT_SHAPES, lenet5, split_lenet5  # noqa: E402
-from training import common_parser, sgd  # noqa: E402
+from training import common_parser, sgd, train_step  # noqa: E402
 
 BATCH = 64
 DISTINCT_BATCHES = 100  # cycled: enough to keep the data out of the caches' way, little to load
-
-
-def whole_step(model, optimizer, x, y):
-    optimizer.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(model(x), y)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
 
 
 def split_step(client_part, client_optimizer, server_part, server_optimizer, smashed_buf, x, y):
@@ -74,7 +66,7 @@ def main():
         start = (i % DISTINCT_BATCHES) * BATCH
         xb, yb = x[start:start + BATCH], y[start:start + BATCH]
         t0 = time.perf_counter()
-        whole_step(model, optimizer, xb, yb)
+        train_step(model, optimizer, xb, yb)  # regular learning's step
         t1 = time.perf_counter()
         split_step(client_part, client_optimizer, server_part, server_optimizer, smashed_buf, xb, yb)
         t2 = time.perf_counter()

@@ -19,8 +19,9 @@ def test_ratio_table_pairs_each_round_with_the_baselines_same_round():
 
 def test_split_compute_benchmark_times_the_same_computation_as_the_whole_step():
     import torch
-    from bench_split_compute import split_step, whole_step
+    from bench_split_compute import split_step
     from models import CUT_SHAPES, lenet5, split_lenet5
+    from training import train_step
 
     def sgd(params):
         return torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4)
@@ -33,6 +34,6 @@ def test_split_compute_benchmark_times_the_same_computation_as_the_whole_step():
     client_optimizer, server_optimizer = sgd(client_part.parameters()), sgd(server_part.parameters())
     smashed_buf = torch.empty(64, *CUT_SHAPES[1])
     for xb, yb in zip(x, y):
-        whole_loss = whole_step(model, optimizer, xb, yb)
+        whole_loss = train_step(model, optimizer, xb, yb)
         split_loss = split_step(client_part, client_optimizer, server_part, server_optimizer, smashed_buf, xb, yb)
         assert abs(whole_loss - split_loss) < 1e-5
