@@ -29,9 +29,8 @@ def epoch_time(command, key="train_time_s"):
 def kernel_monitor_cpu_s():
     """CPU seconds used so far by the kernel's DAMON memory monitors (``kdamond`` threads), None if none run.
 
-    Where DAMON watches physical memory, its cost grows with the number of processes mapping the same pages
-    (it walks every mapping of each page it samples): eleven ranks that each map torch's libraries cost it
-    several times what one process does, and it takes that CPU from the training (README, "Speed").
+    Where DAMON watches physical memory, eleven active ranks cost it about ten times the CPU that two do, and
+    it takes that CPU from the training (README, "Speed").
     """
     ticks, found = 0, False
     for stat in Path("/proc").glob("[0-9]*/stat"):
