@@ -16,8 +16,12 @@ import runtime  # first: process settings that must precede torch
 import numpy as np
 import torch
 
+from averaging import Aggregator, sample_clients
 from data import batches, load_fashion_mnist, partition, shuffle_generator
 from models import flat_parameters, lenet5, load_flat_parameters
+from mpi_method import run_method, run_mpi_main, stop_workers
+from mpi_utils import cores, use_threads
+from protocol import SERVER, Tag
 from training import Results, add_client_args, common_parser, evaluate, fit, fraction, launched_by_mpi, \
     nonnegative_float, positive_float, positive_int, resolve_device, run_main, set_lr, sgd, train_epoch
 
@@ -39,42 +43,6 @@ def build_parser():
 
 
 # --------------------------------------------------------------------------------------- the method itself
-
-def weighted_average(vectors, weights):
-    """Average of equally long 1-D tensors, weighted (a lone vector comes back unchanged)."""
-    weights = torch.tensor(weights, dtype=torch.float64)
-    shares = (weights / weights.sum()).to(vectors[0].dtype)
-    return sum(share * vector for share, vector in zip(shares, vectors))
-
-
-def sample_clients(num_clients, share, seed, round_number):
-    """Client indices (sorted) taking part in ``round_number``: ``share`` of them, at least one, seeded."""
-    count = max(1, round(share * num_clients))
-    rng = np.random.default_rng([seed, round_number])
-    return sorted(rng.choice(num_clients, size=count, replace=False).tolist())
-
-
-class Aggregator:
-    """Holds the global model; folds the clients' models into it each round."""
-
-    def __init__(self, initial, server_momentum=0.0, server_lr=1.0):
-        self.params = initial.clone()
-        self.server_momentum, self.server_lr = server_momentum, server_lr
-        self.velocity = torch.zeros_like(initial)
-
-    def aggregate(self, client_params, num_examples):
-        average = weighted_average(client_params, num_examples)
-        if self.server_momentum == 0 and self.server_lr == 1:
-            self.params = average
-        else:  # FedAvgM/FedOpt: treat (global - average) as a gradient and take a momentum step on it
-            self.velocity = self.server_momentum * self.velocity + (self.params - average)
-            self.params = self.params - self.server_lr * self.velocity
-
-    def evaluate(self, model, x_test, y_test, batch_size):
-        load_flat_parameters(model, self.params)
-        test_loss, test_acc = evaluate(model, x_test, y_test, batch_size)
-        return {"test_loss": test_loss, "test_acc": test_acc}
-
 
 class Client:
     """One data holder: its shard, its shuffling and its local optimizer (whose momentum buffers it keeps
@@ -107,6 +75,12 @@ def round_record(losses, sizes, model_bytes, sampled):
 
 # ---------------------------------------------------------------------------------------------- two modes
 
+def evaluate_global(aggregator, model, x_test, y_test, batch_size):
+    load_flat_parameters(model, aggregator.params)
+    test_loss, test_acc = evaluate(model, x_test, y_test, batch_size)
+    return {"test_loss": test_loss, "test_acc": test_acc}
+
+
 def run_one_process(args, device):
     x_train, y_train, x_test, y_test = (t.to(device) for t in
                                         load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset))
@@ -124,105 +98,101 @@ def run_one_process(args, device):
         return round_record([loss for _, loss in trained], sizes, model_bytes, sampled)
 
     results = Results(args, "federated", device)
-    fit(args, results, train_one_round, lambda: aggregator.evaluate(model, x_test, y_test, args.test_batch_size))
+    fit(args, results, train_one_round, lambda: evaluate_global(aggregator, model, x_test, y_test,
+                                                                args.test_batch_size))
     print(f"results: {results.path}")
 
 
-def run_mpi(args, device):
-    from mpi4py import MPI
+# ------------------------------------------------------------------------------------------- over MPI
 
-    from mpi_utils import Channel, check_world, collective, cores, mpi_description, use_threads
-    from protocol import Tag
+def load_for_rank(args, rank, world_size):
+    """The aggregator gets the test set only (it evaluates); a client its own shard, nobody else's."""
+    x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
+    if rank == 0:
+        return x_test, y_test
+    shard = partition(y_train, world_size - 1, args.partition, args.alpha, args.seed)[rank - 1]
+    return x_train[shard], y_train[shard]
 
-    comm = MPI.COMM_WORLD
-    aggregator_rank = 0
 
-    def setup():
-        check_world(comm, servers=1, least_clients=1, command="mpirun -n 11 python federated_learning.py")
-        x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
-        if comm.Get_rank() == aggregator_rank:  # no training images: the aggregator only evaluates
-            return x_test, y_test
-        shard = partition(y_train, comm.Get_size() - 1, args.partition, args.alpha, args.seed)[comm.Get_rank() - 1]
-        return x_train[shard], y_train[shard]  # a client's own data, nobody else's
+def clients_at_once(num_clients):
+    """Clients train at the same time, but no more of them than there are cores: more would only take turns on
+    the cores and evict each other from the caches."""
+    return min(num_clients, cores())
 
-    data = collective(comm, setup)
-    runtime.release_freed_memory()  # the rest of the data set, which this rank does not keep
-    num_clients = comm.Get_size() - 1
-    args.clients = num_clients
-    channel = Channel(comm)
-    model = lenet5(args.seed)
-    num_params = sum(p.numel() for p in model.parameters())
 
-    # Clients train at the same time, but no more of them than there are cores: more would only take turns on
-    # the cores and evict each other from the caches. Each uses the cores left for it. (Measured together with
-    # making each client's optimizer at set-up: a round went from 1.70x to 0.77x of regular learning's epoch.)
-    window = min(num_clients, cores())
-    if channel.rank != aggregator_rank:
-        use_threads(cores() // window)
-        client = Client(channel.rank - 1, *data, model, args)
-        global_params = torch.empty(num_params)
-        channel.barrier()  # every rank set up: the first round's time is training alone
-        while True:
-            tag = Tag(channel.probe(aggregator_rank).Get_tag())
-            command = channel.recv_obj(aggregator_rank, tag)
-            if tag == Tag.STOP:
-                channel.flush()
-                return
-            channel.recv(global_params.numpy(), aggregator_rank, Tag.GLOBAL_MODEL)
-            params, loss = client.train(global_params, command["lr"])
-            channel.send(params.numpy(), aggregator_rank, Tag.UPDATE)
-            channel.send_obj({"num_examples": len(client.y), "train_loss": loss, **channel.traffic()},
-                             aggregator_rank, Tag.UPDATE_INFO)
+class MPIAggregator:
+    """Rank 0: sends the global model to each sampled client, averages what comes back."""
 
-    use_threads(cores())  # the aggregator evaluates while the clients wait
-    aggregator = Aggregator(flat_parameters(model), args.server_momentum, args.server_lr)
-    model_bytes = aggregator.params.numel() * aggregator.params.element_size()
-    update = torch.empty(num_params)
-    channel.barrier()
+    def __init__(self, channel, args, data, device):
+        use_threads(cores())  # the aggregator evaluates while the clients wait
+        self.channel, self.args, self.device = channel, args, device
+        self.x_test, self.y_test = (t.to(device) for t in data)
+        self.num_clients = args.clients = channel.comm.Get_size() - 1
+        self.model = lenet5(args.seed).to(device)
+        self.aggregator = Aggregator(flat_parameters(self.model).cpu(), args.server_momentum, args.server_lr)
+        self.model_bytes = self.aggregator.params.numel() * self.aggregator.params.element_size()
+        self.update = torch.empty(self.aggregator.params.numel())
 
-    def train_one_round(round_number, lr):
-        sampled = [i + 1 for i in sample_clients(num_clients, args.fraction, args.seed, round_number)]
+    def train_epoch(self, round_number, lr):
+        sampled = [i + 1 for i in sample_clients(self.num_clients, self.args.fraction, self.args.seed, round_number)]
         to_start = list(sampled)
 
         def start_next():
             rank = to_start.pop(0)
-            channel.send_obj({"round": round_number, "lr": lr}, rank, Tag.ROUND)
-            channel.send(aggregator.params.numpy(), rank, Tag.GLOBAL_MODEL)
+            self.channel.send_obj({"round": round_number, "lr": lr}, rank, Tag.ROUND)
+            self.channel.send(self.aggregator.params.numpy(), rank, Tag.GLOBAL_MODEL)
 
-        for _ in range(min(window, len(sampled))):
+        for _ in range(min(clients_at_once(self.num_clients), len(sampled))):
             start_next()
         params, infos = {}, {}
         for _ in sampled:  # in whatever order they finish...
-            rank = channel.probe(tag=Tag.UPDATE).Get_source()
-            channel.recv(update.numpy(), rank, Tag.UPDATE)
-            params[rank] = update.clone()
-            infos[rank] = channel.recv_obj(rank, Tag.UPDATE_INFO)
+            rank = self.channel.probe(tag=Tag.UPDATE).Get_source()
+            self.channel.recv(self.update.numpy(), rank, Tag.UPDATE)
+            params[rank] = self.update.clone()
+            infos[rank] = self.channel.recv_obj(rank, Tag.UPDATE_INFO)
             if to_start:
                 start_next()
         sizes = [infos[rank]["num_examples"] for rank in sampled]
-        aggregator.aggregate([params[rank] for rank in sampled], sizes)  # ...but summed in client order
-        record = round_record([infos[rank]["train_loss"] for rank in sampled], sizes, model_bytes, sampled)
-        traffic = channel.traffic()
+        self.aggregator.aggregate([params[rank] for rank in sampled], sizes)  # ...but summed in client order
+        record = round_record([infos[rank]["train_loss"] for rank in sampled], sizes, self.model_bytes, sampled)
+        traffic = self.channel.traffic()
         for key in traffic:
             traffic[key] += sum(info[key] for info in infos.values())
         return {**record, **traffic}
 
-    results = Results(args, "federated", device, world_size=comm.Get_size(), mpi=mpi_description())
-    x_test, y_test = data
-    fit(args, results, train_one_round, lambda: aggregator.evaluate(model, x_test, y_test, args.test_batch_size))
-    for rank in range(1, comm.Get_size()):
-        channel.send_obj({}, rank, Tag.STOP)
-    channel.flush()
-    print(f"results: {results.path}")
+    def evaluate(self):
+        return evaluate_global(self.aggregator, self.model, self.x_test, self.y_test, self.args.test_batch_size)
+
+    def final_summary(self):
+        return {}
+
+    def stop(self):
+        stop_workers(self.channel)
+
+
+class MPIClient:
+    """A client rank: on each ROUND, trains the global model it is sent and sends back the result."""
+
+    def __init__(self, channel, args, data, device):
+        use_threads(cores() // clients_at_once(channel.comm.Get_size() - 1))
+        self.channel = channel
+        x, y = (t.to(device) for t in data)
+        self.client = Client(channel.rank - 1, x, y, lenet5(args.seed).to(device), args)
+        self.global_params = torch.empty(sum(p.numel() for p in self.client.model.parameters()))
+        self.handlers = {Tag.ROUND: self.train_round}
+
+    def train_round(self, round, lr):
+        self.channel.recv(self.global_params.numpy(), SERVER, Tag.GLOBAL_MODEL)
+        params, loss = self.client.train(self.global_params.to(self.client.x.device), lr)
+        self.channel.send(params.cpu().numpy(), SERVER, Tag.UPDATE)
+        self.channel.send_obj({"num_examples": len(self.client.y), "train_loss": loss, **self.channel.traffic()},
+                              SERVER, Tag.UPDATE_INFO)
 
 
 def main():
     if launched_by_mpi():
-        from mpi4py import MPI
-
-        from mpi_utils import parse_args, run_mpi_main
-        args = parse_args(build_parser(), MPI.COMM_WORLD)
-        run_mpi_main(lambda: run_mpi(args, torch.device("cpu")))
+        run_mpi_main(lambda: run_method(build_parser(), "federated", "mpirun -n 11 python federated_learning.py",
+                                        load_for_rank, lambda args: (MPIAggregator, MPIClient)))
     else:
         args = build_parser().parse_args()
         run_one_process(args, resolve_device(args.device))

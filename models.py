@@ -10,6 +10,9 @@ from torch import nn
 
 # Shape of one example's activations after each cut layer (channels, height, width): what the server sees.
 CUT_SHAPES = {1: (6, 14, 14), 2: (16, 5, 5)}
+# U-shaped split: the client keeps the last ``head_layers`` fully connected layers; the server sends it the
+# activations that enter them, of this shape per example.
+HEAD_SHAPES = {1: (84,), 2: (120,)}
 
 
 def lenet5(seed=None):
@@ -41,6 +44,17 @@ def split_lenet5(cut_layer=1, seed=None):
         raise ValueError(f"cut layer must be one of {sorted(CUT_SHAPES)}, not {cut_layer}")
     model = lenet5(seed)
     return model[:cut_layer], model[cut_layer:]
+
+
+def split_u_shaped(cut_layer=1, head_layers=1, seed=None):
+    """Return ``(front, middle, head)``: LeNet-5 cut after conv block ``cut_layer`` and again before its last
+    ``head_layers`` fully connected layers. The client holds front and head, the server the middle."""
+    if head_layers not in HEAD_SHAPES:
+        raise ValueError(f"head layers must be one of {sorted(HEAD_SHAPES)}, not {head_layers}")
+    front, rest = split_lenet5(cut_layer, seed)
+    classifier = rest[-1]  # Flatten, Linear, ReLU, Linear, ReLU, Linear
+    keep = len(classifier) - (2 * head_layers - 1)
+    return front, nn.Sequential(*rest[:-1], classifier[:keep]), classifier[keep:]
 
 
 def flatten(tensors):

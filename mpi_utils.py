@@ -1,5 +1,4 @@
-"""MPI helpers shared by the MPI scripts: start-up, counted messages, waiting that leaves the CPU to others,
-and ending every rank when one fails.
+"""The messaging layer of the MPI methods: counted messages, and waiting that leaves the CPU to others.
 
 Why the waiting is hand-made: MPI implementations busy-poll inside a blocking ``Recv``. With 11 ranks on
 2 cores the waiting ranks would take the cores from the two that have work (measured: an 80 s split-learning
@@ -9,23 +8,21 @@ then wait for each other. So each rank has a *doorbell*, a FIFO on this machine:
 a rank rings its bell (when the sender itself next waits), and a waiting rank sleeps in ``select()`` until
 rung. It takes no CPU while it waits and wakes at once. Sends do not wait for delivery, so a sender goes
 straight back to sleep. Where the ranks are not all on one machine, waiting falls back to polling with a
-growing sleep.
+growing sleep; ``DOORBELLS=off`` in the environment forces that path on one machine.
 """
 
 import os
 import pickle
 import select
 import shutil
-import sys
 import tempfile
 import time
-import traceback
 
 import numpy as np
 from mpi4py import MPI
+from mpi4py.util.dtlib import from_numpy_dtype
 
-from data import DataError
-from training import InputError
+from protocol import ProtocolError
 
 POLLS = 2  # look this many times before sleeping: MPICH's Iprobe may see a just-arrived message on its 2nd call
 RUNG_SPIN_SECONDS = 50e-6  # after the bell rang, poll flat out this long: the message it announced is near
@@ -58,7 +55,8 @@ class Doorbells:
     def __init__(self, comm):
         rank = comm.Get_rank()
         one_machine = len(set(comm.allgather(MPI.Get_processor_name()))) == 1
-        self.enabled = comm.allreduce(one_machine and hasattr(os, "mkfifo"), op=MPI.LAND)
+        forced_off = os.environ.get("DOORBELLS") == "off"  # the several-hosts path, on one host (for tests)
+        self.enabled = comm.allreduce(one_machine and hasattr(os, "mkfifo") and not forced_off, op=MPI.LAND)
         if not self.enabled:
             return
         folder = comm.bcast(tempfile.mkdtemp(prefix="doorbells-") if rank == 0 else None)
@@ -91,10 +89,6 @@ class Doorbells:
         except BlockingIOError:
             pass
         return rung
-
-
-class ProtocolError(RuntimeError):
-    """A message that the protocol does not allow at this point (wrong sender, tag, size)."""
 
 
 class Channel:
@@ -203,7 +197,7 @@ class Channel:
     def recv(self, array, source, tag):
         """Receive exactly ``array.size`` items into ``array``; a message of another size is an error."""
         status = self.probe(source, tag)
-        if status.Get_count(MPI._typedict[array.dtype.char]) != array.size:
+        if status.Get_count(from_numpy_dtype(array.dtype)) != array.size:
             raise ProtocolError(f"rank {self.rank}: message with tag {tag} from rank {status.Get_source()} "
                                 f"has {status.Get_count()} bytes, expected {array.nbytes}")
         request = self.comm.Irecv(array, status.Get_source(), tag)
@@ -224,59 +218,3 @@ class Channel:
         self.comm.Recv(payload, status.Get_source(), status.Get_tag())
         self.bytes_received += len(payload)
         return pickle.loads(payload)
-
-
-def check_world(comm, servers, least_clients, command):
-    """Refuse a world too small for the method, with the command that works."""
-    if comm.Get_size() < servers + least_clients:
-        raise InputError(f"needs at least {servers + least_clients} MPI processes ({servers} server and "
-                         f"{least_clients}+ clients), got {comm.Get_size()}; run for example: {command}")
-
-
-def collective(comm, setup):
-    """Run ``setup()`` on every rank; if bad input stops any rank, every rank exits with status 2.
-
-    For the start-up work that each rank does alike (parsing flags, checking the world size, loading data):
-    rank 0 reports the first problem once, instead of eleven ranks each printing it.
-    """
-    try:
-        value, problem = setup(), None
-    except (DataError, InputError) as exc:
-        value, problem = None, str(exc)
-    except SystemExit as exc:  # argparse has already printed its message on rank 0
-        value, problem = None, exc.code
-    problems = comm.allgather(problem)
-    failed = [p for p in problems if p is not None]
-    if failed:
-        if comm.Get_rank() == 0 and isinstance(failed[0], str):
-            print(f"error: {failed[0]}", file=sys.stderr)
-        sys.exit(2 if not isinstance(failed[0], int) else failed[0])
-    return value
-
-
-def parse_args(parser, comm):
-    """Parse the command line on every rank. Only rank 0's argparse prints, so that ``--help`` or a bad flag is
-    reported once, not once per rank; a bad flag ends every rank with status 2."""
-    if comm.Get_rank() != 0:
-        parser.print_usage = parser.print_help = lambda file=None: None
-        parser._print_message = lambda message, file=None: None
-        parser.exit = lambda status=0, message=None: sys.exit(status)
-    return collective(comm, parser.parse_args)
-
-
-def run_mpi_main(main):
-    """Run ``main()`` on this rank; if it raises, print the error and end every rank at once.
-
-    An exception left to itself ends only its own rank while the others wait for it forever; MPI_Abort
-    makes the launcher kill them all and return a non-zero status.
-    """
-    try:
-        main()
-    except SystemExit:
-        raise
-    except BaseException as exc:
-        rank = MPI.COMM_WORLD.Get_rank()
-        if not isinstance(exc, KeyboardInterrupt):
-            traceback.print_exc(file=sys.stderr)
-        print(f"error: rank {rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-        MPI.COMM_WORLD.Abort(1)

@@ -42,6 +42,12 @@ Synchronous SGD with backup workers, per step s, with every worker k:
 
 from enum import IntEnum
 
+SERVER = 0  # the rank that drives: server, aggregator or parameter server
+
+
+class ProtocolError(RuntimeError):
+    """A message that the protocol does not allow at this point (wrong sender, tag, size)."""
+
 
 class Tag(IntEnum):
     # control (pickled dicts)
@@ -62,3 +68,10 @@ class Tag(IntEnum):
     GLOBAL_MODEL = 15
     PARAMS = 16
     GRADIENT = 17
+    MIDDLE = 18
+    HEAD_GRAD = 19
+
+    @property
+    def is_control(self):
+        """Control messages are pickled dicts; the others raw arrays."""
+        return self < 10

@@ -1,13 +1,14 @@
 """Split learning (splitNN) over MPI: rank 0 is the server, ranks 1..N the clients (N = world size - 1).
 
-    mpirun -n 11 python split_learning.py     # the report's experiment (10 clients); writes results/split.json
+    mpirun -n 11 python split_learning.py                      # the report's experiment (10 clients, vanilla)
+    mpirun -n 11 python split_learning.py --variant sflv2      # SplitFed V2; also sflv1, u-shaped
     mpirun -n 11 python split_learning.py --help
 
-Each client holds LeNet-5 up to the cut layer and its own shard of the training data; the server holds the
-rest. Clients take turns; in its turn a client runs through its shard in mini-batches: forward to the cut,
+Vanilla: each client holds LeNet-5 up to the cut layer and its own shard of the training data; the server holds
+the rest. Clients take turns; in its turn a client runs through its shard in mini-batches: forward to the cut,
 send the activations ("smashed" data) and labels, the server finishes the forward pass, takes the loss, steps
 its layers and sends back the gradient at the cut, and the client finishes the backward pass and steps its
-layers. The messages are laid out in protocol.py.
+layers. The variants are in split_variants.py; every message is laid out in protocol.py.
 """
 
 import runtime  # first: process settings that must precede torch
@@ -15,99 +16,130 @@ import runtime  # first: process settings that must precede torch
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mpi4py import MPI
 
 from data import batches, load_fashion_mnist, num_batches, partition, shuffle_generator
-from models import CUT_SHAPES, flatten, split_lenet5, unflatten_into
-from mpi_utils import Channel, ProtocolError, check_world, collective, cores, mpi_description, parse_args, \
-    run_mpi_main, use_threads
-from protocol import Tag
-from training import Results, add_client_args, common_parser, fit, progress, resolve_device, set_lr, sgd
+from models import CUT_SHAPES, HEAD_SHAPES, flatten, split_lenet5, unflatten_into
+from mpi_method import run_method, run_mpi_main, stop_workers
+from mpi_utils import cores, use_threads
+from protocol import SERVER, ProtocolError, Tag
+from training import add_client_args, common_parser, progress, set_lr, sgd
 
-SERVER = 0
+VARIANTS = ["vanilla", "sflv1", "sflv2", "u-shaped"]
 
 
 def build_parser():
     parser = common_parser("split", "Split learning over MPI: rank 0 is the server, ranks 1..N the clients.")
     add_client_args(parser)
-    parser.add_argument("--cut-layer", type=int, choices=sorted(CUT_SHAPES), default=1,
-                        help="cut after this conv block: 1 (clients send 6x14x14) or 2 (16x5x5)")
-    parser.add_argument("--client-weights", choices=["keep", "pass"], default="keep",
-                        help="keep: each client trains its own client part (the report); pass: each client "
-                             "starts its turn from the previous client's weights (original splitNN)")
-    parser.add_argument("--client-eval", choices=["end", "epoch"], default="end",
-                        help="when to evaluate every client's part (each epoch evaluates the last client's): "
-                             "once at the end, or after every epoch (10 test passes an epoch with 10 clients)")
+    add = parser.add_argument
+    add("--variant", choices=VARIANTS, default="vanilla",
+        help="vanilla: clients take turns (the report); sflv1/sflv2: SplitFed V1/V2, clients in parallel, client "
+             "parts averaged every epoch; u-shaped: the client also holds the last layers and keeps the labels")
+    add("--cut-layer", type=int, choices=sorted(CUT_SHAPES), default=1,
+        help="cut after this conv block: 1 (clients send 6x14x14) or 2 (16x5x5)")
+    add("--head-layers", type=int, choices=sorted(HEAD_SHAPES), default=1,
+        help="u-shaped: fully connected layers the client keeps at the end (1: it receives 84 values per "
+             "example, 2: 120)")
+    add("--client-weights", choices=["keep", "pass"], default="keep",
+        help="vanilla and u-shaped: keep: each client trains its own client part (the report); pass: each "
+             "client starts its turn from the previous client's weights (original splitNN)")
+    add("--client-eval", choices=["end", "epoch"], default="end",
+        help="when to evaluate every client's part (each epoch evaluates the last client's): "
+             "once at the end, or after every epoch (10 test passes an epoch with 10 clients)")
     return parser
 
 
-class Server:
-    """Holds the layers after the cut; drives the clients' turns and evaluates through their parts."""
+def load(args, rank, world_size):
+    """The server gets no images: the test labels and the size of each shard; a client its own shard."""
+    x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
+    shards = partition(y_train, world_size - 1, args.partition, args.alpha, args.seed)
+    if rank == SERVER:
+        return y_test, [len(s) for s in shards]
+    shard = shards[rank - 1]
+    return x_train[shard], y_train[shard], x_test, y_test
 
-    def __init__(self, channel, server_part, args, y_test, shard_sizes, device):
-        self.channel, self.server_part, self.args = channel, server_part, args
-        self.optimizer = sgd(server_part.parameters(), args)
-        self.y_test, self.shard_sizes, self.device = y_test.to(device), shard_sizes, device
-        self.clients = list(range(1, len(shard_sizes) + 1))
+
+def batch_sizes(num_examples, batch_size):
+    """The sizes of the mini-batches of one pass over ``num_examples``, in order."""
+    return [min(batch_size, num_examples - start) for start in range(0, num_examples, batch_size)]
+
+
+class Server:
+    """Holds the layers after the cut; gives the clients their turns one after another and evaluates through
+    their parts. Subclasses change what one batch is (``train_turn``, ``evaluate_client``)."""
+
+    def __init__(self, channel, args, data, device):
+        self.channel, self.args, self.device = channel, args, device
+        self.y_test, self.shard_sizes = data[0].to(device), data[1]
+        self.clients = list(range(1, len(self.shard_sizes) + 1))
+        self.server_part = self.make_part(args).to(device)
+        self.optimizer = sgd(self.server_part.parameters(), args)
         self.cut_shape = CUT_SHAPES[args.cut_layer]
-        self.per_example = int(np.prod(self.cut_shape))
         most = max(args.batch_size, args.test_batch_size)
         self.smashed_buf = torch.empty((most, *self.cut_shape))  # receive buffer, allocated once
         self.holder = None  # in pass mode: the client whose part is the newest
         self.received = {}  # what the server has been sent: (tag, shape per example) -> messages
+        use_threads(self.threads())
 
-    def _expect(self, status, client, tags):
-        """Check that a probed message comes from ``client`` with one of ``tags``; return its tag."""
-        source, tag = status.Get_source(), status.Get_tag()
-        if source != client or tag not in tags:
-            raise ProtocolError(f"server expected {[Tag(t).name for t in tags]} from client {client}, "
-                                f"got tag {tag} from rank {source}")
-        return Tag(tag)
+    @staticmethod
+    def make_part(args):
+        return split_lenet5(args.cut_layer, args.seed)[1]
 
-    def _recv_smashed(self, status, client, most):
-        """Receive one batch of cut-layer activations, checking that it is one and not, say, raw images."""
-        count = status.Get_count(MPI.FLOAT)
-        batch = count // self.per_example
-        if count % self.per_example or not 0 < batch <= most:
-            raise ProtocolError(f"client {client} sent {count} floats: not a batch of at most {most} "
-                                f"cut-layer activations of shape {self.cut_shape}")
-        smashed = self.smashed_buf[:batch]
-        self.channel.recv(smashed.numpy(), client, Tag.SMASHED)
-        self._note(Tag.SMASHED, self.cut_shape)
-        return smashed.to(self.device)
+    @staticmethod
+    def threads():
+        return cores()  # one rank computes at a time (the others wait on their doorbells): every core
 
-    def _note(self, tag, shape):
+    # -------------------------------------------------------------------------------- checked receiving
+
+    def recv(self, client, tag, buffer):
+        """Receive ``tag`` from ``client`` into ``buffer``, which has exactly the expected size: another sender,
+        tag or size (raw images instead of activations, say) is a protocol error."""
+        status = self.channel.probe()
+        source, got = status.Get_source(), status.Get_tag()
+        if source != client or got != tag:
+            name = Tag(got).name if got in Tag._value2member_map_ else got
+            raise ProtocolError(f"server expected {tag.name} from client {client}, got {name} from rank {source}")
+        self.channel.recv(buffer.numpy(), client, tag)
+        self.note(tag, buffer.shape[1:])
+        return buffer.to(self.device)
+
+    def note(self, tag, shape):
         key = (tag.name, tuple(shape))
         self.received[key] = self.received.get(key, 0) + 1
 
-    def _finish_turn(self, client):
-        report = self.channel.recv_obj(client, Tag.TURN_DONE)
-        self._note(Tag.TURN_DONE, ())
-        return report
+    def recv_smashed(self, client, batch):
+        return self.recv(client, Tag.SMASHED, self.smashed_buf[:batch])
 
-    def _recv_labels(self, client):
-        """The labels of ``client``'s whole turn, in the order its batches will come (one message a turn)."""
-        labels = torch.empty(self.shard_sizes[client - 1], dtype=torch.int64)
-        self.channel.recv(labels.numpy(), client, Tag.LABELS)
-        self._note(Tag.LABELS, ())
-        return labels.to(self.device)
+    def finish_turn(self, client):
+        status = self.channel.probe()
+        if status.Get_source() != client or status.Get_tag() != Tag.TURN_DONE:
+            raise ProtocolError(f"server expected TURN_DONE from client {client}, got tag {status.Get_tag()} "
+                                f"from rank {status.Get_source()}")
+        self.note(Tag.TURN_DONE, ())
+        return self.channel.recv_obj(client, Tag.TURN_DONE)
 
-    def _train_batch(self, status, client, labels):
-        """Server side of one batch: finish forward, loss, backward, step; send back the cut gradient."""
-        smashed = self._recv_smashed(status, client, self.args.batch_size).requires_grad_()
-        labels = labels[:len(smashed)]
-        loss = F.cross_entropy(self.server_part(smashed), labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.channel.send(smashed.grad.cpu().numpy(), client, Tag.CUT_GRAD)
-        return loss.item() * len(labels), len(labels)
+    # ------------------------------------------------------------------------------------------ training
+
+    def train_turn(self, client, bar):
+        """Server side of one client's turn; returns (sum of the batch losses x batch sizes, examples)."""
+        labels = self.recv(client, Tag.LABELS, torch.empty(self.shard_sizes[client - 1], dtype=torch.int64))
+        loss_sum, seen = 0.0, 0
+        for size in batch_sizes(len(labels), self.args.batch_size):
+            smashed = self.recv_smashed(client, size).requires_grad_()
+            loss = F.cross_entropy(self.server_part(smashed), labels[seen:seen + size])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += loss.item() * size
+            self.channel.send(smashed.grad.cpu().numpy(), client, Tag.CUT_GRAD)
+            seen += size
+            bar.update()
+        return loss_sum, seen, self.finish_turn(client)
 
     def train_epoch(self, epoch, lr):
         """Every client's turn, in order; returns the mean training loss and the epoch's traffic."""
         self.server_part.train()
         set_lr(self.optimizer, lr)
-        loss_sum, seen, client_traffic = 0.0, 0, []
+        loss_sum, seen, reports = 0.0, 0, []
         total = sum(num_batches(n, self.args.batch_size) for n in self.shard_sizes)
         with progress(self.args, None, total, f"epoch {epoch}") as bar:
             for client in self.clients:
@@ -116,21 +148,13 @@ class Server:
                     receive_from = self.holder
                     self.channel.send_obj({"to": client}, receive_from, Tag.HAND_OVER)
                 self.channel.send_obj({"epoch": epoch, "lr": lr, "receive_from": receive_from}, client, Tag.TURN)
-                labels, turn_seen = self._recv_labels(client), 0
-                while True:
-                    status = self.channel.probe()
-                    if self._expect(status, client, (Tag.SMASHED, Tag.TURN_DONE)) == Tag.TURN_DONE:
-                        break
-                    batch_loss, batch_size = self._train_batch(status, client, labels[turn_seen:])
-                    loss_sum, seen, turn_seen = loss_sum + batch_loss, seen + batch_size, turn_seen + batch_size
-                    bar.update()
-                if turn_seen != len(labels):
-                    raise ProtocolError(f"client {client} sent {turn_seen} activations for {len(labels)} labels")
-                client_traffic.append(self._finish_turn(client))
+                turn_loss, turn_seen, report = self.train_turn(client, bar)
+                loss_sum, seen = loss_sum + turn_loss, seen + turn_seen
+                reports.append(report)
                 self.holder = client
-        return {"train_loss": loss_sum / seen, **self._traffic(client_traffic)}
+        return {"train_loss": loss_sum / seen, **self.traffic(reports)}
 
-    def _traffic(self, client_reports):
+    def traffic(self, client_reports):
         """Bytes sent and received by every rank since the last call."""
         total = self.channel.traffic()
         for report in client_reports:
@@ -138,27 +162,28 @@ class Server:
                 total[key] += report[key]
         return total
 
+    # ---------------------------------------------------------------------------------------- evaluation
+
     @torch.no_grad()
     def evaluate_client(self, client):
-        """Test loss and accuracy of ``client``'s part followed by the server part."""
+        """Test loss and accuracy of ``client``'s part followed by the server part; and the client's report."""
         self.server_part.eval()
         self.channel.send_obj({}, client, Tag.EVALUATE)
         loss_sum, correct = 0.0, 0
-        for start in range(0, len(self.y_test), self.args.test_batch_size):
-            status = self.channel.probe()
-            self._expect(status, client, (Tag.SMASHED,))
-            logits = self.server_part(self._recv_smashed(status, client, self.args.test_batch_size))
-            target = self.y_test[start:start + len(logits)]
+        for start, size in zip(range(0, len(self.y_test), self.args.test_batch_size),
+                               batch_sizes(len(self.y_test), self.args.test_batch_size)):
+            logits = self.server_part(self.recv_smashed(client, size))
+            target = self.y_test[start:start + size]
             loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
             correct += (logits.argmax(1) == target).sum().item()
-        return loss_sum / len(self.y_test), correct / len(self.y_test), self._finish_turn(client)
+        return loss_sum / len(self.y_test), correct / len(self.y_test), self.finish_turn(client)
 
     def evaluate(self):
         """The report's measure: the last client's part; with --client-eval epoch, every client's too."""
         if self.args.client_eval == "epoch":
             return self.evaluate_all_clients()
         loss, acc, report = self.evaluate_client(self.clients[-1])
-        return {"test_loss": loss, "test_acc": acc, **self._traffic([report])}
+        return {"test_loss": loss, "test_acc": acc, **self.traffic([report])}
 
     def evaluate_all_clients(self):
         """Every client's part (the last client's last, as the report's measure), with mean and spread."""
@@ -169,7 +194,7 @@ class Server:
             reports.append(report)
         return {"test_loss": loss, "test_acc": acc, "client_test_acc": accuracies,
                 "client_test_acc_mean": float(np.mean(accuracies)),
-                "client_test_acc_std": float(np.std(accuracies)), **self._traffic(reports)}
+                "client_test_acc_std": float(np.std(accuracies)), **self.traffic(reports)}
 
     def final_summary(self):
         """For the results file: every client's part evaluated, and every kind of message the server saw."""
@@ -181,109 +206,103 @@ class Server:
                                     for (tag, shape), count in sorted(self.received.items())]}
 
     def stop(self):
-        for client in self.clients:
-            self.channel.send_obj({}, client, Tag.STOP)
-        self.channel.flush()
+        stop_workers(self.channel)
 
 
 class Client:
-    """Holds the layers up to the cut and one shard of the training data; obeys the server's commands."""
+    """Holds the layers up to the cut and one shard of the training data; obeys the server's commands.
+    Subclasses change what one batch is (``train_batch``, ``evaluate_batch``)."""
 
-    def __init__(self, channel, client_part, args, x_train, y_train, x_test, device):
-        self.channel, self.client_part, self.args, self.device = channel, client_part, args, device
-        self.x_train, self.y_train, self.x_test = x_train.to(device), y_train, x_test.to(device)
-        self.optimizer = sgd(client_part.parameters(), args)
-        self.state = list(client_part.parameters())
+    def __init__(self, channel, args, data, device):
+        self.channel, self.args, self.device = channel, args, device
+        x_train, self.y_train, x_test, self.y_test = data
+        self.x_train, self.x_test = x_train.to(device), x_test.to(device)
+        self.parts = [part.to(device) for part in self.make_parts(args)]
+        self.client_part = self.parts[0]
+        self.optimizer = sgd([p for part in self.parts for p in part.parameters()], args)
+        self.state = [p for part in self.parts for p in part.parameters()]
         if args.momentum > 0:  # create the momentum buffers now, so that a passed state has a fixed size
-            for p in client_part.parameters():  # (zeros give the same first step as torch's lazy buffers)
+            for p in list(self.state):  # (zeros give the same first step as torch's lazy buffers)
                 self.optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
                 self.state.append(self.optimizer.state[p]["momentum_buffer"])
         self.shuffle = shuffle_generator(args.seed, channel.rank - 1)
         self.cut_grad_buf = torch.empty((args.batch_size, *CUT_SHAPES[args.cut_layer]))
+        self.handlers = {Tag.TURN: self.take_turn, Tag.HAND_OVER: self.hand_over, Tag.EVALUATE: self.evaluate}
+        use_threads(Server.threads())
 
-    def serve(self):
-        """Wait for the server's commands until it says stop."""
-        handlers = {Tag.TURN: self.take_turn, Tag.HAND_OVER: self.hand_over, Tag.EVALUATE: self.evaluate}
-        while True:
-            tag = Tag(self.channel.probe(SERVER).Get_tag())
-            command = self.channel.recv_obj(SERVER, tag)
-            if tag == Tag.STOP:
-                self.channel.flush()
-                return
-            if tag not in handlers:
-                raise ProtocolError(f"client {self.channel.rank}: unexpected command {tag.name} from the server")
-            handlers[tag](**command)
+    @staticmethod
+    def make_parts(args):
+        return [split_lenet5(args.cut_layer, args.seed)[0]]
 
-    def _report(self):
+    def report(self, **extra):
         """Tell the server this turn is over, with this client's traffic since its last report."""
-        self.channel.send_obj(self.channel.traffic(), SERVER, Tag.TURN_DONE)
+        self.channel.send_obj({**self.channel.traffic(), **extra}, SERVER, Tag.TURN_DONE)
 
-    def take_turn(self, epoch, lr, receive_from):
+    def take_turn(self, epoch, lr, receive_from=None):
         """One pass over this client's shard, batch by batch with the server."""
         set_lr(self.optimizer, lr)
         if receive_from is not None:
             flat = torch.empty(sum(t.numel() for t in self.state))
             self.channel.recv(flat.numpy(), receive_from, Tag.CLIENT_STATE)
-            unflatten_into(self.state, flat)
-        self.client_part.train()
+            unflatten_into(self.state, flat.to(self.device))
+        for part in self.parts:
+            part.train()
         turn = list(batches(self.x_train, self.y_train, self.args.batch_size, self.shuffle))
+        self.start_turn(turn)
+        for x, y in turn:
+            self.train_batch(x, y)
+        self.end_turn()
+
+    def start_turn(self, turn):
         # All the turn's labels in one message: one hand-over less per batch than labels sent with each batch.
         self.channel.send(torch.cat([y for _, y in turn]).numpy(), SERVER, Tag.LABELS)
-        for x, _ in turn:
-            smashed = self.client_part(x)
-            self.channel.send(smashed.detach().cpu().numpy(), SERVER, Tag.SMASHED)
-            cut_grad = self.cut_grad_buf[:len(x)]
-            self.channel.recv(cut_grad.numpy(), SERVER, Tag.CUT_GRAD)
-            self.optimizer.zero_grad(set_to_none=True)
-            smashed.backward(cut_grad.to(self.device))
-            self.optimizer.step()
-        self._report()
+
+    def end_turn(self):
+        self.report()
+
+    def send_smashed(self, x):
+        smashed = self.client_part(x)
+        self.channel.send(smashed.detach().cpu().numpy(), SERVER, Tag.SMASHED)
+        return smashed
+
+    def backward_cut(self, smashed):
+        """Receive the gradient at the cut, finish the backward pass and step."""
+        cut_grad = self.cut_grad_buf[:len(smashed)]
+        self.channel.recv(cut_grad.numpy(), SERVER, Tag.CUT_GRAD)
+        smashed.backward(cut_grad.to(self.device))
+        self.optimizer.step()
+
+    def train_batch(self, x, y):
+        """One batch with the server (which has the labels and takes the loss)."""
+        smashed = self.send_smashed(x)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.backward_cut(smashed)
 
     def hand_over(self, to):
-        """Pass this client's part (weights and momentum) to the client whose turn is next."""
+        """Pass this client's parts (weights and momentum) to the client whose turn is next."""
         self.channel.send(flatten(self.state).cpu().numpy(), to, Tag.CLIENT_STATE)
 
     @torch.no_grad()
     def evaluate(self):
         """Send the test set through this client's part to the server, batch by batch."""
-        self.client_part.eval()
+        for part in self.parts:
+            part.eval()
         for start in range(0, len(self.x_test), self.args.test_batch_size):
-            smashed = self.client_part(self.x_test[start:start + self.args.test_batch_size])
-            self.channel.send(smashed.cpu().numpy(), SERVER, Tag.SMASHED)
-        self._report()
+            self.evaluate_batch(self.x_test[start:start + self.args.test_batch_size])
+        self.report()
+
+    def evaluate_batch(self, x):
+        self.send_smashed(x)
+
+
+def roles(args):
+    """The server and client classes of ``args.variant``."""
+    from split_variants import VARIANT_ROLES  # the variants build on the classes above
+    return {"vanilla": (Server, Client), **VARIANT_ROLES}[args.variant]
 
 
 def main():
-    comm = MPI.COMM_WORLD
-    args = parse_args(build_parser(), comm)
-
-    def setup():
-        check_world(comm, servers=1, least_clients=1, command="mpirun -n 11 python split_learning.py")
-        device = resolve_device(args.device)
-        x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
-        shards = partition(y_train, comm.Get_size() - 1, args.partition, args.alpha, args.seed)
-        if comm.Get_rank() == SERVER:  # no images: the test labels, and the size of each client's shard
-            return device, (y_test, [len(s) for s in shards])
-        shard = shards[comm.Get_rank() - 1]
-        return device, (x_train[shard], y_train[shard], x_test)  # a client's own data, nobody else's
-
-    device, data = collective(comm, setup)
-    runtime.release_freed_memory()  # the rest of the data set, which this rank does not keep
-    client_part, server_part = (part.to(device) for part in split_lenet5(args.cut_layer, args.seed))
-    channel = Channel(comm)
-    use_threads(cores())  # one rank computes at a time (the others wait on their doorbells): give it every core
-
-    if channel.rank != SERVER:
-        client = Client(channel, client_part, args, *data, device)
-        channel.barrier()  # every rank set up: the first epoch's time is training alone
-        client.serve()
-        return
-    server = Server(channel, server_part, args, *data, device)
-    results = Results(args, "split", device, world_size=comm.Get_size(), mpi=mpi_description())
-    channel.barrier()
-    fit(args, results, server.train_epoch, server.evaluate, final_info=server.final_summary)
-    server.stop()
-    print(f"results: {results.path}")
+    run_method(build_parser(), "split", "mpirun -n 11 python split_learning.py", load, roles)
 
 
 if __name__ == "__main__":

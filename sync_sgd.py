@@ -20,17 +20,13 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mpi4py import MPI
 
 from data import load_fashion_mnist, partition, shuffle_generator
 from models import flat_parameters, flatten, lenet5, load_flat_parameters, unflatten_into
-from mpi_utils import Channel, check_world, collective, cores, mpi_description, parse_args, run_mpi_main, \
-    use_threads
-from protocol import Tag
-from training import InputError, Results, add_client_args, common_parser, evaluate, fit, nonnegative_float, \
-    nonnegative_int, sgd
-
-SERVER = 0
+from mpi_method import run_method, run_mpi_main
+from mpi_utils import cores, use_threads
+from protocol import SERVER, Tag
+from training import InputError, add_client_args, common_parser, evaluate, nonnegative_float, nonnegative_int, sgd
 
 
 def build_parser():
@@ -94,16 +90,21 @@ def scaled_lr(base_lr, step, args, num_awaited, steps_per_epoch):
 # ------------------------------------------------------------------------------------------- the ranks
 
 class ParameterServer:
-    def __init__(self, channel, model, args, num_workers, steps_per_epoch):
-        self.channel, self.model, self.args = channel, model, args
-        self.workers = list(range(1, num_workers + 1))
-        self.num_awaited = num_workers - args.backup_workers
-        self.optimizer = sgd(model.parameters(), args)
-        for p in model.parameters():
+    """Rank 0: sends the parameters to every worker, steps with the first N gradients of each step."""
+
+    def __init__(self, channel, args, data, device):
+        use_threads(cores())  # the server steps and evaluates while the workers wait
+        self.channel, self.args = channel, args
+        self.x_test, self.y_test, shard_sizes = data
+        self.model = lenet5(args.seed)  # the step is a few vector operations: the server stays on the CPU
+        self.workers = list(range(1, len(shard_sizes) + 1))
+        self.num_awaited = len(self.workers) - args.backup_workers
+        self.optimizer = sgd(self.model.parameters(), args)
+        for p in self.model.parameters():
             p.grad = torch.zeros_like(p)
-        self.steps_per_epoch = steps_per_epoch
+        self.steps_per_epoch = max(1, min(shard_sizes) // args.batch_size)
         self.step = 0
-        self.grad_buf = torch.empty(sum(p.numel() for p in model.parameters()) + 2)
+        self.grad_buf = torch.empty(sum(p.numel() for p in self.model.parameters()) + 2)
 
     def _arrivals(self):
         """Gradient messages in arrival order, as ``(step, gradient, loss)``; the buffer is reused."""
@@ -132,6 +133,13 @@ class ParameterServer:
                 "mean_step_time_s": (time.perf_counter() - start) / self.steps_per_epoch,
                 "bytes_sent": moved, "bytes_received": moved}
 
+    def evaluate(self):
+        test_loss, test_acc = evaluate(self.model, self.x_test, self.y_test, self.args.test_batch_size)
+        return {"test_loss": test_loss, "test_acc": test_acc}
+
+    def final_summary(self):
+        return {}
+
     def stop(self):
         """Tell every worker to stop, and take in (and drop) the gradients still on their way."""
         for worker in self.workers:
@@ -147,74 +155,61 @@ class ParameterServer:
         self.channel.flush()
 
 
-def run_worker(channel, model, args, x, y, num_params):
-    """Compute a gradient for the newest parameters, send it, repeat until told to stop."""
-    shuffle = shuffle_generator(args.seed, channel.rank - 1)
-    straggler = np.random.default_rng([args.seed, channel.rank])
-    params_buf = torch.empty(num_params + 1)
-    order, position = torch.randperm(len(y), generator=shuffle), 0
-    channel.barrier()  # every rank set up: the first epoch's time is training alone
-    while True:
-        if channel.probe(SERVER).Get_tag() == Tag.STOP:
-            channel.recv_obj(SERVER, Tag.STOP)
-            channel.send_obj({}, SERVER, Tag.STOPPED)
-            channel.flush()
-            return
-        channel.recv(params_buf.numpy(), SERVER, Tag.PARAMS)
-        while channel.comm.Iprobe(SERVER, Tag.PARAMS):  # a straggler skips to the newest parameters
-            channel.recv(params_buf.numpy(), SERVER, Tag.PARAMS)
-        load_flat_parameters(model, params_buf[:-1])
-        if position + args.batch_size > len(y):  # a new pass over the shard
-            order, position = torch.randperm(len(y), generator=shuffle), 0
-        idx = order[position:position + args.batch_size]
-        position += args.batch_size
-        gradient, loss = worker_gradient(model, x[idx], y[idx])
-        if args.straggler_delay_ms:
-            time.sleep(straggler.exponential(args.straggler_delay_ms) / 1000)
-        message = torch.cat([gradient, params_buf[-1:], torch.tensor([loss])])  # new: sends do not wait
-        channel.send(message.numpy(), SERVER, Tag.GRADIENT)
+class Worker:
+    """A worker rank: for the newest parameters, a gradient on its next mini-batch; its own shard only."""
+
+    def __init__(self, channel, args, data, device):
+        use_threads(cores() // (channel.comm.Get_size() - 1))  # the workers compute at the same time
+        self.channel, self.args, self.device = channel, args, device
+        self.x, self.y = (t.to(device) for t in data)
+        self.model = lenet5(args.seed).to(device)
+        self.shuffle = shuffle_generator(args.seed, channel.rank - 1)
+        self.straggler = np.random.default_rng([args.seed, channel.rank])
+        self.params_buf = torch.empty(sum(p.numel() for p in self.model.parameters()) + 1)
+        self.order, self.position = torch.randperm(len(self.y), generator=self.shuffle), 0
+        self.handlers = {Tag.PARAMS: self.compute_gradient, Tag.STOP: self.stopped}
+
+    def next_batch(self):
+        if self.position + self.args.batch_size > len(self.y):  # a new pass over the shard
+            self.order, self.position = torch.randperm(len(self.y), generator=self.shuffle), 0
+        idx = self.order[self.position:self.position + self.args.batch_size].to(self.device)
+        self.position += self.args.batch_size
+        return self.x[idx], self.y[idx]
+
+    def compute_gradient(self):
+        self.channel.recv(self.params_buf.numpy(), SERVER, Tag.PARAMS)
+        while self.channel.comm.Iprobe(SERVER, Tag.PARAMS):  # a straggler skips to the newest parameters
+            self.channel.recv(self.params_buf.numpy(), SERVER, Tag.PARAMS)
+        load_flat_parameters(self.model, self.params_buf[:-1].to(self.device))
+        gradient, loss = worker_gradient(self.model, *self.next_batch())
+        if self.args.straggler_delay_ms:
+            time.sleep(self.straggler.exponential(self.args.straggler_delay_ms) / 1000)
+        message = torch.cat([gradient.cpu(), self.params_buf[-1:], torch.tensor([loss])])  # new: sends do not wait
+        self.channel.send(message.numpy(), SERVER, Tag.GRADIENT)
+
+    def stopped(self):
+        self.channel.send_obj({}, SERVER, Tag.STOPPED)
+
+
+def load(args, rank, world_size):
+    """The server gets the test set and the size of each shard; a worker its own shard, nobody else's."""
+    x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
+    shards = partition(y_train, world_size - 1, args.partition, args.alpha, args.seed)
+    if rank == SERVER:
+        return x_test, y_test, [len(s) for s in shards]
+    shard = shards[rank - 1]
+    return x_train[shard], y_train[shard]
+
+
+def check(args, world_size):
+    if args.backup_workers >= world_size - 1:
+        raise InputError(f"--backup-workers {args.backup_workers} leaves no gradient to wait for with "
+                         f"{world_size - 1} workers; use fewer backup workers or more ranks")
 
 
 def main():
-    comm = MPI.COMM_WORLD
-    args = parse_args(build_parser(), comm)
-
-    def setup():
-        check_world(comm, servers=1, least_clients=1, command="mpirun -n 11 python sync_sgd.py")
-        if args.backup_workers >= comm.Get_size() - 1:
-            raise InputError(f"--backup-workers {args.backup_workers} leaves no gradient to wait for with "
-                             f"{comm.Get_size() - 1} workers; use fewer backup workers or more ranks")
-        x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
-        shards = partition(y_train, comm.Get_size() - 1, args.partition, args.alpha, args.seed)
-        if comm.Get_rank() == SERVER:  # no training images: the test set, and the size of each worker's shard
-            return x_test, y_test, [len(s) for s in shards]
-        shard = shards[comm.Get_rank() - 1]
-        return x_train[shard], y_train[shard]  # a worker's own data, nobody else's
-
-    data = collective(comm, setup)
-    runtime.release_freed_memory()  # the rest of the data set, which this rank does not keep
-    num_workers = comm.Get_size() - 1
-    channel = Channel(comm)
-    model = lenet5(args.seed)
-    if channel.rank != SERVER:
-        use_threads(cores() // num_workers)  # the workers compute at the same time
-        run_worker(channel, model, args, *data, sum(p.numel() for p in model.parameters()))
-        return
-
-    use_threads(cores())
-    x_test, y_test, shard_sizes = data
-    steps_per_epoch = max(1, min(shard_sizes) // args.batch_size)
-    server = ParameterServer(channel, model, args, num_workers, steps_per_epoch)
-
-    def evaluate_model():
-        test_loss, test_acc = evaluate(model, x_test, y_test, args.test_batch_size)
-        return {"test_loss": test_loss, "test_acc": test_acc}
-
-    results = Results(args, "sync_sgd", torch.device("cpu"), world_size=comm.Get_size(), mpi=mpi_description())
-    channel.barrier()
-    fit(args, results, server.train_epoch, evaluate_model)
-    server.stop()
-    print(f"results: {results.path}")
+    run_method(build_parser(), "sync_sgd", "mpirun -n 11 python sync_sgd.py", load,
+               lambda args: (ParameterServer, Worker), check)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import mpirun, needs_data, script
-from federated_learning import Aggregator, sample_clients, weighted_average
+from averaging import Aggregator, sample_clients, weighted_average
 
 
 # ------------------------------------------------------------------------------------------- pure functions

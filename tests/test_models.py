@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models import CUT_SHAPES, flat_parameters, lenet5, load_flat_parameters, split_lenet5
+from models import CUT_SHAPES, HEAD_SHAPES, flat_parameters, lenet5, load_flat_parameters, split_lenet5, \
+    split_u_shaped
 
 
 @pytest.mark.parametrize("cut_layer", sorted(CUT_SHAPES))
@@ -58,3 +59,17 @@ def test_flat_parameters_round_trip_copies():
 def test_unknown_cut_layer_is_refused():
     with pytest.raises(ValueError, match="cut layer"):
         split_lenet5(3)
+
+
+@pytest.mark.parametrize("cut_layer", sorted(CUT_SHAPES))
+@pytest.mark.parametrize("head_layers", sorted(HEAD_SHAPES))
+def test_u_shaped_front_middle_head_is_the_whole_network(cut_layer, head_layers):
+    whole = lenet5(seed=3)
+    front, middle, head = split_u_shaped(cut_layer, head_layers, seed=3)
+    x = torch.randn(8, 1, 28, 28)
+    smashed = front(x)
+    assert smashed.shape == (8, *CUT_SHAPES[cut_layer])
+    assert middle(smashed).shape == (8, *HEAD_SHAPES[head_layers])
+    assert torch.equal(head(middle(smashed)), whole(x))
+    parts = [front, middle, head]
+    assert torch.equal(torch.cat([flat_parameters(p) for p in parts]), flat_parameters(whole))

@@ -13,7 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import split_learning  # noqa: E402
-from mpi_utils import run_mpi_main  # noqa: E402
+from mpi_method import run_mpi_main  # noqa: E402
 
 fault = sys.argv.pop(1)
 take_turn = split_learning.Client.take_turn

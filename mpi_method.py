@@ -1,0 +1,137 @@
+"""How every MPI method runs: rank 0 drives, the other ranks serve.
+
+    driver (rank 0)                                   every other rank
+    ---------------                                   ----------------
+    set up (flags, world size, data), the same on every rank; bad input ends all with status 2
+    channel.barrier()  ------------------------------ channel.barrier()
+    fit(): per epoch  driver.train_epoch(epoch, lr)    serve(): wait for the driver's next message and
+                      driver.evaluate()                         run the handler its tag names
+    driver.final_summary(), then driver.stop()  ----> STOP ends the serve loop
+
+A method is then a driver class (``train_epoch``, ``evaluate``, ``final_summary``, ``stop``) and a worker
+class whose ``handlers`` map each tag to a method; :func:`run_method` does the rest. The messages are in
+``protocol.py``, the messaging in ``mpi_utils.py``.
+"""
+
+import sys
+import traceback
+
+from mpi4py import MPI
+
+import runtime
+from data import DataError
+from mpi_utils import Channel, mpi_description
+from protocol import SERVER, ProtocolError, Tag
+from training import InputError, Results, fit, resolve_device
+
+
+def check_world(comm, least_clients, command):
+    """Refuse a world too small for the method (one server and ``least_clients``), with the command that works."""
+    if comm.Get_size() < 1 + least_clients:
+        raise InputError(f"needs at least {1 + least_clients} MPI processes (1 server and "
+                         f"{least_clients}+ clients), got {comm.Get_size()}; run for example: {command}")
+
+
+def collective(comm, setup):
+    """Run ``setup()`` on every rank; if bad input stops any rank, every rank exits with status 2.
+
+    Rank 0 reports the first problem once, instead of eleven ranks each printing it.
+    """
+    try:
+        value, problem = setup(), None
+    except (DataError, InputError) as exc:
+        value, problem = None, str(exc)
+    except SystemExit as exc:  # argparse has already printed its message on rank 0
+        value, problem = None, exc.code
+    failed = [p for p in comm.allgather(problem) if p is not None]
+    if failed:
+        if comm.Get_rank() == 0 and isinstance(failed[0], str):
+            print(f"error: {failed[0]}", file=sys.stderr)
+        sys.exit(2 if not isinstance(failed[0], int) else failed[0])
+    return value
+
+
+def parse_args(parser, comm):
+    """Parse the command line on every rank. Only rank 0's argparse prints, so that ``--help`` or a bad flag is
+    reported once, not once per rank; a bad flag ends every rank with status 2."""
+    if comm.Get_rank() != 0:
+        parser.print_usage = parser.print_help = lambda file=None: None
+        parser._print_message = lambda message, file=None: None
+        parser.exit = lambda status=0, message=None: sys.exit(status)
+    return collective(comm, parser.parse_args)
+
+
+def serve(channel, handlers):
+    """A worker's loop: wait for the driver's next message, run the handler of its tag, until STOP.
+
+    A control message's dict becomes the handler's keyword arguments; a handler for an array tag receives the
+    array itself (it knows the buffer). A handler for STOP, if any, runs before the loop ends.
+    """
+    while True:
+        tag = Tag(channel.probe(SERVER).Get_tag())
+        if tag not in handlers and tag != Tag.STOP:
+            raise ProtocolError(f"rank {channel.rank}: unexpected message {tag.name} from the server")
+        command = channel.recv_obj(SERVER, tag) if tag.is_control else {}
+        if tag in handlers:
+            handlers[tag](**command)
+        if tag == Tag.STOP:
+            channel.flush()
+            return
+
+
+def stop_workers(channel):
+    """Tell every other rank to stop, and wait until every message sent has been delivered."""
+    for rank in range(1, channel.comm.Get_size()):
+        channel.send_obj({}, rank, Tag.STOP)
+    channel.flush()
+
+
+def run_method(parser, method, command, load, roles, check=None):
+    """The ``main()`` of an MPI method: set up every rank alike, then drive on rank 0 and serve elsewhere.
+
+    ``load(args, rank, world_size)`` returns what this rank may hold (a client: its own shard, nobody else's);
+    ``roles(args)`` the driver and worker classes, each built as ``(channel, args, data, device)``;
+    ``check(args, world_size)``, if given, raises InputError for flags that do not fit the world.
+    """
+    comm = MPI.COMM_WORLD
+    args = parse_args(parser, comm)
+
+    def setup():
+        check_world(comm, 1, command)
+        if check:
+            check(args, comm.Get_size())
+        return resolve_device(args.device), load(args, comm.Get_rank(), comm.Get_size())
+
+    device, data = collective(comm, setup)
+    runtime.release_freed_memory()  # the rest of the data set, which this rank does not keep
+    channel = Channel(comm)
+    driver_class, worker_class = roles(args)
+    if channel.rank != SERVER:
+        worker = worker_class(channel, args, data, device)
+        channel.barrier()  # every rank set up: the first epoch's time is training alone
+        serve(channel, worker.handlers)
+        return
+    driver = driver_class(channel, args, data, device)
+    results = Results(args, method, device, world_size=comm.Get_size(), mpi=mpi_description())
+    channel.barrier()
+    fit(args, results, driver.train_epoch, driver.evaluate, final_info=driver.final_summary)
+    driver.stop()
+    print(f"results: {results.path}")
+
+
+def run_mpi_main(main):
+    """Run ``main()`` on this rank; if it raises, print the error and end every rank at once.
+
+    An exception left to itself ends only its own rank while the others wait for it forever; MPI_Abort
+    makes the launcher kill them all and return a non-zero status.
+    """
+    try:
+        main()
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        rank = MPI.COMM_WORLD.Get_rank()
+        if not isinstance(exc, KeyboardInterrupt):
+            traceback.print_exc(file=sys.stderr)
+        print(f"error: rank {rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        MPI.COMM_WORLD.Abort(1)

@@ -1,0 +1,2 @@
+"""The split-learning variants (filled in below)."""
+VARIANT_ROLES = {}
