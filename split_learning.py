@@ -22,7 +22,7 @@ from models import CUT_SHAPES, HEAD_SHAPES, flatten, split_lenet5, unflatten_int
 from mpi_method import run_method, run_mpi_main, stop_workers
 from mpi_utils import cores, use_threads
 from protocol import SERVER, ProtocolError, Tag
-from training import add_client_args, common_parser, progress, set_lr, sgd
+from training import InputError, add_client_args, common_parser, progress, set_lr, sgd
 
 VARIANTS = ["vanilla", "sflv1", "sflv2", "u-shaped"]
 
@@ -49,11 +49,12 @@ def build_parser():
 
 
 def load(args, rank, world_size):
-    """The server gets no images: the test labels and the size of each shard; a client its own shard."""
+    """The server gets no images: the test labels (none in U-shaped split learning), how many test images
+    there are and the size of each shard; a client its own shard and the test set."""
     x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
     shards = partition(y_train, world_size - 1, args.partition, args.alpha, args.seed)
     if rank == SERVER:
-        return y_test, [len(s) for s in shards]
+        return None if args.variant == "u-shaped" else y_test, len(y_test), [len(s) for s in shards]
     shard = shards[rank - 1]
     return x_train[shard], y_train[shard], x_test, y_test
 
@@ -69,7 +70,8 @@ class Server:
 
     def __init__(self, channel, args, data, device):
         self.channel, self.args, self.device = channel, args, device
-        self.y_test, self.shard_sizes = data[0].to(device), data[1]
+        y_test, self.num_test, self.shard_sizes = data
+        self.y_test = None if y_test is None else y_test.to(device)
         self.clients = list(range(1, len(self.shard_sizes) + 1))
         self.server_part = self.make_part(args).to(device)
         self.optimizer = sgd(self.server_part.parameters(), args)
@@ -170,8 +172,8 @@ class Server:
         self.server_part.eval()
         self.channel.send_obj({}, client, Tag.EVALUATE)
         loss_sum, correct = 0.0, 0
-        for start, size in zip(range(0, len(self.y_test), self.args.test_batch_size),
-                               batch_sizes(len(self.y_test), self.args.test_batch_size)):
+        for start, size in zip(range(0, self.num_test, self.args.test_batch_size),
+                               batch_sizes(self.num_test, self.args.test_batch_size)):
             logits = self.server_part(self.recv_smashed(client, size))
             target = self.y_test[start:start + size]
             loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
@@ -228,11 +230,15 @@ class Client:
         self.shuffle = shuffle_generator(args.seed, channel.rank - 1)
         self.cut_grad_buf = torch.empty((args.batch_size, *CUT_SHAPES[args.cut_layer]))
         self.handlers = {Tag.TURN: self.take_turn, Tag.HAND_OVER: self.hand_over, Tag.EVALUATE: self.evaluate}
-        use_threads(Server.threads())
+        use_threads(self.threads(channel.comm.Get_size() - 1))
 
     @staticmethod
     def make_parts(args):
         return [split_lenet5(args.cut_layer, args.seed)[0]]
+
+    @staticmethod
+    def threads(num_clients):
+        return cores()  # clients take turns: the one whose turn it is computes alone
 
     def report(self, **extra):
         """Tell the server this turn is over, with this client's traffic since its last report."""
@@ -301,8 +307,14 @@ def roles(args):
     return {"vanilla": (Server, Client), **VARIANT_ROLES}[args.variant]
 
 
+def check(args, world_size):
+    if args.variant in ("sflv1", "sflv2") and args.client_weights == "pass":
+        raise InputError(f"--client-weights pass is for clients that take turns; {args.variant} averages the "
+                         "client parts instead: leave the flag out")
+
+
 def main():
-    run_method(build_parser(), "split", "mpirun -n 11 python split_learning.py", load, roles)
+    run_method(build_parser(), "split", "mpirun -n 11 python split_learning.py", load, roles, check)
 
 
 if __name__ == "__main__":

@@ -1,2 +1,240 @@
-"""The split-learning variants (filled in below)."""
-VARIANT_ROLES = {}
+"""The split-learning family beside vanilla split learning, each a server class and a client class.
+
+    mpirun -n 11 python split_learning.py --variant u-shaped   # labels stay on the clients
+    mpirun -n 11 python split_learning.py --variant sflv1      # SplitFed V1 (Thapa et al., AAAI 2022)
+    mpirun -n 11 python split_learning.py --variant sflv2      # SplitFed V2
+
+U-shaped: the client holds the layers up to the cut and the last ``--head-layers`` fully connected layers; the
+server the middle. The server returns the activations that enter the head (MIDDLE), the client takes the loss
+and returns their gradient (HEAD_GRAD). Clients take turns as in vanilla split learning; no label is sent.
+
+SplitFed: every client trains its turn at the same time as the others (as many at once as ``clients_at_once``
+allows), and after each epoch rank 0, which plays the fed server too, averages the client parts (weighted by
+shard size) and sends the average to every client at the start of the next. V1 keeps one copy of the server
+part per client and averages the copies after each epoch, so it is FedAvg computed in two parts; V2 has one
+server part that takes the clients' batches in the order they arrive (so a run with several clients depends
+on timing, and is not repeatable to the digit). As in FedAvg, local momentum starts from zero every epoch.
+"""
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from averaging import weighted_average
+from models import HEAD_SHAPES, flat_parameters, load_flat_parameters, split_u_shaped
+from mpi_utils import cores
+from protocol import SERVER, ProtocolError, Tag
+from split_learning import Client, Server, batch_sizes
+from training import progress, set_lr
+
+
+# ------------------------------------------------------------------------------------------------ U-shaped
+
+class UShapedServer(Server):
+    """Holds the middle layers; never receives a label: the clients take the loss."""
+
+    @staticmethod
+    def make_part(args):
+        return split_u_shaped(args.cut_layer, args.head_layers, args.seed)[1]
+
+    def __init__(self, channel, args, data, device):
+        super().__init__(channel, args, data, device)
+        self.head_grad_buf = torch.empty((args.batch_size, *HEAD_SHAPES[args.head_layers]))
+
+    def train_turn(self, client, bar):
+        for size in batch_sizes(self.shard_sizes[client - 1], self.args.batch_size):
+            smashed = self.recv_smashed(client, size).requires_grad_()
+            middle = self.server_part(smashed)
+            self.channel.send(middle.detach().cpu().numpy(), client, Tag.MIDDLE)
+            head_grad = self.recv(client, Tag.HEAD_GRAD, self.head_grad_buf[:size])
+            self.optimizer.zero_grad(set_to_none=True)
+            middle.backward(head_grad)
+            self.optimizer.step()
+            self.channel.send(smashed.grad.cpu().numpy(), client, Tag.CUT_GRAD)
+            bar.update()
+        report = self.finish_turn(client)
+        return report.pop("loss_sum"), report.pop("examples"), report
+
+    @torch.no_grad()
+    def evaluate_client(self, client):
+        self.server_part.eval()
+        self.channel.send_obj({}, client, Tag.EVALUATE)
+        for size in batch_sizes(self.num_test, self.args.test_batch_size):
+            middle = self.server_part(self.recv_smashed(client, size))
+            self.channel.send(middle.cpu().numpy(), client, Tag.MIDDLE)
+        report = self.finish_turn(client)
+        examples = report.pop("examples")
+        return report.pop("loss_sum") / examples, report.pop("correct") / examples, report
+
+
+class UShapedClient(Client):
+    """Holds the front and the head of the network, and its labels."""
+
+    @staticmethod
+    def make_parts(args):
+        front, _, head = split_u_shaped(args.cut_layer, args.head_layers, args.seed)
+        return [front, head]
+
+    def __init__(self, channel, args, data, device):
+        super().__init__(channel, args, data, device)
+        self.head = self.parts[1]
+        most = max(args.batch_size, args.test_batch_size)
+        self.middle_buf = torch.empty((most, *HEAD_SHAPES[args.head_layers]))
+
+    def recv_middle(self, size):
+        middle = self.middle_buf[:size]
+        self.channel.recv(middle.numpy(), SERVER, Tag.MIDDLE)
+        return middle.to(self.device)
+
+    def start_turn(self, turn):
+        self.loss_sum, self.examples = 0.0, 0  # the labels stay here
+
+    def train_batch(self, x, y):
+        smashed = self.send_smashed(x)
+        middle = self.recv_middle(len(x)).requires_grad_()
+        loss = F.cross_entropy(self.head(middle), y.to(self.device))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.channel.send(middle.grad.cpu().numpy(), SERVER, Tag.HEAD_GRAD)
+        self.backward_cut(smashed)
+        self.loss_sum += loss.item() * len(y)
+        self.examples += len(y)
+
+    def end_turn(self):
+        self.report(loss_sum=self.loss_sum, examples=self.examples)
+
+    @torch.no_grad()
+    def evaluate(self):
+        for part in self.parts:
+            part.eval()
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(self.y_test), self.args.test_batch_size):
+            self.send_smashed(self.x_test[start:start + self.args.test_batch_size])
+            target = self.y_test[start:start + self.args.test_batch_size].to(self.device)
+            logits = self.head(self.recv_middle(len(target)))
+            loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
+            correct += (logits.argmax(1) == target).sum().item()
+        self.report(loss_sum=loss_sum, correct=correct, examples=len(self.y_test))
+
+
+# ------------------------------------------------------------------------------------------------ SplitFed
+
+def clients_at_once(num_clients):
+    """SplitFed's clients compute at the same time as the server: two at least, so that one computes while the
+    server works on the other's batch; at most one per core left after the server's threads."""
+    return min(num_clients, max(2, cores() - server_threads()))
+
+
+def server_threads():
+    return max(1, cores() // 2)
+
+
+class SplitFedServer(Server):
+    """Serves the batches of several clients at once; averages the client parts (and in V1 the server parts)."""
+
+    @staticmethod
+    def threads():
+        return server_threads()
+
+    def __init__(self, channel, args, data, device):
+        super().__init__(channel, args, data, device)
+        one_copy_each = args.variant == "sflv1"
+        self.copies = {c: copy.deepcopy(self.server_part) if one_copy_each else self.server_part for c in self.clients}
+        self.optimizers = {c: type(self.optimizer)(part.parameters(), **self.optimizer.defaults) if one_copy_each
+                           else self.optimizer for c, part in self.copies.items()}
+        self.update_buf = torch.empty(sum(p.numel() for p in Client.make_parts(args)[0].parameters()))
+
+    def start_turn(self, client, epoch, lr):
+        self.channel.send_obj({"epoch": epoch, "lr": lr}, client, Tag.TURN)
+
+    def train_batch(self, client, labels, size):
+        part, optimizer = self.copies[client], self.optimizers[client]
+        smashed = self.recv_smashed(client, size).requires_grad_()
+        loss = F.cross_entropy(part(smashed), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        self.channel.send(smashed.grad.cpu().numpy(), client, Tag.CUT_GRAD)
+        return loss.item() * size
+
+    def train_epoch(self, epoch, lr):
+        for optimizer in set(self.optimizers.values()):
+            set_lr(optimizer, lr)
+            if self.args.variant == "sflv1":
+                optimizer.state.clear()  # FedAvg's rule: local momentum starts from zero every round
+        for part in self.copies.values():
+            part.train()
+        waiting, labels, sizes, updates, reports = list(self.clients), {}, {}, {}, {}
+        loss_sum = 0.0
+        total = sum(len(batch_sizes(n, self.args.batch_size)) for n in self.shard_sizes)
+        with progress(self.args, None, total, f"epoch {epoch}") as bar:
+            for _ in range(clients_at_once(len(self.clients))):
+                self.start_turn(waiting.pop(0), epoch, lr)
+            while len(reports) < len(self.clients):
+                status = self.channel.probe()
+                client, tag = status.Get_source(), status.Get_tag()
+                if client not in self.clients or client in reports or client in waiting:
+                    raise ProtocolError(f"server got tag {tag} from rank {client}, which has no turn now")
+                if tag == Tag.LABELS and client not in labels:
+                    shard = self.shard_sizes[client - 1]
+                    labels[client] = self.recv(client, Tag.LABELS, torch.empty(shard, dtype=torch.int64))
+                    sizes[client] = iter(enumerate(batch_sizes(shard, self.args.batch_size)))
+                elif tag == Tag.SMASHED and client in labels:
+                    index, size = next(sizes[client], (None, 0))
+                    if index is None:
+                        raise ProtocolError(f"client {client} sent more batches than its shard has")
+                    start = index * self.args.batch_size
+                    loss_sum += self.train_batch(client, labels[client][start:start + size], size)
+                    bar.update()
+                elif tag == Tag.UPDATE and client in labels and next(sizes[client], None) is None:
+                    updates[client] = self.recv(client, Tag.UPDATE, self.update_buf).clone()
+                elif tag == Tag.TURN_DONE and client in updates:
+                    reports[client] = self.finish_turn(client)
+                    if waiting:
+                        self.start_turn(waiting.pop(0), epoch, lr)
+                else:
+                    raise ProtocolError(f"server got tag {tag} from client {client} out of turn order")
+        self.average([updates[c] for c in self.clients])
+        return {"train_loss": loss_sum / sum(self.shard_sizes), **self.traffic(list(reports.values()))}
+
+    def average(self, client_parts):
+        """The fed server's step: average the client parts, and in V1 the server parts, by shard size; every
+        client gets the average at once (so that the evaluation after the epoch sees it)."""
+        average = weighted_average(client_parts, self.shard_sizes)
+        for client in self.clients:
+            self.channel.send(average.numpy(), client, Tag.GLOBAL_MODEL)
+        if self.args.variant == "sflv1":
+            average = weighted_average([flat_parameters(self.copies[c]) for c in self.clients], self.shard_sizes)
+            for part in [self.server_part, *self.copies.values()]:
+                load_flat_parameters(part, average.to(self.device))
+
+
+class SplitFedClient(Client):
+    """Sends its client part back at the end of its turn; takes the averaged one when the server sends it."""
+
+    def __init__(self, channel, args, data, device):
+        super().__init__(channel, args, data, device)
+        self.flat_buf = torch.empty(sum(p.numel() for p in self.client_part.parameters()))
+        self.handlers = {Tag.TURN: self.take_turn, Tag.GLOBAL_MODEL: self.take_average, Tag.EVALUATE: self.evaluate}
+
+    @staticmethod
+    def threads(num_clients):
+        return max(1, (cores() - server_threads()) // clients_at_once(num_clients))
+
+    def take_average(self):
+        self.channel.recv(self.flat_buf.numpy(), SERVER, Tag.GLOBAL_MODEL)
+        load_flat_parameters(self.client_part, self.flat_buf.to(self.device))
+
+    def take_turn(self, epoch, lr):
+        for state in self.optimizer.state.values():  # FedAvg's rule: momentum starts from zero every round
+            state["momentum_buffer"].zero_()
+        super().take_turn(epoch, lr)
+
+    def end_turn(self):
+        self.channel.send(flat_parameters(self.client_part).cpu().numpy(), SERVER, Tag.UPDATE)
+        self.report()
+
+
+VARIANT_ROLES = {"u-shaped": (UShapedServer, UShapedClient),
+                 "sflv1": (SplitFedServer, SplitFedClient), "sflv2": (SplitFedServer, SplitFedClient)}
