@@ -113,6 +113,7 @@ def run_method(parser, method, command, load, roles, check=None):
         return
     driver = driver_class(channel, args, data, device)
     results = Results(args, method, device, world_size=comm.Get_size(), mpi=mpi_description())
+    results.data["environment"]["message_wait"] = "doorbells" if channel.bells.enabled else "polling"
     channel.barrier()
     fit(args, results, driver.train_epoch, driver.evaluate, final_info=driver.final_summary)
     driver.stop()

@@ -41,6 +41,28 @@ def test_server_sees_only_cut_layer_activations_and_labels(tmp_path):
         assert kinds == {("SMASHED", tuple(shape)), ("LABELS", ()), ("TURN_DONE", ())}
 
 
+@pytest.mark.parametrize("cut_layer", ["1", "2"])
+def test_a_client_that_sends_raw_images_is_a_protocol_error(tmp_path, cut_layer):
+    result = mpirun(3, "tests/helpers/split_learning_planted.py", "raw-images", *SMALL, "--epochs", "1",
+                    "--cut-layer", cut_layer, "--results-dir", str(tmp_path), timeout=120)
+    assert result.returncode != 0
+    # The server (rank 0) refuses the message; a client-side failure would not do.
+    assert "error: rank 0: ProtocolError: rank 0: message with tag 10 from rank 1" in result.stderr
+    assert load(tmp_path / "split.json")["status"] == "failed"
+
+
+def test_the_several_hosts_waiting_path_gives_the_same_run(tmp_path):
+    flags = [*SMALL, "--epochs", "1"]
+    bells = mpirun(3, "split_learning.py", *flags, "--results-dir", str(tmp_path / "bells"), timeout=180)
+    polling = mpirun(3, "split_learning.py", *flags, "--results-dir", str(tmp_path / "polling"), timeout=180,
+                     env={"DOORBELLS": "off"})
+    assert bells.returncode == 0 and polling.returncode == 0, bells.stderr + polling.stderr
+    bells_run, polling_run = load(tmp_path / "bells" / "split.json"), load(tmp_path / "polling" / "split.json")
+    assert bells_run["environment"]["message_wait"] == "doorbells"
+    assert polling_run["environment"]["message_wait"] == "polling"
+    assert polling_run["epochs"][0]["test_loss"] == bells_run["epochs"][0]["test_loss"]
+
+
 @pytest.mark.parametrize("client_weights", ["keep", "pass"])
 def test_one_client_is_regular_learning(tmp_path, client_weights):
     flags = ["--train-subset", "1000", "--test-subset", "500", "--epochs", "3", "--patience", "0",
@@ -53,13 +75,18 @@ def test_one_client_is_regular_learning(tmp_path, client_weights):
     assert split_losses == pytest.approx(regular_losses, abs=1e-4)
 
 
-def test_passed_weights_make_one_shared_model(tmp_path):
-    result = mpirun(4, "split_learning.py", *SMALL, "--epochs", "1", "--client-weights", "pass",
-                    "--client-eval", "epoch", "--results-dir", str(tmp_path), timeout=180)
+@pytest.mark.parametrize("client_weights", ["pass", "keep"])
+def test_passed_weights_go_from_each_client_to_the_next(tmp_path, client_weights):
+    import torch
+    result = mpirun(4, "tests/helpers/split_learning_planted.py", "record", str(tmp_path), *SMALL, "--epochs", "2",
+                    "--client-weights", client_weights, "--results-dir", str(tmp_path), timeout=180)
     assert result.returncode == 0, result.stderr
-    epoch = load(tmp_path / "split.json")["epochs"][0]
-    # Each client part is a snapshot of one model taken at its hand-over; the last client's is the newest.
-    assert len(epoch["client_test_acc"]) == 3 and epoch["client_test_acc"][-1] == epoch["test_acc"]
+    turns = [(epoch, client) for epoch in (1, 2) for client in (1, 2, 3)]
+    state = {(turn, end): torch.load(tmp_path / f"epoch{turn[0]}-client{turn[1]}-{end}.pt")
+             for turn in turns for end in ("start", "end")}
+    handed_over = [torch.equal(state[before, "end"], state[after, "start"]) for before, after in zip(turns, turns[1:])]
+    # pass: each turn starts from exactly the weights and momentum the previous turn ended with; keep: never
+    assert all(handed_over) if client_weights == "pass" else not any(handed_over)
 
 
 def test_one_rank_is_refused_with_a_clear_message(tmp_path):
@@ -79,7 +106,7 @@ def test_bad_flag_is_reported_once(tmp_path):
 @pytest.mark.parametrize("fault", ["raise", "kill"])
 def test_a_failing_client_ends_the_whole_job_quickly(tmp_path, fault):
     start = time.monotonic()
-    result = mpirun(3, "tests/helpers/split_learning_with_fault.py", fault, *SMALL, "--epochs", "2",
+    result = mpirun(3, "tests/helpers/split_learning_planted.py", fault, *SMALL, "--epochs", "2",
                     "--results-dir", str(tmp_path), timeout=120)
     assert result.returncode != 0
     assert time.monotonic() - start < 60

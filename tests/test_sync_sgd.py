@@ -60,14 +60,16 @@ FLAGS = ["--train-subset", "1200", "--test-subset", "500", "--patience", "0", "-
 
 @needs_data
 def test_backup_worker_run_learns_and_drops_late_gradients(tmp_path):
-    result = mpirun(4, "sync_sgd.py", *FLAGS, "--backup-workers", "1", "--straggler-delay-ms", "2",
+    # The last of the 3 workers always answers after the server has moved on: with 2 awaited, its gradients
+    # are dropped, every epoch, whatever the machine's timing.
+    result = mpirun(4, "tests/helpers/sync_sgd_late_worker.py", *FLAGS, "--backup-workers", "1",
                     "--results-dir", str(tmp_path), timeout=180)
     assert result.returncode == 0, result.stderr
     saved = json.loads((tmp_path / "sync_sgd.json").read_text())
     assert saved["method"] == "sync_sgd" and saved["status"] == "completed"
     epoch = saved["epochs"][-1]
     assert epoch["steps"] == 1200 // 3 // 64  # one pass of each of the 3 workers over its shard of 400
-    assert epoch["gradients_dropped"] > 0  # with 3 workers and 2 awaited, the slowest is usually late
+    assert all(e["gradients_dropped"] > 0 for e in saved["epochs"])
     assert epoch["mean_step_time_s"] > 0 and epoch["bytes_sent"] > 0
     assert epoch["test_acc"] > 0.3
 

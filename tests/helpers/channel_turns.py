@@ -9,17 +9,12 @@ time-out is made huge: a wake-up that is lost (a message that arrives unnoticed)
 slowing it.
 """
 
-import sys
-from pathlib import Path
+import time
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import numpy as np
+from mpi4py import MPI
 
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-from mpi4py import MPI  # noqa: E402
-
-import mpi_utils  # noqa: E402
+import mpi_utils
 
 mpi_utils.BELL_TIMEOUT = 3600.0
 ROUNDS, BIG, SMALL = 5, 64 * 6 * 14 * 14, 64

@@ -1,0 +1,94 @@
+"""The split-learning family (vanilla, U-shaped, SplitFed V1/V2) on the MPI harness: each is the computation
+it claims to be, moves the traffic its closed form says, and keeps what it promises to keep private."""
+
+import json
+
+import pytest
+
+from conftest import mpirun, needs_data, script
+from models import CUT_SHAPES, HEAD_SHAPES, split_lenet5
+
+pytestmark = needs_data
+SMALL = ["--train-subset", "600", "--test-subset", "300", "--patience", "0", "--no-progress"]
+VARIANTS = ["vanilla", "u-shaped", "sflv1", "sflv2"]
+
+
+def load(path):
+    return json.loads(path.read_text())
+
+
+def losses(path):
+    return [e["test_loss"] for e in load(path)["epochs"]]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_with_one_client_every_variant_is_regular_learning(tmp_path, variant):
+    flags = [*SMALL, "--epochs", "1", "--results-dir", str(tmp_path)]
+    split = mpirun(2, "split_learning.py", *flags, "--variant", variant, timeout=180)
+    regular = script("regular_learning.py", *flags)
+    assert split.returncode == 0 and regular.returncode == 0, split.stderr + regular.stderr
+    saved = load(tmp_path / "split.json")
+    assert saved["method"] == "split" and saved["config"]["variant"] == variant
+    assert losses(tmp_path / "split.json") == pytest.approx(losses(tmp_path / "regular.json"), abs=1e-4)
+
+
+def test_sflv1_is_fedavg_computed_in_two_parts(tmp_path):
+    flags = [*SMALL, "--epochs", "2"]
+    # One thread everywhere, so that both sum in the same order.
+    sfl = mpirun(4, "split_learning.py", *flags, "--variant", "sflv1", "--results-dir", str(tmp_path),
+                 timeout=180, env={"OMP_NUM_THREADS": "1"})
+    fedavg = script("federated_learning.py", *flags, "--clients", "3", "--results-dir", str(tmp_path),
+                    env={"OMP_NUM_THREADS": "1"})
+    assert sfl.returncode == 0 and fedavg.returncode == 0, sfl.stderr + fedavg.stderr
+    assert losses(tmp_path / "split.json") == pytest.approx(losses(tmp_path / "federated.json"), abs=1e-4)
+    # Not a coincidence of the first epoch: vanilla split learning, on the same data, is elsewhere.
+    vanilla = mpirun(4, "split_learning.py", *flags, "--results-dir", str(tmp_path / "vanilla"), timeout=180)
+    assert vanilla.returncode == 0, vanilla.stderr
+    assert losses(tmp_path / "vanilla" / "split.json")[-1] != pytest.approx(losses(tmp_path / "split.json")[-1],
+                                                                            abs=1e-2)
+
+
+def closed_form_bytes(variant, train, test, clients, cut_layer=1, head_layers=1):
+    """The payload of one epoch with the test set evaluated once (README, "Traffic"), control messages aside."""
+    cut = 4 * CUT_SHAPES[cut_layer][0] * CUT_SHAPES[cut_layer][1] * CUT_SHAPES[cut_layer][2]
+    if variant == "u-shaped":
+        per_train, per_test = 2 * (cut + 4 * HEAD_SHAPES[head_layers][0]), cut + 4 * HEAD_SHAPES[head_layers][0]
+        return train * per_train + test * per_test
+    total = train * (2 * cut + 8) + test * cut  # activations and cut gradients, labels; evaluation
+    if variant in ("sflv1", "sflv2"):  # each client's part up, the average down
+        total += 2 * clients * 4 * sum(p.numel() for p in split_lenet5(cut_layer)[0].parameters())
+    return total
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_traffic_is_the_closed_form(tmp_path, variant):
+    result = mpirun(4, "split_learning.py", *SMALL, "--epochs", "1", "--variant", variant,
+                    "--results-dir", str(tmp_path), timeout=180)
+    assert result.returncode == 0, result.stderr
+    epoch = load(tmp_path / "split.json")["epochs"][0]
+    # Clients report their traffic when they next report: what they received after their last report this
+    # epoch (a report itself, SplitFed's averaged part) is counted in the next epoch, a few kB at most.
+    assert epoch["bytes_sent"] == pytest.approx(epoch["bytes_received"], abs=4000)
+    assert epoch["bytes_sent"] == pytest.approx(closed_form_bytes(variant, 600, 300, 3), rel=0.02)
+
+
+def test_u_shaped_server_receives_only_activations_of_the_two_cuts(tmp_path):
+    result = mpirun(3, "split_learning.py", *SMALL, "--epochs", "1", "--variant", "u-shaped", "--head-layers", "2",
+                    "--results-dir", str(tmp_path), timeout=180)
+    assert result.returncode == 0, result.stderr
+    kinds = {(r["tag"], tuple(r["shape_per_example"])) for r in load(tmp_path / "split.json")["server_received"]}
+    assert kinds == {("SMASHED", CUT_SHAPES[1]), ("HEAD_GRAD", HEAD_SHAPES[2]), ("TURN_DONE", ())}
+
+
+def test_a_u_shaped_client_that_sends_labels_is_a_protocol_error(tmp_path):
+    result = mpirun(3, "tests/helpers/split_learning_planted.py", "labels", *SMALL, "--epochs", "1",
+                    "--variant", "u-shaped", "--results-dir", str(tmp_path), timeout=120)
+    assert result.returncode != 0
+    assert "ProtocolError: server expected SMASHED from client 1, got LABELS" in result.stderr
+
+
+def test_sflv_with_passed_weights_is_refused(tmp_path):
+    result = mpirun(3, "split_learning.py", *SMALL, "--variant", "sflv2", "--client-weights", "pass",
+                    "--results-dir", str(tmp_path), timeout=120)
+    assert result.returncode == 2 and "error: --client-weights pass" in result.stderr
+    assert "Traceback" not in result.stderr
