@@ -12,10 +12,11 @@ STARTED := $(shell date +%s)
 
 setup: $(VENV)/.installed data
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet --upgrade pip setuptools
 	$(PYTHON) -m pip install --quiet -r requirements.txt
+	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 # Debian's package when we are on Debian/Ubuntu and may install; otherwise torchvision downloads into data/.

@@ -59,6 +59,7 @@ class Tag(IntEnum):
     UPDATE_INFO = 6
     HAND_OVER = 7
     STOPPED = 8
+    EXPORT = 9
     # arrays (raw buffers)
     SMASHED = 10
     LABELS = 11

@@ -13,16 +13,20 @@ layers. The variants are in split_variants.py; every message is laid out in prot
 
 import runtime  # first: process settings that must precede torch
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from data import batches, load_fashion_mnist, num_batches, partition, shuffle_generator
-from models import CUT_SHAPES, HEAD_SHAPES, flatten, split_lenet5, unflatten_into
+from models import CUT_SHAPES, HEAD_SHAPES, flat_parameters, flatten, split_lenet5, unflatten_into
 from mpi_method import run_method, run_mpi_main, stop_workers
 from mpi_utils import cores, use_threads
 from protocol import SERVER, ProtocolError, Tag
-from training import InputError, add_client_args, common_parser, progress, set_lr, sgd
+from leakage import distance_correlation, leakage_report
+from training import InputError, add_client_args, common_parser, nonnegative_float, nonnegative_int, progress, \
+    set_lr, sgd
 
 VARIANTS = ["vanilla", "sflv1", "sflv2", "u-shaped"]
 
@@ -42,6 +46,14 @@ def build_parser():
     add("--client-weights", choices=["keep", "pass"], default="keep",
         help="vanilla and u-shaped: keep: each client trains its own client part (the report); pass: each "
              "client starts its turn from the previous client's weights (original splitNN)")
+    add("--nopeek", type=nonnegative_float, default=0.0, metavar="W",
+        help="NoPeek defence: each client adds W x the distance correlation between a batch's images and its "
+             "activations to its loss (0: none)")
+    add("--noise-std", type=nonnegative_float, default=0.0, metavar="S",
+        help="noise defence: clients add Gaussian noise of this standard deviation to the activations they send")
+    add("--leakage-images", type=nonnegative_int, default=2000,
+        help="the first N test images on which each evaluation measures the leakage (distance correlation "
+             "between images and the activations sent); 0: not measured")
     add("--client-eval", choices=["end", "epoch"], default="end",
         help="when to evaluate every client's part (each epoch evaluates the last client's): "
              "once at the end, or after every epoch (10 test passes an epoch with 10 clients)")
@@ -85,6 +97,10 @@ class Server:
     @staticmethod
     def make_part(args):
         return split_lenet5(args.cut_layer, args.seed)[1]
+
+    @property
+    def client_class(self):
+        return roles(self.args)[1]
 
     @staticmethod
     def threads():
@@ -181,31 +197,54 @@ class Server:
         return loss_sum / len(self.y_test), correct / len(self.y_test), self.finish_turn(client)
 
     def evaluate(self):
-        """The report's measure: the last client's part; with --client-eval epoch, every client's too."""
+        """The report's measure: the last client's part; with --client-eval epoch, every client's too. The
+        leakage keys are the evaluated client's (README, "Leakage")."""
         if self.args.client_eval == "epoch":
             return self.evaluate_all_clients()
         loss, acc, report = self.evaluate_client(self.clients[-1])
-        return {"test_loss": loss, "test_acc": acc, **self.traffic([report])}
+        return {"test_loss": loss, "test_acc": acc, **report.pop("leakage"), **self.traffic([report])}
 
     def evaluate_all_clients(self):
         """Every client's part (the last client's last, as the report's measure), with mean and spread."""
-        accuracies, reports = [], []
+        accuracies, leakages, reports = [], [], []
         for client in self.clients:
             loss, acc, report = self.evaluate_client(client)
             accuracies.append(acc)
+            leakages.append(report.pop("leakage"))
             reports.append(report)
-        return {"test_loss": loss, "test_acc": acc, "client_test_acc": accuracies,
+        return {"test_loss": loss, "test_acc": acc, **leakages[-1], "client_test_acc": accuracies,
                 "client_test_acc_mean": float(np.mean(accuracies)),
-                "client_test_acc_std": float(np.std(accuracies)), **self.traffic(reports)}
+                "client_test_acc_std": float(np.std(accuracies)), "client_leakage": leakages,
+                **self.traffic(reports)}
 
     def final_summary(self):
-        """For the results file: every client's part evaluated, and every kind of message the server saw."""
+        """For the results file: every client's part evaluated, and every kind of message the server saw.
+        The trained parts go to <results-dir>/<run-name>.pt, for the attacks (attack.py)."""
         final = self.evaluate_all_clients()
+        self.save_parts()
         return {"final_client_test_acc": final["client_test_acc"],
                 "final_client_test_acc_mean": final["client_test_acc_mean"],
                 "final_client_test_acc_std": final["client_test_acc_std"],
+                "final_client_leakage": final["client_leakage"],
                 "server_received": [{"tag": tag, "shape_per_example": list(shape), "messages": count}
                                     for (tag, shape), count in sorted(self.received.items())]}
+
+    def save_parts(self):
+        """Ask every client for its parts (for the experimenter, after training: not part of the method) and
+        save them with the server part and the configuration."""
+        client_parts = []
+        for client in self.clients:
+            self.channel.send_obj({}, client, Tag.EXPORT)
+            parts = self.client_class.make_parts(self.args)
+            flat = torch.empty(sum(p.numel() for part in parts for p in part.parameters()))
+            self.channel.recv(flat.numpy(), client, Tag.UPDATE)
+            unflatten_into([p for part in parts for p in part.parameters()], flat)
+            client_parts.append([part.state_dict() for part in parts])
+        path = Path(self.args.results_dir) / f"{self.args.run_name}.pt"
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save({"config": vars(self.args), "client_parts": client_parts,
+                    "server_part": {k: v.cpu() for k, v in self.server_part.state_dict().items()}}, tmp)
+        tmp.replace(path)
 
     def stop(self):
         stop_workers(self.channel)
@@ -229,7 +268,10 @@ class Client:
                 self.state.append(self.optimizer.state[p]["momentum_buffer"])
         self.shuffle = shuffle_generator(args.seed, channel.rank - 1)
         self.cut_grad_buf = torch.empty((args.batch_size, *CUT_SHAPES[args.cut_layer]))
-        self.handlers = {Tag.TURN: self.take_turn, Tag.HAND_OVER: self.hand_over, Tag.EVALUATE: self.evaluate}
+        self.noise = torch.Generator(device=device).manual_seed(args.seed * 1000 + channel.rank)
+        self.sent_for_leakage = []  # during an evaluation: the activations sent for the first test images
+        self.handlers = {Tag.TURN: self.take_turn, Tag.HAND_OVER: self.hand_over, Tag.EVALUATE: self.evaluate,
+                         Tag.EXPORT: self.export}
         use_threads(self.threads(channel.comm.Get_size() - 1))
 
     @staticmethod
@@ -267,14 +309,23 @@ class Client:
         self.report()
 
     def send_smashed(self, x):
+        """Forward to the cut and send the activations (with --noise-std, noisy: the noise does not change the
+        gradient, which flows back to ``smashed`` as it is)."""
         smashed = self.client_part(x)
-        self.channel.send(smashed.detach().cpu().numpy(), SERVER, Tag.SMASHED)
+        sent = smashed.detach()
+        if self.args.noise_std:
+            sent = sent + self.args.noise_std * torch.randn(sent.shape, generator=self.noise, device=self.device)
+        if not torch.is_grad_enabled() and self.args.leakage_images:  # evaluation: keep what the server sees
+            self.sent_for_leakage.append(sent)
+        self.channel.send(sent.cpu().numpy(), SERVER, Tag.SMASHED)
         return smashed
 
-    def backward_cut(self, smashed):
-        """Receive the gradient at the cut, finish the backward pass and step."""
+    def backward_cut(self, smashed, x):
+        """Receive the gradient at the cut, finish the backward pass (with NoPeek's term) and step."""
         cut_grad = self.cut_grad_buf[:len(smashed)]
         self.channel.recv(cut_grad.numpy(), SERVER, Tag.CUT_GRAD)
+        if self.args.nopeek:
+            (self.args.nopeek * distance_correlation(x, smashed)).backward(retain_graph=True)
         smashed.backward(cut_grad.to(self.device))
         self.optimizer.step()
 
@@ -282,7 +333,7 @@ class Client:
         """One batch with the server (which has the labels and takes the loss)."""
         smashed = self.send_smashed(x)
         self.optimizer.zero_grad(set_to_none=True)
-        self.backward_cut(smashed)
+        self.backward_cut(smashed, x)
 
     def hand_over(self, to):
         """Pass this client's parts (weights and momentum) to the client whose turn is next."""
@@ -294,11 +345,20 @@ class Client:
         for part in self.parts:
             part.eval()
         for start in range(0, len(self.x_test), self.args.test_batch_size):
-            self.evaluate_batch(self.x_test[start:start + self.args.test_batch_size])
-        self.report()
+            self.send_smashed(self.x_test[start:start + self.args.test_batch_size])
+        self.report(leakage=self.measure_leakage())
 
-    def evaluate_batch(self, x):
-        self.send_smashed(x)
+    def measure_leakage(self):
+        """Distance correlation between the first --leakage-images test images and the activations sent."""
+        sent, self.sent_for_leakage = torch.cat(self.sent_for_leakage), []
+        count = min(self.args.leakage_images, len(sent))
+        if count < 4:
+            return {}
+        return leakage_report(self.x_test[:count].cpu(), sent[:count].cpu(), seed=self.args.seed)
+
+    def export(self):
+        """Send this client's parts to the server, for the saved model (after training)."""
+        self.channel.send(flat_parameters(torch.nn.ModuleList(self.parts)).cpu().numpy(), SERVER, Tag.UPDATE)
 
 
 def roles(args):

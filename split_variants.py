@@ -97,7 +97,7 @@ class UShapedClient(Client):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.channel.send(middle.grad.cpu().numpy(), SERVER, Tag.HEAD_GRAD)
-        self.backward_cut(smashed)
+        self.backward_cut(smashed, x)
         self.loss_sum += loss.item() * len(y)
         self.examples += len(y)
 
@@ -115,7 +115,7 @@ class UShapedClient(Client):
             logits = self.head(self.recv_middle(len(target)))
             loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
             correct += (logits.argmax(1) == target).sum().item()
-        self.report(loss_sum=loss_sum, correct=correct, examples=len(self.y_test))
+        self.report(loss_sum=loss_sum, correct=correct, examples=len(self.y_test), leakage=self.measure_leakage())
 
 
 # ------------------------------------------------------------------------------------------------ SplitFed
@@ -216,7 +216,8 @@ class SplitFedClient(Client):
     def __init__(self, channel, args, data, device):
         super().__init__(channel, args, data, device)
         self.flat_buf = torch.empty(sum(p.numel() for p in self.client_part.parameters()))
-        self.handlers = {Tag.TURN: self.take_turn, Tag.GLOBAL_MODEL: self.take_average, Tag.EVALUATE: self.evaluate}
+        del self.handlers[Tag.HAND_OVER]
+        self.handlers[Tag.GLOBAL_MODEL] = self.take_average
 
     @staticmethod
     def threads(num_clients):

@@ -11,18 +11,15 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import runtime  # noqa: F401  (before torch)
 
-import runtime  # noqa: E402,F401
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from common import PYTHON, epoch_time  # noqa: E402
-from data import load_fashion_mnist  # noqa: E402
-from models import lenet5  # noqa: E402
+from common import PYTHON, epoch_time
+from data import load_fashion_mnist
+from models import lenet5
 
 
 def bare_epoch(x, y, batch_size=64):

@@ -10,20 +10,16 @@ their ratio. Whatever split learning over MPI costs beyond this ratio is messagi
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import runtime  # noqa: F401  (as in the scripts: before torch)
 
-import runtime  # noqa: E402,F401  (as in the scripts: before torch)
+import torch
+import torch.nn.functional as F
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from data import load_fashion_mnist  # noqa: E402
-from models import CUT_SHAPES, lenet5, split_lenet5  # noqa: E402
-from training import common_parser, sgd, train_step  # noqa: E402
+from data import load_fashion_mnist
+from models import CUT_SHAPES, lenet5, split_lenet5
+from training import common_parser, sgd, train_step
 
 BATCH = 64
 DISTINCT_BATCHES = 100  # cycled: enough to keep the data out of the caches' way, little to load

@@ -1,14 +1,11 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import runtime  # noqa: E402,F401  (as in the scripts: before torch)
+import runtime  # noqa: F401  (as in the scripts: before torch)
+from common import MPIRUN, ROOT  # benchmarks/common.py: the mpirun that `make setup` installs in .venv
 
 
 def have_data():
@@ -28,17 +25,13 @@ OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:
 
 
 def run(args, timeout=300, cwd=ROOT, env=None):
-    """Run a command from the project folder, as a user would; returns the CompletedProcess. The project's
-    modules are importable in it (for the helpers in tests/helpers)."""
+    """Run a command from the project folder, as a user would; returns the CompletedProcess."""
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **OFFLINE, "PYTHONPATH": str(ROOT), **(env or {})})
+                          env={**os.environ, **OFFLINE, **(env or {})})
 
 
 def script(name, *args, **kwargs):
     return run([sys.executable, str(ROOT / name), *args], **kwargs)
-
-
-MPIRUN = str(Path(sys.executable).parent / "mpirun")  # the one `make setup` installs in .venv
 
 
 def mpirun(n, name, *args, **kwargs):

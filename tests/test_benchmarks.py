@@ -1,11 +1,6 @@
 """The benchmarks' arithmetic: ratios to the baseline, overall and round by round."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-
-from common import ratio_table  # noqa: E402
+from common import ratio_table
 
 
 def test_ratio_table_pairs_each_round_with_the_baselines_same_round():

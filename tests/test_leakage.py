@@ -1,0 +1,41 @@
+"""Distance correlation: both estimators equal the dcor package's, and the plain one's trap is documented."""
+
+import dcor
+import numpy as np
+import pytest
+import torch
+
+from leakage import batch_distance_correlation, bias_corrected_dcor_sqr, distance_correlation, leakage_report
+
+
+@pytest.mark.parametrize("n, dx, dz", [(64, 784, 1176), (30, 5, 3), (200, 20, 40)])
+def test_both_estimators_equal_the_dcor_package(n, dx, dz):
+    rng = np.random.default_rng(n)
+    x = rng.normal(size=(n, dx))
+    z = np.tanh(x[:, :1] @ rng.normal(size=(1, dz))) + rng.normal(size=(n, dz))  # dependent, not linearly
+    assert distance_correlation(torch.from_numpy(x), torch.from_numpy(z)).item() == pytest.approx(
+        dcor.distance_correlation(x, z), abs=1e-6)
+    assert bias_corrected_dcor_sqr(torch.from_numpy(x), torch.from_numpy(z)).item() == pytest.approx(
+        dcor.u_distance_correlation_sqr(x, z), abs=1e-6)
+
+
+def test_independent_data_of_our_dimensions_fools_only_the_plain_statistic():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(2000, 784, generator=generator)  # images and activations that have nothing to do with them
+    z = torch.rand(2000, 1176, generator=generator)
+    assert batch_distance_correlation(x, z, 64) > 0.8  # the trap: "high leakage" from independent data
+    assert abs(bias_corrected_dcor_sqr(x, z).item()) < 0.05
+
+
+def test_a_copy_leaks_everything_and_shuffling_gives_the_null_level():
+    x = torch.randn(256, 50, generator=torch.Generator().manual_seed(1))
+    report = leakage_report(x, 3 * x + 1)
+    assert report["dcor_batch"] == pytest.approx(1.0) and report["dcor2_bias_corrected"] == pytest.approx(1.0)
+    assert abs(report["dcor2_bias_corrected_null"]) < 0.05 < report["dcor_batch_null"]
+
+
+def test_the_plain_statistic_can_be_trained_against():
+    x = torch.randn(32, 10, dtype=torch.float64)
+    z = (x @ torch.randn(10, 6, dtype=torch.float64)).requires_grad_()
+    distance_correlation(x, z).backward()
+    assert z.grad is not None and torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
