@@ -146,7 +146,7 @@ def scores(reconstructed, original, labels, classifier):
     """MSE, PSNR and SSIM on images in [0, 1], and the classifier's accuracy on the reconstructions."""
     mse = F.mse_loss(reconstructed, original, reduction="none").mean((1, 2, 3))
     per_image_ssim = ssim(reconstructed, original, data_range=1.0, size_average=False)
-    _, accuracy = evaluate(classifier, from_unit(reconstructed), labels, 1000)
+    accuracy = evaluate(classifier, from_unit(reconstructed), labels, 1000)["test_acc"]
     return {"mse": mse.mean().item(), "psnr_db": (10 * torch.log10(1 / mse.clamp(min=1e-10))).mean().item(),
             "ssim": per_image_ssim.mean().item(), "ssim_min": per_image_ssim.min().item(),
             "classifier_accuracy": accuracy}
@@ -202,7 +202,7 @@ def main():
     classifier = train_classifier(x_train, y_train, args.classifier_epochs, args.seed)
     result = {"parts": str(args.parts), "client": client, "config": config, "victims": f"test images 0..{args.victims - 1}",
               "auxiliary": f"test images {AUX_START}..{AUX_START + args.aux - 1}", "attack_settings": vars(args),
-              "classifier_accuracy_on_originals": evaluate(classifier, victims, labels, 1000)[1],
+              "classifier_accuracy_on_originals": evaluate(classifier, victims, labels, 1000)["test_acc"],
               "attacks": {name: scores(images, original, labels, classifier)
                           for name, images in reconstructions.items()}}
     result["strongest"] = max(result["attacks"], key=lambda name: result["attacks"][name]["ssim"])

@@ -76,9 +76,8 @@ def round_record(losses, sizes, model_bytes, sampled):
 # ---------------------------------------------------------------------------------------------- two modes
 
 def evaluate_global(aggregator, model, x_test, y_test, batch_size):
-    load_flat_parameters(model, aggregator.params)
-    test_loss, test_acc = evaluate(model, x_test, y_test, batch_size)
-    return {"test_loss": test_loss, "test_acc": test_acc}
+    load_flat_parameters(model, aggregator.params.to(x_test.device))
+    return evaluate(model, x_test, y_test, batch_size)
 
 
 def run_one_process(args, device):

@@ -29,12 +29,8 @@ def main():
         total = num_batches(len(y_train), args.batch_size)
         return {"train_loss": train_epoch(model, optimizer, progress(args, epoch_batches, total, f"epoch {epoch}"))}
 
-    def evaluate_model():
-        test_loss, test_acc = evaluate(model, x_test, y_test, args.test_batch_size)
-        return {"test_loss": test_loss, "test_acc": test_acc}
-
     results = Results(args, "regular", device)
-    fit(args, results, train_one_epoch, evaluate_model)
+    fit(args, results, train_one_epoch, lambda: evaluate(model, x_test, y_test, args.test_batch_size))
     print(f"results: {results.path}")
 
 

@@ -25,7 +25,7 @@ from mpi_method import run_method, run_mpi_main, stop_workers
 from mpi_utils import cores, use_threads
 from protocol import SERVER, ProtocolError, Tag
 from leakage import distance_correlation, leakage_report
-from training import InputError, add_client_args, common_parser, nonnegative_float, nonnegative_int, progress, \
+from training import InputError, Scores, add_client_args, common_parser, nonnegative_float, nonnegative_int, progress, \
     set_lr, sgd
 
 VARIANTS = ["vanilla", "sflv1", "sflv2", "u-shaped"]
@@ -187,32 +187,29 @@ class Server:
         """Test loss and accuracy of ``client``'s part followed by the server part; and the client's report."""
         self.server_part.eval()
         self.channel.send_obj({}, client, Tag.EVALUATE)
-        loss_sum, correct = 0.0, 0
+        scores = Scores()
         for start, size in zip(range(0, self.num_test, self.args.test_batch_size),
                                batch_sizes(self.num_test, self.args.test_batch_size)):
-            logits = self.server_part(self.recv_smashed(client, size))
-            target = self.y_test[start:start + size]
-            loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
-            correct += (logits.argmax(1) == target).sum().item()
-        return loss_sum / len(self.y_test), correct / len(self.y_test), self.finish_turn(client)
+            scores.add(self.server_part(self.recv_smashed(client, size)), self.y_test[start:start + size])
+        return scores.result(), self.finish_turn(client)
 
     def evaluate(self):
         """The report's measure: the last client's part; with --client-eval epoch, every client's too. The
         leakage keys are the evaluated client's (README, "Leakage")."""
         if self.args.client_eval == "epoch":
             return self.evaluate_all_clients()
-        loss, acc, report = self.evaluate_client(self.clients[-1])
-        return {"test_loss": loss, "test_acc": acc, **report.pop("leakage"), **self.traffic([report])}
+        scores, report = self.evaluate_client(self.clients[-1])
+        return {**scores, **report.pop("leakage"), **self.traffic([report])}
 
     def evaluate_all_clients(self):
         """Every client's part (the last client's last, as the report's measure), with mean and spread."""
         accuracies, leakages, reports = [], [], []
         for client in self.clients:
-            loss, acc, report = self.evaluate_client(client)
-            accuracies.append(acc)
+            scores, report = self.evaluate_client(client)
+            accuracies.append(scores["test_acc"])
             leakages.append(report.pop("leakage"))
             reports.append(report)
-        return {"test_loss": loss, "test_acc": acc, **leakages[-1], "client_test_acc": accuracies,
+        return {**scores, **leakages[-1], "client_test_acc": accuracies,
                 "client_test_acc_mean": float(np.mean(accuracies)),
                 "client_test_acc_std": float(np.std(accuracies)), "client_leakage": leakages,
                 **self.traffic(reports)}

@@ -26,7 +26,7 @@ from models import HEAD_SHAPES, flat_parameters, load_flat_parameters, split_u_s
 from mpi_utils import cores
 from protocol import SERVER, ProtocolError, Tag
 from split_learning import Client, Server, batch_sizes
-from training import progress, set_lr
+from training import Scores, progress, set_lr
 
 
 # ------------------------------------------------------------------------------------------------ U-shaped
@@ -64,8 +64,9 @@ class UShapedServer(Server):
             middle = self.server_part(self.recv_smashed(client, size))
             self.channel.send(middle.cpu().numpy(), client, Tag.MIDDLE)
         report = self.finish_turn(client)
-        examples = report.pop("examples")
-        return report.pop("loss_sum") / examples, report.pop("correct") / examples, report
+        scores = Scores()
+        scores.merge(report.pop("scores"))
+        return scores.result(), report
 
 
 class UShapedClient(Client):
@@ -108,14 +109,12 @@ class UShapedClient(Client):
     def evaluate(self):
         for part in self.parts:
             part.eval()
-        loss_sum, correct = 0.0, 0
+        scores = Scores()
         for start in range(0, len(self.y_test), self.args.test_batch_size):
             self.send_smashed(self.x_test[start:start + self.args.test_batch_size])
             target = self.y_test[start:start + self.args.test_batch_size].to(self.device)
-            logits = self.head(self.recv_middle(len(target)))
-            loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
-            correct += (logits.argmax(1) == target).sum().item()
-        self.report(loss_sum=loss_sum, correct=correct, examples=len(self.y_test), leakage=self.measure_leakage())
+            scores.add(self.head(self.recv_middle(len(target))), target)
+        self.report(scores=scores.sums(), leakage=self.measure_leakage())
 
 
 # ------------------------------------------------------------------------------------------------ SplitFed

@@ -134,8 +134,7 @@ class ParameterServer:
                 "bytes_sent": moved, "bytes_received": moved}
 
     def evaluate(self):
-        test_loss, test_acc = evaluate(self.model, self.x_test, self.y_test, self.args.test_batch_size)
-        return {"test_loss": test_loss, "test_acc": test_acc}
+        return evaluate(self.model, self.x_test, self.y_test, self.args.test_batch_size)
 
     def final_summary(self):
         return {}

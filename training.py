@@ -144,18 +144,49 @@ def train_epoch(model, optimizer, batch_iter):
     return total_loss / max(count, 1)
 
 
+class Scores:
+    """Test loss and accuracy summed over batches, overall and per class."""
+
+    def __init__(self, num_classes=10):
+        self.loss_sum, self.examples = 0.0, 0
+        self.correct, self.counts = torch.zeros(num_classes), torch.zeros(num_classes)
+
+    def add(self, logits, target):
+        self.loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
+        self.examples += len(target)
+        hits = (logits.argmax(1) == target).float().cpu()
+        target = target.cpu()
+        self.correct.index_add_(0, target, hits)
+        self.counts.index_add_(0, target, torch.ones_like(hits))
+
+    def merge(self, other):
+        """Add the sums of another Scores (or of its ``sums()``, as sent over the wire)."""
+        sums = other if isinstance(other, dict) else other.sums()
+        self.loss_sum += sums["loss_sum"]
+        self.examples += sums["examples"]
+        self.correct += torch.tensor(sums["correct"])
+        self.counts += torch.tensor(sums["counts"])
+
+    def sums(self):
+        return {"loss_sum": self.loss_sum, "examples": self.examples, "correct": self.correct.tolist(),
+                "counts": self.counts.tolist()}
+
+    def result(self):
+        """``test_loss``, ``test_acc`` and ``test_class_acc`` (one fraction per class; None for a class the
+        test set lacks): the keys every method records."""
+        return {"test_loss": self.loss_sum / self.examples, "test_acc": self.correct.sum().item() / self.examples,
+                "test_class_acc": [c / n if n else None for c, n in zip(self.correct.tolist(), self.counts.tolist())]}
+
+
 @torch.no_grad()
 def evaluate(model, x, y, batch_size):
-    """``(mean test loss, accuracy in [0, 1])`` of ``model`` (any callable) on ``x``, ``y``."""
+    """``test_loss``, ``test_acc`` (in [0, 1]) and ``test_class_acc`` of ``model`` (any callable) on ``x``, ``y``."""
     if isinstance(model, torch.nn.Module):
         model.eval()
-    total_loss, correct = 0.0, 0
+    scores = Scores()
     for start in range(0, len(y), batch_size):
-        logits = model(x[start:start + batch_size])
-        target = y[start:start + batch_size]
-        total_loss += F.cross_entropy(logits, target, reduction="sum").item()
-        correct += (logits.argmax(1) == target).sum().item()
-    return total_loss / len(y), correct / len(y)
+        scores.add(model(x[start:start + batch_size]), y[start:start + batch_size])
+    return scores.result()
 
 
 def sgd(params, args):
@@ -248,6 +279,12 @@ def progress(args, iterable, total, desc):
                 disable=not progress_enabled(args))
 
 
+def at_chance(record):
+    """True when the test accuracy is at most 1.5 times what guessing gets (15 % with 10 classes)."""
+    classes = [a for a in record.get("test_class_acc") or [] if a is not None]
+    return bool(classes) and record["test_acc"] <= 1.5 / len(classes)
+
+
 def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
     """The loop every method shares: train an epoch, evaluate, record, stop early; returns the results dict.
 
@@ -272,6 +309,10 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
             record.update(evaluation)
             now = time.perf_counter()
             record.update(epoch_time_s=now - epoch_start, train_time_s=train_time, elapsed_s=now - start)
+            if at_chance(record):
+                record["at_chance"] = True
+                print(f"warning: epoch {epoch}: test accuracy {record['test_acc']:.1%} is at chance level: the model "
+                      "predicts about one class (see the README, 'A run that does not learn')", file=sys.stderr)
             results.add_epoch(record)
             print(f"epoch {epoch:3d}  train loss {record['train_loss']:.4f}  test loss {record['test_loss']:.4f}  "
                   f"test acc {record['test_acc']:.4f}  {record['epoch_time_s']:.1f} s", file=sys.stderr, flush=True)
@@ -281,5 +322,6 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
     except BaseException as exc:
         results.finish("failed", error=f"{type(exc).__name__}: {exc}")
         raise
-    results.finish(status, **final_info())
+    results.finish(status, epochs_at_chance=[e["epoch"] for e in results.data["epochs"] if e.get("at_chance")],
+                   **final_info())
     return results.data

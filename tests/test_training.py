@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+import torch
 
 import training
 from training import Plateau, Results, fit, write_json_atomic
@@ -122,3 +123,30 @@ def test_evaluation_traffic_is_added_to_the_epoch(tmp_path):
         lambda: {"test_loss": 1.0, "test_acc": 0.5, "bytes_sent": 5, "bytes_received": 5})
     epoch = json.loads((tmp_path / "regular.json").read_text())["epochs"][0]
     assert (epoch["bytes_sent"], epoch["bytes_received"]) == (15, 15)
+
+
+def test_per_class_accuracy_weighted_by_class_counts_is_the_overall_accuracy():
+    generator = torch.Generator().manual_seed(0)
+    logits, target = torch.randn(500, 10, generator=generator), torch.randint(0, 9, (500,), generator=generator)
+    scores = training.Scores()
+    for start in range(0, 500, 64):  # summed over batches, as every method evaluates
+        scores.add(logits[start:start + 64], target[start:start + 64])
+    result = scores.result()
+    counts = torch.bincount(target, minlength=10).tolist()
+    assert result["test_class_acc"][9] is None  # no test image of class 9
+    weighted = sum(acc * n for acc, n in zip(result["test_class_acc"], counts) if acc is not None) / 500
+    assert weighted == pytest.approx(result["test_acc"], abs=1e-9)
+    assert result["test_acc"] == pytest.approx((logits.argmax(1) == target).double().mean().item(), abs=1e-9)
+    assert result["test_class_acc"][3] == pytest.approx(
+        (logits.argmax(1) == target)[target == 3].double().mean().item(), abs=1e-9)
+
+
+def test_a_run_at_chance_level_is_warned_about_and_recorded(tmp_path, capsys):
+    args = args_for(tmp_path, epochs=2, patience=0)
+    one_class = [1.0] + [0.0] * 9  # predicts class 0 for everything: 10 % overall
+    evaluations = iter([{"test_loss": 2.3, "test_acc": 0.1, "test_class_acc": one_class},
+                        {"test_loss": 1.0, "test_acc": 0.6, "test_class_acc": [0.6] * 10}])
+    data = fit(args, Results(args, "regular", "cpu"), lambda epoch, lr: {"train_loss": 2.3}, lambda: next(evaluations))
+    assert [e.get("at_chance", False) for e in data["epochs"]] == [True, False]
+    assert data["epochs_at_chance"] == [1]
+    assert "warning: epoch 1: test accuracy 10.0% is at chance level" in capsys.readouterr().err
