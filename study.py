@@ -1,0 +1,184 @@
+"""The study: every method x data partitions x seeds, each run a separate process, resumable.
+
+    python study.py                     # the default study (README, "Non-IID data"), into results/study/
+    python study.py --methods split,federated --partitions iid,0.1 --seeds 0 --epochs 2   # a quick look
+    python plot_results.py --study results/study                                         # results/noniid.png
+
+Partitions are ``iid`` or a Dirichlet concentration alpha (smaller: more skewed shards). Regular learning has
+no data holders, so it runs once per seed (under ``iid``). A run whose results file says ``completed`` or
+``stopped_early`` is skipped, so an interrupted study resumes where it stopped. Runs under MPI take every
+core and go one at a time; single-process runs go ``--jobs`` at a time, with the cores shared among them.
+Each progress line prints the command that repeats that run alone.
+"""
+
+import argparse
+import itertools
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+MPIRUN = str(Path(sys.executable).parent / "mpirun")
+# method -> (script, extra flags, runs under MPI)
+METHODS = {
+    "regular": ("regular_learning.py", [], False),
+    "split": ("split_learning.py", [], True),
+    "sflv1": ("split_learning.py", ["--variant", "sflv1"], True),
+    "sflv2": ("split_learning.py", ["--variant", "sflv2"], True),
+    "u-shaped": ("split_learning.py", ["--variant", "u-shaped"], True),
+    "federated": ("federated_learning.py", [], False),
+    "sync_sgd": ("sync_sgd.py", [], True),
+}
+DEFAULT_PARTITIONS = "iid,1.0,0.5,0.1"
+FINISHED = ("completed", "stopped_early")
+
+
+def partition_value(text):
+    """``iid`` or a positive Dirichlet alpha, as given on the command line."""
+    if text == "iid":
+        return text
+    try:
+        if float(text) > 0:
+            return text
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"a partition is 'iid' or a Dirichlet alpha > 0, not {text!r}")
+
+
+def comma_list(kind):
+    def parse(text):
+        values = [kind(item.strip()) for item in text.split(",") if item.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError("needs at least one value")
+        return values
+    parse.__name__ = getattr(kind, "__name__", "value")
+    return parse
+
+
+def method_name(text):
+    if text not in METHODS:
+        raise argparse.ArgumentTypeError(f"unknown method {text!r}; choose from {', '.join(METHODS)}")
+    return text
+
+
+def seed_value(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed is an integer, not {text!r}") from None
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add = parser.add_argument
+    add("--methods", type=comma_list(method_name), default=list(METHODS), metavar="LIST",
+        help=f"comma-separated, from {', '.join(METHODS)} (default: all)")
+    add("--partitions", type=comma_list(partition_value), default=DEFAULT_PARTITIONS.split(","), metavar="LIST",
+        help="comma-separated: iid and/or Dirichlet alphas")
+    add("--seeds", type=comma_list(seed_value), default=[0, 1, 2], metavar="LIST", help="comma-separated seeds")
+    add("--epochs", type=int, default=5, help="epochs (FedAvg: rounds) of every run; patience 0, so all run")
+    add("--clients", type=int, default=10, help="data holders (MPI runs: this many + 1 ranks)")
+    add("--jobs", type=int, default=max(1, len(os.sched_getaffinity(0))),
+        help="single-process runs at the same time (MPI runs always go alone)")
+    add("--results-dir", default="results/study")
+    add("--extra", default="", help="more flags for every run, e.g. '--train-subset 3000 --test-subset 1000'")
+    add("--dry-run", action="store_true", help="print the runs and their commands, run nothing")
+    return parser
+
+
+class Run:
+    """One experiment of the grid: its name, its command, and its results file."""
+
+    def __init__(self, method, partition, seed, args):
+        self.method, self.partition, self.seed = method, partition, seed
+        script, extra, self.mpi = METHODS[method]
+        part = "iid" if partition == "iid" else f"a{partition}"
+        self.name = f"{method}-{part}-s{seed}"
+        self.path = Path(args.results_dir) / f"{self.name}.json"
+        flags = ["--seed", str(seed), "--epochs", str(args.epochs), "--patience", "0", "--no-progress",
+                 "--results-dir", args.results_dir, "--run-name", self.name, *extra, *shlex.split(args.extra)]
+        if method != "regular":
+            flags += ["--partition", "iid"] if partition == "iid" else ["--partition", "dirichlet", "--alpha", partition]
+        if method == "federated":
+            flags += ["--clients", str(args.clients)]
+        python = sys.executable
+        if self.mpi:
+            self.command, self.env = [MPIRUN, "-n", str(args.clients + 1), python, script, *flags], {}
+        else:  # share the cores among the runs that go at once (the thread count is part of the command)
+            threads = max(1, len(os.sched_getaffinity(0)) // args.jobs)
+            self.command, self.env = [python, script, *flags], {"OMP_NUM_THREADS": str(threads)}
+
+    def shell_line(self):
+        return " ".join([*(f"{k}={v}" for k, v in self.env.items()), *map(shlex.quote, self.command)])
+
+    def finished(self):
+        try:
+            return json.loads(self.path.read_text())["status"] in FINISHED
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+
+    def execute(self):
+        start = time.perf_counter()
+        result = subprocess.run(self.command, cwd=ROOT, env={**os.environ, **self.env},
+                                capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+        if result.returncode != 0:
+            tail = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+            return elapsed, f"FAILED (status {result.returncode}: {tail})"
+        best = json.loads(self.path.read_text())["best"]
+        return elapsed, f"best test accuracy {best['test_acc']:.1%} (epoch {best['epoch']})"
+
+
+def grid(args):
+    """Every run of the study, MPI runs first (they go one at a time)."""
+    cells = {(method, "iid" if method == "regular" else partition, seed)
+             for method, partition, seed in itertools.product(args.methods, args.partitions, args.seeds)}
+    order = {}
+    for name in [*args.methods, "iid", *args.partitions]:
+        order.setdefault(name, len(order))
+    runs = [Run(*cell, args) for cell in sorted(cells, key=lambda c: (order[c[0]], order[c[1]], c[2]))]
+    return sorted(runs, key=lambda run: not run.mpi)
+
+
+def main():
+    args = build_parser().parse_args()
+    if args.jobs < 1 or args.epochs < 1 or args.clients < 1:
+        build_parser().error("--jobs, --epochs and --clients must be at least 1")
+    runs = grid(args)
+    todo = [run for run in runs if not run.finished()]
+    print(f"study: {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to go "
+          f"(results in {args.results_dir})", flush=True)
+    if args.dry_run:
+        for run in todo:
+            print(run.shell_line())
+        return
+    Path(args.results_dir).mkdir(parents=True, exist_ok=True)
+    start, done, failed = time.perf_counter(), 0, 0
+
+    def report(run, elapsed, outcome):
+        nonlocal done, failed
+        done += 1
+        failed += outcome.startswith("FAILED")
+        spent = time.perf_counter() - start
+        left = spent / done * (len(todo) - done)
+        print(f"[{done}/{len(todo)}] {run.name}: {outcome} in {elapsed:.0f} s; about {left / 60:.0f} min left\n"
+              f"    {run.shell_line()}", flush=True)
+
+    for run in [r for r in todo if r.mpi]:
+        report(run, *run.execute())
+    with ThreadPoolExecutor(args.jobs) as pool:
+        futures = {pool.submit(run.execute): run for run in todo if not run.mpi}
+        for future in as_completed(futures):
+            report(futures[future], *future.result())
+    print(f"study done in {(time.perf_counter() - start) / 60:.1f} min; {failed} failed", flush=True)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

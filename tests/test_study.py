@@ -1,0 +1,49 @@
+"""The study runner: the grid it expands to, bad input, and resuming without redoing finished runs."""
+
+import json
+
+from conftest import needs_data, script
+
+
+def dry_run(*flags):
+    result = script("study.py", "--dry-run", *flags)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_the_grid_is_every_method_partition_and_seed_with_regular_once_per_seed():
+    lines = dry_run("--methods", "regular,split,federated", "--partitions", "iid,0.1", "--seeds", "0,1")
+    assert lines[0].startswith("study: 10 runs, 0 already finished, 10 to go")
+    commands = lines[1:]
+    names = [c.split("--run-name ")[1].split()[0] for c in commands]
+    assert sorted(names) == sorted(["regular-iid-s0", "regular-iid-s1", "split-iid-s0", "split-iid-s1",
+                                    "split-a0.1-s0", "split-a0.1-s1", "federated-iid-s0", "federated-iid-s1",
+                                    "federated-a0.1-s0", "federated-a0.1-s1"])
+    split_alpha = next(c for c in commands if "split-a0.1-s1" in c)
+    assert "mpirun -n 11" in split_alpha and "--partition dirichlet --alpha 0.1" in split_alpha
+    assert "--seed 1" in split_alpha
+    assert next(c for c in commands if "federated-iid-s0" in c).startswith("OMP_NUM_THREADS=")
+
+
+def test_unknown_method_and_malformed_partition_are_argparse_errors():
+    for flags, message in [(["--methods", "split,gossip"], "unknown method 'gossip'"),
+                           (["--partitions", "iid,zero"], "a partition is 'iid' or a Dirichlet alpha"),
+                           (["--seeds", "0,x"], "a seed is an integer")]:
+        result = script("study.py", "--dry-run", *flags)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+@needs_data
+def test_an_interrupted_study_resumes_without_redoing_finished_runs(tmp_path):
+    flags = ["--methods", "regular,federated", "--partitions", "iid", "--seeds", "0", "--epochs", "1",
+             "--results-dir", str(tmp_path), "--extra", "--train-subset 500 --test-subset 200"]
+    first = script("study.py", *flags, "--methods", "regular")  # the part that ran before the interruption
+    assert first.returncode == 0, first.stderr
+    finished = (tmp_path / "regular-iid-s0.json").stat().st_mtime_ns
+    (tmp_path / "federated-iid-s0.json").write_text(json.dumps({"status": "running"}))  # killed mid-run
+    second = script("study.py", *flags)
+    assert second.returncode == 0, second.stderr
+    assert "2 runs, 1 already finished, 1 to go" in second.stdout
+    assert "[1/1] federated-iid-s0: best test accuracy" in second.stdout
+    assert (tmp_path / "regular-iid-s0.json").stat().st_mtime_ns == finished
+    assert json.loads((tmp_path / "federated-iid-s0.json").read_text())["status"] == "completed"
