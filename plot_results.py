@@ -1,14 +1,17 @@
-"""Regenerate the report's Figure 1, the comparison figure and the summary table from the results files.
+"""Regenerate the report's Figure 1, the comparison figure, the non-IID study's figure and the summary table.
 
-    python plot_results.py                     # reads results/*.json, writes results/figure1.png,
-                                               # results/comparison.png and results/summary.md
+    python plot_results.py                     # reads results/*.json (and results/study/ if there), writes
+                                               # figure1.png, comparison.png, noniid.png and summary.md
     python plot_results.py --results-dir DIR --out DIR/figure1.png
 
-Reads whatever results exist: a missing method is named and left out, a corrupt file is reported by name.
+Reads whatever results exist: a missing method is named and left out, a corrupt file is reported by name. A run
+whose settings differ from the report's experiment (a subset, a partition, a flag changed) is marked as such
+in the figures (*) and in the table, with the flags that differ.
 """
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -16,23 +19,68 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
+# results file (run name) -> label; the report's three methods first, then sync SGD and the split variants
 METHODS = {"split": "Split learning", "federated": "Federated learning", "regular": "Regular learning",
-           "sync_sgd": "Sync SGD, backup workers"}
+           "sync_sgd": "Sync SGD", "split-sflv1": "SplitFed V1", "split-sflv2": "SplitFed V2",
+           "split-u-shaped": "U-shaped split learning"}
+OPTIONAL = {"split-sflv1", "split-sflv2", "split-u-shaped"}  # `make variants`; not named when missing
 FIGURE1_METHODS = ["split", "federated", "regular"]  # the report's rows, in its order
-# The report's numbers (test accuracy, epochs to converge, seconds per epoch on a 4-core CPU).
-REPORT = {"split": (0.880, 10, 26.2), "federated": (0.880, 25, 51.5), "regular": (0.888, 10, 19.0),
-          "sync_sgd": (None, None, None)}
+# The report (X. Ioannidou and B. T. Straathof, "An Investigation Into Split Learning", KTH, 2020): test
+# accuracy, epochs to converge, seconds per epoch on a 4-core CPU.
+REPORT = {"split": (0.880, 10, 26.2), "federated": (0.880, 25, 51.5), "regular": (0.888, 10, 19.0)}
+# Flags that say where and how a run was written, not what was computed.
+NOT_SETTINGS = {"run_name", "results_dir", "data_dir", "no_progress", "device", "world_size", "clients",
+                "leakage_images", "client_eval"}
+STUDY_LABELS = {"regular": "Regular learning", "split": "Split learning", "sflv1": "SplitFed V1",
+                "sflv2": "SplitFed V2", "u-shaped": "U-shaped", "federated": "FedAvg", "sync_sgd": "Sync SGD"}
+
+
+def default_settings(method):
+    """The flags' defaults of the script that writes ``method``'s results (the report's experiment)."""
+    if method == "regular":
+        from training import common_parser
+        parser = common_parser("regular", "")
+    else:
+        module = {"split": "split_learning", "federated": "federated_learning", "sync_sgd": "sync_sgd"}[method]
+        parser = __import__(module).build_parser()
+    return vars(parser.parse_args([]))
+
+
+def differences(run, expected_variant=None):
+    """The flags of ``run`` that differ from the report's experiment, as ``--flag value`` strings."""
+    config, defaults = run.get("config", {}), default_settings(run["method"])
+    if expected_variant:
+        defaults["variant"] = expected_variant
+    changed = [f"--{key.replace('_', '-')} {value}" for key, value in config.items()
+               if key in defaults and key not in NOT_SETTINGS and value != defaults[key]]
+    if run.get("status") not in ("completed", "stopped_early"):
+        changed.append(f"status {run.get('status')}")
+    return changed
+
+
+def label(name, run):
+    """The method's label, with the backup workers of sync SGD, and * when its settings differ."""
+    text = METHODS[name]
+    if name == "sync_sgd":
+        backups = run.get("config", {}).get("backup_workers", 0)
+        text += f", {backups} backup worker{'s' if backups != 1 else ''}"
+    return text + (" *" if differences(run, _variant(name)) else "")
+
+
+def _variant(name):
+    return name.split("-", 1)[1] if name.startswith("split-") else None
 
 
 def load_results(results_dir):
-    """``(runs, problems)``: method -> results dict for each readable file, and one line per missing or bad one."""
+    """``(runs, problems)``: name -> results dict for each readable file, and one line per missing or bad one."""
     runs, problems = {}, []
-    for method in METHODS:
-        path = Path(results_dir) / f"{method}.json"
+    for name in METHODS:
+        path = Path(results_dir) / f"{name}.json"
         if not path.exists():
-            problems.append(f"missing: {path} (run the {METHODS[method].lower()} script to make it)")
+            if name not in OPTIONAL:
+                problems.append(f"missing: {path} (run the {METHODS[name].lower()} script to make it)")
             continue
         try:
             run = json.loads(path.read_text())
@@ -42,7 +90,7 @@ def load_results(results_dir):
         except (ValueError, KeyError, TypeError) as exc:
             problems.append(f"corrupt: {path} ({type(exc).__name__}: {exc}); left out")
             continue
-        runs[method] = run
+        runs[name] = run
     return runs, problems
 
 
@@ -65,46 +113,52 @@ def _traffic(epoch):
 
 def summary_markdown(runs):
     lines = ["| method | best test acc | at epoch | min test loss | epochs to converge (min loss) | epochs run "
-             "| mean s / epoch | total bytes communicated | report: acc / epochs / s per epoch |",
+             "| mean s / epoch | total bytes communicated | the report: acc / epochs / s per epoch |",
              "|---|---|---|---|---|---|---|---|---|"]
-    for method, run in runs.items():
+    notes = []
+    for name, run in runs.items():
         s = summarize(run)
-        acc, epochs, seconds = REPORT[method]
-        report = f"{acc:.1%} / {epochs} / {seconds} s" if acc else "not finished in the report"
-        lines.append(f"| {METHODS[method]} | {s['best_acc']:.2%} | {s['best_acc_epoch']} | {s['min_loss']:.4f} | "
+        acc, epochs, seconds = REPORT.get(name, (None, None, None))
+        report = f"{acc:.1%} / {epochs} / {seconds} s" if acc else "not in the report"
+        lines.append(f"| {label(name, run)} | {s['best_acc']:.2%} | {s['best_acc_epoch']} | {s['min_loss']:.4f} | "
                      f"{s['converged_epoch']} | {s['epochs_run']} | {s['mean_epoch_s']:.1f} | "
                      f"{s['total_bytes']:,} | {report} |")
+        changed = differences(run, _variant(name))
+        if changed:
+            notes.append(f"\\* {METHODS[name]}: not the report's experiment: {', '.join(changed)}.")
     machine = next(iter(runs.values()))["environment"] if runs else {}
     lines.append(f"\nMeasured on {machine.get('cpus', '?')} CPUs ({machine.get('device', '?')}), "
                  f"torch {machine.get('torch', '?')}; seconds per epoch include evaluation. Bytes: all ranks' "
                  "sends; for FedAvg in one process, the model traffic (down and up) it stands for.")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
 def _mark(ax, xs, ys, best, fmt):
+    """Mark the best point, and say it in a corner of the panel (where no curve runs through the text)."""
     i = ys.index(best(ys))
     ax.plot(xs[i], ys[i], "o", color="red")
-    below = best is max  # keep the label inside the panel
-    ax.annotate(fmt(xs[i], ys[i]), (xs[i], ys[i]), textcoords="offset points", xytext=(0, -14 if below else 8),
-                ha="right" if i > len(xs) / 2 else "left")
+    ax.text(0.97, 0.5, fmt(xs[i], ys[i]), transform=ax.transAxes, ha="right", va="center",
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.9})
 
 
 def figure1(runs):
     """The report's Figure 1: a row per method, test loss and test accuracy per epoch, best points marked."""
     fig, axes = plt.subplots(3, 2, figsize=(10, 10), squeeze=False)
-    for row, method in enumerate(FIGURE1_METHODS):
+    for row, name in enumerate(FIGURE1_METHODS):
         loss_ax, acc_ax = axes[row]
-        loss_ax.set_ylabel(METHODS[method])
-        if method not in runs:
+        if name not in runs:
+            loss_ax.set_ylabel(METHODS[name])
             for ax in (loss_ax, acc_ax):
                 ax.text(0.5, 0.5, "no results", ha="center", va="center", transform=ax.transAxes)
             continue
-        xs = [e["epoch"] for e in runs[method]["epochs"]]
-        losses = [e["test_loss"] for e in runs[method]["epochs"]]
-        accs = [e["test_acc"] for e in runs[method]["epochs"]]
+        loss_ax.set_ylabel(label(name, runs[name]))
+        xs = [e["epoch"] for e in runs[name]["epochs"]]
+        losses = [e["test_loss"] for e in runs[name]["epochs"]]
+        accs = [e["test_acc"] for e in runs[name]["epochs"]]
         loss_ax.plot(xs, losses)
         _mark(loss_ax, xs, losses, min, lambda x, y: f"min {y:.3f} (epoch {x})")
         acc_ax.plot(xs, accs, color="tab:green")
+        acc_ax.yaxis.set_major_formatter(PercentFormatter(1.0))
         _mark(acc_ax, xs, accs, max, lambda x, y: f"max {y:.1%} (epoch {x})")
     axes[0][0].set_title("test loss")
     axes[0][1].set_title("test accuracy")
@@ -117,21 +171,112 @@ def figure1(runs):
 
 
 def comparison(runs):
-    """All methods on shared axes: accuracy per epoch and per second, and bytes communicated."""
-    fig, (by_epoch, by_time, traffic) = plt.subplots(1, 3, figsize=(15, 4.5))
-    for method, run in runs.items():
+    """All methods on shared axes: accuracy per epoch and per second, and bytes communicated (log scale)."""
+    fig, (by_epoch, by_time, traffic) = plt.subplots(1, 3, figsize=(16, 5))
+    for name, run in runs.items():
         epochs = run["epochs"]
         accs = [e["test_acc"] for e in epochs]
-        by_epoch.plot([e["epoch"] for e in epochs], accs, marker=".", label=METHODS[method])
-        by_time.plot([e["elapsed_s"] for e in epochs], accs, marker=".", label=METHODS[method])
+        by_epoch.plot([e["epoch"] for e in epochs], accs, marker=".", label=label(name, run))
+        by_time.plot([e["elapsed_s"] for e in epochs], accs, marker=".", label=label(name, run))
     by_epoch.set(xlabel="epoch", ylabel="test accuracy", title="accuracy per epoch")
     by_epoch.xaxis.set_major_locator(MaxNLocator(integer=True))
     by_time.set(xlabel="wall-clock seconds", ylabel="test accuracy", title="accuracy against time")
-    names = [METHODS[m] for m in runs]
-    traffic.bar(names, [summarize(run)["total_bytes"] / 1e9 for run in runs.values()])
-    traffic.set(ylabel="GB sent, all ranks", title="bytes communicated")
-    traffic.tick_params(axis="x", labelrotation=20)
-    by_epoch.legend()
+    for ax in (by_epoch, by_time):
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    gigabytes = [max(summarize(run)["total_bytes"], 1) / 1e9 for run in runs.values()]
+    bars = traffic.bar([label(name, run) for name, run in runs.items()], gigabytes)
+    traffic.bar_label(bars, labels=[f"{g:.3g} GB" for g in gigabytes], fontsize=8)
+    traffic.set_yscale("log")
+    traffic.set(ylabel="GB sent, all ranks (log scale)", title="bytes communicated, whole run")
+    traffic.tick_params(axis="x", labelrotation=30)
+    for tick in traffic.get_xticklabels():
+        tick.set_ha("right")
+    by_epoch.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ the study
+
+def load_study(study_dir):
+    """method -> partition ("iid" or alpha as text) -> list of finished runs (one per seed)."""
+    study = {}
+    for path in sorted(Path(study_dir).glob("*.json")):
+        try:
+            run = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if run.get("status") not in ("completed", "stopped_early") or not run.get("epochs"):
+            continue
+        method, partition, _ = path.stem.rsplit("-", 2)
+        study.setdefault(method, {}).setdefault(partition.removeprefix("a"), []).append(run)
+    return study
+
+
+def _partition_order(partition):
+    return float("inf") if partition == "iid" else float(partition)  # IID last: the least skewed
+
+
+def study_rows(study):
+    """``(method, partition, mean, std, n)`` of the best test accuracy over seeds."""
+    rows = []
+    for method, by_partition in study.items():
+        for partition in sorted(by_partition, key=_partition_order):
+            best = [max(e["test_acc"] for e in run["epochs"]) for run in by_partition[partition]]
+            rows.append((method, partition, statistics.mean(best), statistics.stdev(best) if len(best) > 1 else 0.0,
+                         len(best)))
+    return rows
+
+
+def study_markdown(study):
+    partitions = sorted({p for by_partition in study.values() for p in by_partition}, key=_partition_order)
+    header = [f"alpha {p}" if p != "iid" else "IID" for p in partitions]
+    lines = ["| method | " + " | ".join(header) + " |", "|---|" + "---|" * len(partitions)]
+    cells = {(m, p): (mean, std, n) for m, p, mean, std, n in study_rows(study)}
+    for method in study:
+        row = [f"{cells[method, p][0]:.1%} ± {cells[method, p][1]:.1%} (n={cells[method, p][2]})"
+               if (method, p) in cells else "" for p in partitions]
+        lines.append(f"| {STUDY_LABELS.get(method, method)} | " + " | ".join(row) + " |")
+    epochs = {len(run["epochs"]) for by_p in study.values() for runs in by_p.values() for run in runs}
+    lines.append(f"\nBest test accuracy over {', '.join(map(str, sorted(epochs)))} epochs, mean ± standard "
+                 "deviation over seeds (n runs); Dirichlet alpha: smaller is more skewed.")
+    return "\n".join(lines) + "\n"
+
+
+def noniid_figure(study):
+    """Best test accuracy against the partition, per method (error bars: spread over seeds); and per class
+    at the most skewed partition."""
+    fig, (by_alpha, by_class) = plt.subplots(1, 2, figsize=(14, 5))
+    partitions = sorted({p for by_p in study.values() for p in by_p}, key=_partition_order)
+    position = {p: i for i, p in enumerate(partitions)}
+    rows = study_rows(study)
+    for k, method in enumerate(study):
+        mine = [r for r in rows if r[0] == method]
+        offset = (k - len(study) / 2) * 0.05
+        by_alpha.errorbar([position[r[1]] + offset for r in mine], [r[2] for r in mine], yerr=[r[3] for r in mine],
+                          marker="o", capsize=3, label=STUDY_LABELS.get(method, method))
+    by_alpha.set_xticks(range(len(partitions)), [p if p == "iid" else f"α={p}" for p in partitions])
+    by_alpha.set(xlabel="partition (more skewed to the left)", ylabel="best test accuracy",
+                 title="accuracy against data skew (mean ± std over seeds)")
+    by_alpha.yaxis.set_major_formatter(PercentFormatter(1.0))
+    by_alpha.legend(fontsize=8)
+    skewed = partitions[0]
+    width = 0.8 / max(1, len(study))
+    for k, method in enumerate(study):
+        runs = study[method].get(skewed) or study[method].get("iid", [])
+        per_class = []
+        for c in range(10):
+            values = [max(run["epochs"], key=lambda e: e["test_acc"]).get("test_class_acc", [None] * 10)[c]
+                      for run in runs]
+            values = [v for v in values if v is not None]
+            per_class.append(statistics.mean(values) if values else 0.0)
+        by_class.bar([c + k * width for c in range(10)], per_class, width,
+                     label=STUDY_LABELS.get(method, method) + (" (IID)" if skewed not in study[method] else ""))
+    by_class.set_xticks([c + 0.4 - width / 2 for c in range(10)], [str(c) for c in range(10)])
+    by_class.set(xlabel="class", ylabel="test accuracy of the class",
+                 title=f"per class at {'α=' + skewed if skewed != 'iid' else 'IID'} (best epoch, mean over seeds)")
+    by_class.yaxis.set_major_formatter(PercentFormatter(1.0))
+    by_class.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -140,22 +285,32 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--results-dir", default="results", help="where the <method>.json results files are")
+    parser.add_argument("--study", default=None, help="the study's results (default: <results-dir>/study, if any)")
     parser.add_argument("--out", default=None, help="Figure 1's file (default: <results-dir>/figure1.png); "
-                                                    "comparison.png and summary.md go beside it")
+                                                    "the others go beside it")
     args = parser.parse_args()
     out = Path(args.out) if args.out else Path(args.results_dir) / "figure1.png"
     runs, problems = load_results(args.results_dir)
     for problem in problems:
         print(problem, file=sys.stderr)
-    if not runs:
+    study = load_study(args.study or Path(args.results_dir) / "study")
+    if not runs and not study:
         print(f"error: no readable results in {args.results_dir}; run the training scripts first",
               file=sys.stderr)
         sys.exit(2)
     out.parent.mkdir(parents=True, exist_ok=True)
-    figure1(runs).savefig(out, dpi=120)
-    comparison(runs).savefig(out.parent / "comparison.png", dpi=120)
-    (out.parent / "summary.md").write_text(summary_markdown(runs))
-    print(f"wrote {out}, {out.parent / 'comparison.png'}, {out.parent / 'summary.md'}")
+    written, summary = [], ""
+    if runs:
+        figure1(runs).savefig(out, dpi=120)
+        comparison(runs).savefig(out.parent / "comparison.png", dpi=120)
+        written += [out, out.parent / "comparison.png"]
+        summary += summary_markdown(runs)
+    if study:
+        noniid_figure(study).savefig(out.parent / "noniid.png", dpi=120)
+        written.append(out.parent / "noniid.png")
+        summary += "\n## Non-IID data, several seeds (study.py)\n\n" + study_markdown(study)
+    (out.parent / "summary.md").write_text(summary)
+    print(f"wrote {', '.join(map(str, written))}, {out.parent / 'summary.md'}")
 
 
 if __name__ == "__main__":

@@ -65,3 +65,40 @@ def test_one_process_fedavg_counts_the_model_traffic_it_stands_for(tmp_path):
     for epoch in run["epochs"]:
         epoch.update(model_bytes_down=300, model_bytes_up=300)
     assert summarize(run)["total_bytes"] == 1200
+
+
+def test_a_run_that_is_not_the_reports_experiment_is_marked(tmp_path):
+    write_run(tmp_path, "regular", [0.5, 0.4], [0.8, 0.85])
+    run = json.loads((tmp_path / "regular.json").read_text())
+    run["config"] = {"train_subset": 3000, "epochs": 2, "lr": 0.01, "results_dir": "elsewhere"}
+    (tmp_path / "regular.json").write_text(json.dumps(run))
+    runs, _ = load_results(tmp_path)
+    table = summary_markdown(runs)
+    assert "| Regular learning * |" in table
+    assert "not the report's experiment: --train-subset 3000, --epochs 2." in table  # not --lr, --results-dir
+
+
+def write_study_run(folder, name, best_acc, class_acc):
+    epochs = [{"epoch": 1, "test_loss": 1.0, "test_acc": best_acc - 0.1, "test_class_acc": [0.0] * 10},
+              {"epoch": 2, "test_loss": 0.5, "test_acc": best_acc, "test_class_acc": class_acc}]
+    (folder / f"{name}.json").write_text(json.dumps({"method": "x", "status": "completed", "epochs": epochs}))
+
+
+def test_study_table_and_figure_from_fixture_results(tmp_path):
+    study = tmp_path / "study"
+    study.mkdir()
+    for seed, acc in enumerate([0.80, 0.90, 0.85]):
+        write_study_run(study, f"split-a0.1-s{seed}", acc, [acc] * 10)
+        write_study_run(study, f"federated-iid-s{seed}", 0.5, [0.5] * 10)
+    write_study_run(study, "federated-a0.1-s0", 0.7, [0.7] * 10)
+    (study / "sflv2-iid-s0.json").write_text(json.dumps({"status": "running", "epochs": []}))  # unfinished: left out
+    from plot_results import load_study, study_markdown
+    loaded = load_study(study)
+    assert set(loaded) == {"split", "federated"}
+    table = study_markdown(loaded)
+    assert "| Split learning | 85.0% ± 5.0% (n=3) |  |" in table
+    assert "| FedAvg | 70.0% ± 0.0% (n=1) | 50.0% ± 0.0% (n=3) |" in table
+    result = script("plot_results.py", "--results-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "noniid.png").read_bytes()[:4] == b"\x89PNG"
+    assert "## Non-IID data" in (tmp_path / "summary.md").read_text()
