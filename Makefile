@@ -1,6 +1,9 @@
 # make setup      create .venv with everything, and make Fashion-MNIST available (idempotent)
 # make test       the whole test suite (sets up first if needed)
 # make reproduce  every method with the report's settings, then the figures and table
+# make variants   SplitFed V1, V2 and U-shaped split learning, 10 epochs each, then the figures and table
+# make study      the non-IID study (study.py's default grid), then the figures and table
+# make privacy    split learning under each defence, attacked (privacy.py), then the figures and table
 # make bench      the speed benchmarks (ratios measured side by side)
 
 VENV   := .venv
@@ -8,7 +11,7 @@ PYTHON := $(VENV)/bin/python
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 STARTED := $(shell date +%s)
 
-.PHONY: setup data test reproduce bench
+.PHONY: setup data test reproduce variants study privacy bench
 
 setup: $(VENV)/.installed data
 
@@ -46,9 +49,27 @@ reproduce: setup
 	$(PYTHON) plot_results.py
 	@echo "== make reproduce took $$(( $$(date +%s) - $(STARTED) )) s"
 
+variants: setup
+	for variant in sflv1 sflv2 u-shaped; do \
+		$(VENV)/bin/mpirun -n 11 $(PYTHON) split_learning.py --variant $$variant --epochs 10 --no-progress \
+			--run-name split-$$variant || exit 1; \
+	done
+	$(PYTHON) plot_results.py
+	@echo "== make variants took $$(( $$(date +%s) - $(STARTED) )) s"
+
+study: setup
+	$(PYTHON) study.py
+	$(PYTHON) plot_results.py
+	@echo "== make study took $$(( $$(date +%s) - $(STARTED) )) s"
+
+privacy: setup
+	$(PYTHON) privacy.py
+	$(PYTHON) plot_results.py
+	@echo "== make privacy took $$(( $$(date +%s) - $(STARTED) )) s"
+
 bench: setup
 	$(PYTHON) benchmarks/bench_regular.py
-	$(PYTHON) benchmarks/bench_split.py
+	$(PYTHON) benchmarks/bench_split.py --variants
 	$(PYTHON) benchmarks/bench_split_compute.py
 	$(PYTHON) benchmarks/bench_federated.py
 	$(PYTHON) benchmarks/bench_sync_sgd.py

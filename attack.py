@@ -24,7 +24,6 @@ import argparse
 import json
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import torch
@@ -60,6 +59,11 @@ def build_parser():
     return parser
 
 
+def _one_line(exc, most=200):
+    text = " ".join(str(exc).split())
+    return text if len(text) <= most else text[:most] + "..."
+
+
 def load_client_part(path, client, cut_layer):
     """The attacked client part and the run's configuration; InputError naming the file when it won't do."""
     path = Path(path)
@@ -68,8 +72,8 @@ def load_client_part(path, client, cut_layer):
     try:
         saved = torch.load(path, weights_only=True)
         config, parts = saved["config"], saved["client_parts"]
-    except (RuntimeError, OSError, EOFError, KeyError, TypeError, zipfile.BadZipFile, ValueError) as exc:
-        raise InputError(f"{path} is not a split-learning parts file ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # torch.load raises many kinds (unpickling, zip, version): all mean "not ours"
+        raise InputError(f"{path} is not a split-learning parts file ({type(exc).__name__}: {_one_line(exc)})") from None
     if cut_layer is not None and config.get("cut_layer") != cut_layer:
         raise InputError(f"{path} comes from cut layer {config.get('cut_layer')}, not {cut_layer}")
     client = client or len(parts)
@@ -79,7 +83,8 @@ def load_client_part(path, client, cut_layer):
     try:
         front.load_state_dict(parts[client - 1][0])
     except RuntimeError as exc:
-        raise InputError(f"{path}: its client part does not fit cut layer {config['cut_layer']} ({exc})") from None
+        raise InputError(f"{path}: its client part does not fit cut layer {config['cut_layer']} "
+                         f"({_one_line(exc)})") from None
     return front.eval().requires_grad_(False), config, client
 
 
@@ -119,10 +124,12 @@ def white_box_inversion(front, z, steps, tv_weight):
 
 
 def decoder(cut_shape):
-    """Activations at the cut -> a 28x28 image in [0, 1]."""
-    channels = cut_shape[0]
-    return nn.Sequential(nn.Conv2d(channels, 64, 3, padding=1), nn.ReLU(), nn.Upsample(size=(28, 28), mode="bilinear"),
-                         nn.Conv2d(64, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 16, 3, padding=1), nn.ReLU(),
+    """Activations at the cut -> a 28x28 image in [0, 1]: a convolution at the cut's resolution, upsampling to
+    14x14 where the cut is smaller, one transposed convolution to 28x28, a last convolution."""
+    channels, size = cut_shape[0], cut_shape[1]
+    return nn.Sequential(nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(),
+                         *([nn.Upsample(size=(14, 14), mode="bilinear")] if size != 14 else []),
+                         nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1), nn.ReLU(),
                          nn.Conv2d(16, 1, 3, padding=1), nn.Sigmoid())
 
 

@@ -51,8 +51,8 @@ class Client:
     def __init__(self, index, x, y, model, args):
         self.x, self.y, self.model, self.args = x, y, model, args
         self.shuffle = shuffle_generator(args.seed, index)
-        # Made once: torch's first optimizer in a process costs seconds of imports (measured 1.8 s), which
-        # would otherwise land in every MPI client's first round.
+        # Made once: torch's first optimizer in a process costs seconds of imports, which would otherwise land
+        # in every MPI client's first round.
         self.optimizer = sgd(model.parameters(), args)
 
     def train(self, global_params, lr):

@@ -1,10 +1,9 @@
 """The messaging layer of the MPI methods: counted messages, and waiting that leaves the CPU to others.
 
 Why the waiting is hand-made: MPI implementations busy-poll inside a blocking ``Recv``. With 11 ranks on
-2 cores the waiting ranks would take the cores from the two that have work (measured: an 80 s split-learning
-epoch instead of 9 s). Polling with ``Test``/``Iprobe`` and short sleeps is better but not enough: a rank
-that wakes to poll while another computes takes a core from it, and the computing rank's two OpenMP threads
-then wait for each other. So each rank has a *doorbell*, a FIFO on this machine: whoever sends a message to
+2 cores the waiting ranks would take the cores from the two that have work. Polling with ``Test``/``Iprobe``
+and short sleeps is better but not enough: a rank that wakes to poll while another computes takes a core from
+it, and the computing rank's two OpenMP threads then wait for each other (docs/performance.md). So each rank has a *doorbell*, a FIFO on this machine: whoever sends a message to
 a rank rings its bell (when the sender itself next waits), and a waiting rank sleeps in ``select()`` until
 rung. It takes no CPU while it waits and wakes at once. Sends do not wait for delivery, so a sender goes
 straight back to sleep. Where the ranks are not all on one machine, waiting falls back to polling with a
@@ -38,7 +37,7 @@ def cores():
 
 def use_threads(count):
     """Compute with ``count`` threads. Needed under mpirun: MPICH's launcher leaves OpenMP (and so torch)
-    believing it has one core (measured: split learning ran at one-thread speed, 1.9x regular learning)."""
+    believing it has one core."""
     import torch
     torch.set_num_threads(max(1, count))
 
@@ -130,8 +129,7 @@ class Channel:
         Rung when this rank is about to wait, not when it sends: the kernel runs a woken rank on the CPU of the
         rank that woke it (a FIFO write is a "sync" wake-up, made for a writer that is about to sleep). Rung
         at the send, the receiver took the sender's CPU while the sender still had work to finish, and that
-        tail of work then competed with the receiver's two compute threads (measured: a 2-rank split-learning
-        batch took 1.3 ms longer on the server and 0.5 ms on the client than the same work in one process).
+        tail of work then competed with the receiver's two compute threads (docs/performance.md).
         """
         for dest in self.unrung:
             self.bells.ring(dest)
@@ -173,7 +171,7 @@ class Channel:
         its own sends are in flight, or when ``progress`` says ``done`` needs it (a collective), it also wakes
         up now and then, because MPI may need this rank to drive them: a rank's first large message could
         stay invisible to its receiver until then. So on those wake-ups it rings the receivers of its
-        unfinished sends again (measured: without that, a receiver slept through its message).
+        unfinished sends again (without that, a receiver slept through its message).
         """
         sleep, spin, woken_by_timer = FIRST_SLEEP, 0.0, False
         while True:

@@ -1,7 +1,8 @@
 """Regenerate the report's Figure 1, the comparison figure, the non-IID study's figure and the summary table.
 
-    python plot_results.py                     # reads results/*.json (and results/study/ if there), writes
-                                               # figure1.png, comparison.png, noniid.png and summary.md
+    python plot_results.py                     # reads results/*.json (and results/study/, results/privacy/
+                                               # if there), writes figure1.png, comparison.png, noniid.png,
+                                               # privacy.png and summary.md
     python plot_results.py --results-dir DIR --out DIR/figure1.png
 
 Reads whatever results exist: a missing method is named and left out, a corrupt file is reported by name. A run
@@ -281,6 +282,64 @@ def noniid_figure(study):
     return fig
 
 
+# ------------------------------------------------------------------------------------------ privacy
+
+def load_privacy(privacy_dir):
+    """One row per defence setting that has both its training results and its attack results."""
+    rows = []
+    for attack_path in sorted(Path(privacy_dir).glob("*-attack.json")):
+        name = attack_path.name.removesuffix("-attack.json")
+        try:
+            run = json.loads((attack_path.parent / f"{name}.json").read_text())
+            attack = json.loads(attack_path.read_text())
+        except (OSError, ValueError):
+            continue
+        last = run["epochs"][-1]
+        rows.append({"setting": name, "nopeek": run["config"].get("nopeek", 0.0),
+                     "noise_std": run["config"].get("noise_std", 0.0), "test_acc": last["test_acc"],
+                     "dcor2": last.get("dcor2_bias_corrected"), "dcor_batch": last.get("dcor_batch"),
+                     "epochs": len(run["epochs"]),
+                     **{f"ssim_{k}": v["ssim"] for k, v in attack["attacks"].items()},
+                     **{f"class_acc_{k}": v["classifier_accuracy"] for k, v in attack["attacks"].items()}})
+    return rows
+
+
+def privacy_markdown(rows):
+    lines = ["| setting | NoPeek W | noise S | test acc | dCor^2 bias-corrected | dCor batch 64 | SSIM white-box "
+             "| SSIM decoder | classifier acc on decoder's images |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['setting']} | {r['nopeek']} | {r['noise_std']} | {r['test_acc']:.2%} | {r['dcor2']:.3f} | "
+                     f"{r['dcor_batch']:.3f} | {r.get('ssim_white-box', float('nan')):.3f} | "
+                     f"{r.get('ssim_decoder', float('nan')):.3f} | {r.get('class_acc_decoder', float('nan')):.1%} |")
+    lines.append(f"\nVanilla split learning, 10 clients, cut after block 1, {rows[0]['epochs']} epochs; test accuracy "
+                 "and leakage after the last epoch (the last client's part); attacks on 100 test images (attack.py).")
+    return "\n".join(lines) + "\n"
+
+
+def privacy_figure(rows):
+    fig, (by_dcor, by_ssim) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for r in rows:
+        by_dcor.plot(r["dcor2"], r["test_acc"], "o")
+        by_dcor.annotate(r["setting"], (r["dcor2"], r["test_acc"]), textcoords="offset points", xytext=(4, 4),
+                         fontsize=8)
+    for attack, marker in (("white-box", "s"), ("decoder", "o")):
+        xs = [r.get(f"ssim_{attack}") for r in rows]
+        by_ssim.plot(xs, [r["test_acc"] for r in rows], marker, label=attack, linestyle="none")
+    for r in rows:
+        by_ssim.annotate(r["setting"], (r.get("ssim_decoder", 0), r["test_acc"]), textcoords="offset points",
+                         xytext=(4, 4), fontsize=8)
+    by_dcor.set(xlabel="bias-corrected dCor^2 (images, activations sent)", ylabel="test accuracy",
+                title="accuracy against leakage")
+    by_ssim.set(xlabel="SSIM of the attack's reconstructions", ylabel="test accuracy",
+                title="accuracy against reconstruction (100 test images)")
+    by_ssim.axvline(0.3, color="grey", linestyle=":", label="SSIM 0.3")
+    by_ssim.legend(fontsize=8)
+    for ax in (by_dcor, by_ssim):
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    fig.tight_layout()
+    return fig
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -294,7 +353,8 @@ def main():
     for problem in problems:
         print(problem, file=sys.stderr)
     study = load_study(args.study or Path(args.results_dir) / "study")
-    if not runs and not study:
+    privacy = load_privacy(Path(args.results_dir) / "privacy")
+    if not runs and not study and not privacy:
         print(f"error: no readable results in {args.results_dir}; run the training scripts first",
               file=sys.stderr)
         sys.exit(2)
@@ -309,6 +369,10 @@ def main():
         noniid_figure(study).savefig(out.parent / "noniid.png", dpi=120)
         written.append(out.parent / "noniid.png")
         summary += "\n## Non-IID data, several seeds (study.py)\n\n" + study_markdown(study)
+    if privacy:
+        privacy_figure(privacy).savefig(out.parent / "privacy.png", dpi=120)
+        written.append(out.parent / "privacy.png")
+        summary += "\n## Leakage and defences (privacy.py)\n\n" + privacy_markdown(privacy)
     (out.parent / "summary.md").write_text(summary)
     print(f"wrote {', '.join(map(str, written))}, {out.parent / 'summary.md'}")
 

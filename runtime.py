@@ -1,16 +1,11 @@
 """Process-wide settings that make small CPU training steps fast; import this before torch.
 
-Every script imports it first. Each setting was measured on a 2-core machine (see README, "Speed"):
+* OpenMP worker threads wait passively, spinning 20,000 times first (``GOMP_SPINCOUNT``): long spins steal the
+  core from the rank that has work when ranks outnumber cores; too short a spin makes every small operation of a
+  LeNet-5 step wake a sleeping worker. Only what is unset is set, so an experiment can override it.
+* glibc keeps freed memory in the process instead of handing it back and faulting it in again on the next batch.
 
-* OpenMP worker threads spin for a while after every parallel region (libgomp's default: 300,000 spins).
-  With several processes on few cores those spinning threads steal the core from the process that has work.
-  Too short a spin costs too: a worker that fell asleep between two of the many small operations of a LeNet-5
-  step must be woken for the next. 20,000 spins: regular learning's epoch took 0.87x (median of 5 interleaved
-  runs) and 0.96x (4 runs) the time it took with 2,000, and 0.93x with 100,000; split learning with 2 ranks
-  was faster too, with 11 ranks the same within the noise (2026-11-26). To re-measure, run an epoch with
-  ``GOMP_SPINCOUNT`` set in the environment: this module sets only what is unset.
-* glibc hands freed memory back to the kernel and asks for it again on the next batch; the page faults that
-  follow cost about a third of a step. Keeping freed memory in the process avoids them.
+The measurements behind both are in docs/performance.md.
 """
 
 import ctypes

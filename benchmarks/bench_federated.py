@@ -1,27 +1,22 @@
-"""Federated averaging vs regular learning: one round (= one epoch) with 10 clients, in both modes.
+"""Federated averaging and synchronous SGD vs regular learning: one round (= one epoch) with 10 clients.
 
-    python benchmarks/bench_federated.py [--rounds 3]
+    python benchmarks/bench_federated.py [--rounds 3] [--cores 1,2]
 
-Prints the median training-pass time of each and its ratio to regular learning's. The issue's target:
-within 1.10x of regular learning in either mode (the report: 2.71x).
+Prints, for each core count, the median training-pass time of each and its ratio to regular learning's.
 """
 
-import argparse
-
-from common import MPIRUN, PYTHON, compare
+from common import MPIRUN, PYTHON, bench_parser, compare_across_cores
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="timed runs of each method")
-    args = parser.parse_args()
+    args = bench_parser(__doc__.splitlines()[0]).parse_args()
     common = ["--test-subset", "1000"]
-    compare({
+    compare_across_cores({
         "regular": [PYTHON, "regular_learning.py", *common],
         "federated, one process": [PYTHON, "federated_learning.py", *common],
         "federated, 11 ranks": [MPIRUN, "-n", "11", PYTHON, "federated_learning.py", *common],
-    }, args.rounds, baseline="regular")
+        "sync SGD, 11 ranks": [MPIRUN, "-n", "11", PYTHON, "sync_sgd.py", *common],
+    }, args.rounds, "regular", args.cores)
 
 
 if __name__ == "__main__":

@@ -1,29 +1,31 @@
-"""Split learning vs regular learning: one full epoch each, side by side.
+"""Split learning and its variants vs regular learning: one full epoch each, side by side.
 
-    python benchmarks/bench_split.py [--rounds 3] [--train-subset N]
+    python benchmarks/bench_split.py [--rounds 3] [--cores 1,2] [--train-subset N]
 
-Prints the median training-pass time of each and its ratio to regular learning's. The issue's target:
-split learning with 11 ranks within 1.10x of regular learning.
+Prints, for each core count, the median training-pass time of each and its ratio to regular learning's,
+overall and by round. README, "Speed", has today's table.
 """
 
-import argparse
-
-from common import MPIRUN, PYTHON, compare
+from common import MPIRUN, PYTHON, bench_parser, compare_across_cores
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="timed runs of each method")
+    parser = bench_parser(__doc__.splitlines()[0])
     parser.add_argument("--train-subset", type=int, default=None, help="fewer training images, for a quick look")
+    parser.add_argument("--variants", action="store_true", help="also SplitFed V1, V2 and U-shaped with 11 ranks")
     args = parser.parse_args()
     subset = ["--train-subset", str(args.train_subset)] if args.train_subset else []
-    common = [*subset, "--test-subset", "1000"]
-    compare({
-        "regular": [PYTHON, "regular_learning.py", *common],
+    common = [*subset, "--test-subset", "1000", "--leakage-images", "0"]
+    split = [MPIRUN, "-n", "11", PYTHON, "split_learning.py", *common]
+    commands = {
+        "regular": [PYTHON, "regular_learning.py", *subset, "--test-subset", "1000"],
         "split, 2 ranks (1 client)": [MPIRUN, "-n", "2", PYTHON, "split_learning.py", *common],
-        "split, 11 ranks (10 clients)": [MPIRUN, "-n", "11", PYTHON, "split_learning.py", *common],
-    }, args.rounds, baseline="regular")
+        "split, 11 ranks (10 clients)": split,
+    }
+    if args.variants:
+        commands.update({f"{variant}, 11 ranks": [*split, "--variant", variant]
+                         for variant in ("sflv1", "sflv2", "u-shaped")})
+    compare_across_cores(commands, args.rounds, "regular", args.cores)
 
 
 if __name__ == "__main__":

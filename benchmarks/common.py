@@ -1,10 +1,12 @@
-"""Helpers for the benchmarks: run a method's script for one epoch and read its own timing.
+"""Helpers for the benchmarks: run a method's script for one epoch and read its own timing, on as many cores as
+asked (``--cores 2,4,8,16``: each count's table comes from runs limited with ``taskset`` to the first n cores).
 
 Every benchmark runs the methods it compares one after the other, several rounds, in one invocation, and
 prints ratios, overall and round by round; each script times its epoch itself (``train_time_s`` in its
 results file: the training pass without evaluation, which is what the methods differ in).
 """
 
+import argparse
 import json
 import os
 import statistics
@@ -56,6 +58,36 @@ def ratio_table(times, baseline):
         lines.append(f"{name:<28} {median:9.2f} {median / base:7.2f} {statistics.median(per_round):9.2f}   "
                      f"({', '.join(f'{r:.2f}' for r in per_round)})")
     return lines
+
+
+def bench_parser(description):
+    """The flags every ratio benchmark has."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="timed runs of each method")
+    parser.add_argument("--cores", default=None,
+                        help="comma-separated core counts, e.g. 1,2 or 2,4,8,16: a table for each, every command "
+                             "limited with taskset to the first n cores (default: all cores, no taskset)")
+    return parser
+
+
+def machine_cores():
+    return len(os.sched_getaffinity(0))
+
+
+def compare_across_cores(commands, rounds, baseline, cores=None):
+    """:func:`compare` on each core count of ``cores`` (text such as "2,4,8"); counts above the machine's are
+    skipped with a line that says so."""
+    if not cores:
+        return {None: compare(commands, rounds, baseline)}
+    tables = {}
+    for count in [int(c) for c in cores.split(",")]:
+        if count > machine_cores():
+            print(f"\n== {count} cores: skipped, this machine has {machine_cores()}")
+            continue
+        print(f"\n== {count} cores (taskset -c 0-{count - 1})", flush=True)
+        limited = {name: ["taskset", "-c", f"0-{count - 1}", *command] for name, command in commands.items()}
+        tables[count] = compare(limited, rounds, baseline)
+    return tables
 
 
 def compare(commands, rounds, baseline):
