@@ -141,7 +141,8 @@ def learned_decoder(z_aux, u_aux, z_victims, cut_shape, epochs, seed):
     shuffle = shuffle_generator(seed, 999)
     for _ in range(epochs):
         for z, u in batches(z_aux, u_aux, 64, shuffle):
-            loss = F.mse_loss(net(z), u)
+            out = net(z)  # trained for what it is scored by: pixel error and structure
+            loss = F.mse_loss(out, u) + 0.1 * (1 - ssim(out, u, data_range=1.0))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -16,7 +16,20 @@ Split learning, per epoch, for each client k = 1..N in turn:
   then, to evaluate client k's part (the last client's, or every client's):
     server -> k      EVALUATE    obj {}
     k -> server      SMASHED     float32 [T, C, H, W] per test batch, in order;  TURN_DONE as above
+  after training, for the saved model (not part of the method):
+    server -> k      EXPORT      obj {};   k -> server  UPDATE  float32 [k's client-held parameters]
   and at the end: server -> every client  STOP  obj {}
+
+U-shaped split learning: as vanilla, but no LABELS; per batch
+    k -> server  SMASHED  [B, C, H, W];  server -> k  MIDDLE  float32 [B, F] (the activations entering k's head)
+    k -> server  HEAD_GRAD  float32 [B, F];  server -> k  CUT_GRAD  [B, C, H, W]
+  TURN_DONE carries k's training loss; in evaluation the server answers every SMASHED with MIDDLE and k's
+  TURN_DONE carries the test loss and the per-class counts.
+
+SplitFed (V1, V2), per epoch: the server gives TURN to as many clients at once as the cores allow, and the next
+one whenever a client's TURN_DONE arrives; each client's LABELS, SMASHED and CUT_GRAD are as in vanilla (the
+server takes batches in arrival order); at the end of its turn the client sends UPDATE float32 [its client part]
+before TURN_DONE. Once every client is done, server -> every client  GLOBAL_MODEL  float32 [the average].
 
 The server sees nothing of a client's data but cut-layer activations and labels; the server checks every
 message against that layout (sender, tag, size) and stops with a ProtocolError on anything else.
