@@ -184,10 +184,13 @@ def comparison(runs):
     by_time.set(xlabel="wall-clock seconds", ylabel="test accuracy", title="accuracy against time")
     for ax in (by_epoch, by_time):
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    gigabytes = [max(summarize(run)["total_bytes"], 1) / 1e9 for run in runs.values()]
-    bars = traffic.bar([label(name, run) for name, run in runs.items()], gigabytes)
-    traffic.bar_label(bars, labels=[f"{g:.3g} GB" for g in gigabytes], fontsize=8)
+    gigabytes = [summarize(run)["total_bytes"] / 1e9 for run in runs.values()]
+    bars = traffic.bar([label(name, run) for name, run in runs.items()], [g or float("nan") for g in gigabytes])
+    traffic.bar_label(bars, labels=[f"{g:.3g} GB" if g else "" for g in gigabytes], fontsize=8)
     traffic.set_yscale("log")
+    for i, g in enumerate(gigabytes):
+        if not g:  # nothing crossed a process boundary: no bar on a log scale, say so
+            traffic.text(i, traffic.get_ylim()[0], "0", ha="center", va="bottom", fontsize=8)
     traffic.set(ylabel="GB sent, all ranks (log scale)", title="bytes communicated, whole run")
     traffic.tick_params(axis="x", labelrotation=30)
     for tick in traffic.get_xticklabels():
