@@ -347,6 +347,8 @@ class Client:
 
     def measure_leakage(self):
         """Distance correlation between the first --leakage-images test images and the activations sent."""
+        if not self.sent_for_leakage:  # --leakage-images 0
+            return {}
         sent, self.sent_for_leakage = torch.cat(self.sent_for_leakage), []
         count = min(self.args.leakage_images, len(sent))
         if count < 4:

@@ -11,8 +11,9 @@ def dry_run(*flags):
     return result.stdout.splitlines()
 
 
-def test_the_grid_is_every_method_partition_and_seed_with_regular_once_per_seed():
-    lines = dry_run("--methods", "regular,split,federated", "--partitions", "iid,0.1", "--seeds", "0,1")
+def test_the_grid_is_every_method_partition_and_seed_with_regular_once_per_seed(tmp_path):
+    lines = dry_run("--methods", "regular,split,federated", "--partitions", "iid,0.1", "--seeds", "0,1",
+                    "--results-dir", str(tmp_path))
     assert lines[0].startswith("study: 10 runs, 0 already finished, 10 to go")
     commands = lines[1:]
     names = [c.split("--run-name ")[1].split()[0] for c in commands]
