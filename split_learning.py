@@ -108,31 +108,29 @@ class Server:
 
     # -------------------------------------------------------------------------------- checked receiving
 
-    def recv(self, client, tag, buffer):
-        """Receive ``tag`` from ``client`` into ``buffer``, which has exactly the expected size: another sender,
-        tag or size (raw images instead of activations, say) is a protocol error."""
+    def expect(self, client, tag, shape):
+        """Wait for the next message; one from another sender or with another tag is a protocol error.
+        Records what arrived (for ``server_received``)."""
         status = self.channel.probe()
         source, got = status.Get_source(), status.Get_tag()
         if source != client or got != tag:
             name = Tag(got).name if got in Tag._value2member_map_ else got
             raise ProtocolError(f"server expected {tag.name} from client {client}, got {name} from rank {source}")
-        self.channel.recv(buffer.numpy(), client, tag)
-        self.note(tag, buffer.shape[1:])
-        return buffer.to(self.device)
-
-    def note(self, tag, shape):
         key = (tag.name, tuple(shape))
         self.received[key] = self.received.get(key, 0) + 1
+
+    def recv(self, client, tag, buffer):
+        """Receive ``tag`` from ``client`` into ``buffer``, which has exactly the expected size: another sender,
+        tag or size (raw images instead of activations, say) is a protocol error."""
+        self.expect(client, tag, buffer.shape[1:])
+        self.channel.recv(buffer.numpy(), client, tag)
+        return buffer.to(self.device)
 
     def recv_smashed(self, client, batch):
         return self.recv(client, Tag.SMASHED, self.smashed_buf[:batch])
 
     def finish_turn(self, client):
-        status = self.channel.probe()
-        if status.Get_source() != client or status.Get_tag() != Tag.TURN_DONE:
-            raise ProtocolError(f"server expected TURN_DONE from client {client}, got tag {status.Get_tag()} "
-                                f"from rank {status.Get_source()}")
-        self.note(Tag.TURN_DONE, ())
+        self.expect(client, Tag.TURN_DONE, ())
         return self.channel.recv_obj(client, Tag.TURN_DONE)
 
     # ------------------------------------------------------------------------------------------ training
@@ -257,8 +255,8 @@ class Client:
         self.x_train, self.x_test = x_train.to(device), x_test.to(device)
         self.parts = [part.to(device) for part in self.make_parts(args)]
         self.client_part = self.parts[0]
-        self.optimizer = sgd([p for part in self.parts for p in part.parameters()], args)
         self.state = [p for part in self.parts for p in part.parameters()]
+        self.optimizer = sgd(list(self.state), args)
         if args.momentum > 0:  # create the momentum buffers now, so that a passed state has a fixed size
             for p in list(self.state):  # (zeros give the same first step as torch's lazy buffers)
                 self.optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
