@@ -20,7 +20,7 @@ from averaging import Aggregator, sample_clients
 from data import batches, load_fashion_mnist, partition, shuffle_generator
 from models import flat_parameters, lenet5, load_flat_parameters
 from mpi_method import run_method, run_mpi_main, stop_workers
-from mpi_utils import cores, use_threads
+import process_policy
 from protocol import SERVER, Tag
 from training import Results, add_client_args, common_parser, evaluate, fit, fraction, launched_by_mpi, \
     nonnegative_float, positive_float, positive_int, resolve_device, run_main, set_lr, sgd, train_epoch
@@ -113,17 +113,17 @@ def load_for_rank(args, rank, world_size):
     return x_train[shard], y_train[shard]
 
 
-def clients_at_once(num_clients):
+def clients_at_once(host, num_clients):
     """Clients train at the same time, but no more of them than there are cores: more would only take turns on
     the cores and evict each other from the caches."""
-    return min(num_clients, cores())
+    return min(num_clients, host.cores)
 
 
 class MPIAggregator:
     """Rank 0: sends the global model to each sampled client, averages what comes back."""
 
     def __init__(self, channel, args, data, device):
-        use_threads(cores())  # the aggregator evaluates while the clients wait
+        process_policy.apply(process_policy.side_by_side(channel.host), channel)  # evaluates while clients wait
         self.channel, self.args, self.device = channel, args, device
         self.x_test, self.y_test = (t.to(device) for t in data)
         self.num_clients = args.clients = channel.comm.Get_size() - 1
@@ -141,7 +141,7 @@ class MPIAggregator:
             self.channel.send_obj({"round": round_number, "lr": lr}, rank, Tag.ROUND)
             self.channel.send(self.aggregator.params.numpy(), rank, Tag.GLOBAL_MODEL)
 
-        for _ in range(min(clients_at_once(self.num_clients), len(sampled))):
+        for _ in range(min(clients_at_once(self.channel.host, self.num_clients), len(sampled))):
             start_next()
         params, infos = {}, {}
         for _ in sampled:  # in whatever order they finish...
@@ -173,7 +173,8 @@ class MPIClient:
     """A client rank: on each ROUND, trains the global model it is sent and sends back the result."""
 
     def __init__(self, channel, args, data, device):
-        use_threads(cores() // clients_at_once(channel.comm.Get_size() - 1))
+        at_once = clients_at_once(channel.host, channel.comm.Get_size() - 1)
+        process_policy.apply(process_policy.side_by_side(channel.host, at_once), channel)
         self.channel = channel
         x, y = (t.to(device) for t in data)
         self.client = Client(channel.rank - 1, x, y, lenet5(args.seed).to(device), args)

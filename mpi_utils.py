@@ -7,7 +7,8 @@ it, and the computing rank's two OpenMP threads then wait for each other (docs/p
 a rank rings its bell (when the sender itself next waits), and a waiting rank sleeps in ``select()`` until
 rung. It takes no CPU while it waits and wakes at once. Sends do not wait for delivery, so a sender goes
 straight back to sleep. Where the ranks are not all on one machine, waiting falls back to polling with a
-growing sleep; ``DOORBELLS=off`` in the environment forces that path on one machine.
+growing sleep; ``DOORBELLS=off`` in the environment forces that path on one machine. Where the cores leave
+room, a rank polls flat out for a while before it sleeps (process_policy.py says when).
 """
 
 import os
@@ -21,6 +22,7 @@ import numpy as np
 from mpi4py import MPI
 from mpi4py.util.dtlib import from_numpy_dtype
 
+from process_policy import Host
 from protocol import ProtocolError
 
 POLLS = 2  # look this many times before sleeping: MPICH's Iprobe may see a just-arrived message on its 2nd call
@@ -28,18 +30,6 @@ RUNG_SPIN_SECONDS = 50e-6  # after the bell rang, poll flat out this long: the m
 FIRST_SLEEP = 1e-3  # while MPI may need this rank's help (its sends are in flight, or there are no doorbells)
 MAX_SLEEP = 0.1  # it sleeps this long between looks, doubling up to this
 BELL_TIMEOUT = 0.1  # otherwise it sleeps until rung, or this long: a safety net, since every message rings
-
-
-def cores():
-    """The CPU cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def use_threads(count):
-    """Compute with ``count`` threads. Needed under mpirun: MPICH's launcher leaves OpenMP (and so torch)
-    believing it has one core."""
-    import torch
-    torch.set_num_threads(max(1, count))
 
 
 def mpi_description():
@@ -104,6 +94,8 @@ class Channel:
         self.comm = comm
         self.rank = comm.Get_rank()
         self.bells = Doorbells(comm)
+        self.host = Host.of(comm)  # what process_policy decides from
+        self.spin_s = 0.0  # how long a wait polls flat out before it sleeps (process_policy.apply sets it)
         self.bytes_sent = 0
         self.bytes_received = 0
         self.sending = []  # (request, destination) of sends not known to be complete; requests keep buffers alive
@@ -153,27 +145,31 @@ class Channel:
         self._wait(lambda: MPI.Request.Testall([request for request, _ in self.sending]))
         self.sending = []
 
-    def barrier(self):
-        """Wait until every rank has called this (MPI's ``Barrier`` would spin while it waits).
+    def gather(self, values):
+        """Every rank's ``values`` (a list of floats, the same length on every rank) on rank 0, as a list of
+        lists; None elsewhere. Waits like any receive (MPI's own ``Gather`` would spin while it waits).
 
         Called once every rank has set up, before the first epoch: set-up costs seconds per rank (torch's
         first optimizer alone 1.8 s), and an epoch timed while other ranks still set up would include them.
         """
-        request = self.comm.Ibarrier()
+        mine = np.array(values, dtype=np.float64)
+        everyone = np.empty((self.comm.Get_size(), len(mine))) if self.rank == 0 else None
+        request = self.comm.Igather(mine, everyone, root=0)
         self._wait(request.Test, progress=True)
+        return None if everyone is None else everyone.tolist()
 
     def _wait(self, done, helper=None, progress=False):
         """Call ``done()`` until it returns True, sleeping between looks until the doorbell rings.
 
-        A waiting rank must not spin: on a machine with fewer cores than ranks it would take the core from
-        the rank that computes. It looks ``POLLS`` times, rings ``helper`` (a rank whose progress the wait
+        A waiting rank must not spin where cores are short: it would take the core from the rank that
+        computes. It looks ``POLLS`` times (for ``spin_s`` where process_policy found room), rings ``helper`` (a rank whose progress the wait
         may need), and sleeps until rung, then looks flat out for a moment since the message is near. While
         its own sends are in flight, or when ``progress`` says ``done`` needs it (a collective), it also wakes
         up now and then, because MPI may need this rank to drive them: a rank's first large message could
         stay invisible to its receiver until then. So on those wake-ups it rings the receivers of its
         unfinished sends again (without that, a receiver slept through its message).
         """
-        sleep, spin, woken_by_timer = FIRST_SLEEP, 0.0, False
+        sleep, spin, woken_by_timer = FIRST_SLEEP, self.spin_s, False
         while True:
             start, polls = time.perf_counter(), 0
             while polls < POLLS or time.perf_counter() - start < spin:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from data import batches, load_fashion_mnist, num_batches, partition, shuffle_generator
 from models import CUT_SHAPES, HEAD_SHAPES, flat_parameters, flatten, split_lenet5, unflatten_into
 from mpi_method import run_method, run_mpi_main, stop_workers
-from mpi_utils import cores, use_threads
+import process_policy
 from protocol import SERVER, ProtocolError, Tag
 from leakage import distance_correlation, leakage_report
 from training import InputError, Scores, add_client_args, common_parser, nonnegative_float, nonnegative_int, progress, \
@@ -92,7 +92,7 @@ class Server:
         self.smashed_buf = torch.empty((most, *self.cut_shape))  # receive buffer, allocated once
         self.holder = None  # in pass mode: the client whose part is the newest
         self.received = {}  # what the server has been sent: (tag, shape per example) -> messages
-        use_threads(self.threads())
+        process_policy.apply(self.plan(channel.host, len(self.clients)), channel)
 
     @staticmethod
     def make_part(args):
@@ -103,8 +103,8 @@ class Server:
         return roles(self.args)[1]
 
     @staticmethod
-    def threads():
-        return cores()  # one rank computes at a time (the others wait on their doorbells): every core
+    def plan(host, num_clients):
+        return process_policy.one_at_a_time(host)  # the server and the client whose turn it is alternate
 
     # -------------------------------------------------------------------------------- checked receiving
 
@@ -267,15 +267,15 @@ class Client:
         self.sent_for_leakage = []  # during an evaluation: the activations sent for the first test images
         self.handlers = {Tag.TURN: self.take_turn, Tag.HAND_OVER: self.hand_over, Tag.EVALUATE: self.evaluate,
                          Tag.EXPORT: self.export}
-        use_threads(self.threads(channel.comm.Get_size() - 1))
+        process_policy.apply(self.plan(channel.host, channel.comm.Get_size() - 1), channel)
 
     @staticmethod
     def make_parts(args):
         return [split_lenet5(args.cut_layer, args.seed)[0]]
 
     @staticmethod
-    def threads(num_clients):
-        return cores()  # clients take turns: the one whose turn it is computes alone
+    def plan(host, num_clients):
+        return process_policy.one_at_a_time(host)  # clients take turns with the server, one at a time
 
     def report(self, **extra):
         """Tell the server this turn is over, with this client's traffic since its last report."""

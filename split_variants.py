@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from averaging import weighted_average
 from models import HEAD_SHAPES, flat_parameters, load_flat_parameters, split_u_shaped
-from mpi_utils import cores
+import process_policy
 from protocol import SERVER, ProtocolError, Tag
 from split_learning import Client, Server, batch_sizes
 from training import Scores, progress, set_lr
@@ -119,22 +119,23 @@ class UShapedClient(Client):
 
 # ------------------------------------------------------------------------------------------------ SplitFed
 
-def clients_at_once(num_clients):
-    """SplitFed's clients compute at the same time as the server: two at least, so that one computes while the
-    server works on the other's batch; at most one per core left after the server's threads."""
-    return min(num_clients, max(2, cores() - server_threads()))
+def server_plan(host):
+    """SplitFed's server computes at the same time as its clients: half the cores at most."""
+    return process_policy.side_by_side(host, cores=max(1, host.cores // 2))
 
 
-def server_threads():
-    return max(1, cores() // 2)
+def clients_at_once(host, num_clients):
+    """Two at least, so that one computes while the server works on the other's batch; at most one per core
+    left after the server's threads."""
+    return min(num_clients, max(2, host.cores - server_plan(host).threads))
 
 
 class SplitFedServer(Server):
     """Serves the batches of several clients at once; averages the client parts (and in V1 the server parts)."""
 
     @staticmethod
-    def threads():
-        return server_threads()
+    def plan(host, num_clients):
+        return server_plan(host)
 
     def __init__(self, channel, args, data, device):
         super().__init__(channel, args, data, device)
@@ -168,7 +169,7 @@ class SplitFedServer(Server):
         loss_sum = 0.0
         total = sum(len(batch_sizes(n, self.args.batch_size)) for n in self.shard_sizes)
         with progress(self.args, None, total, f"epoch {epoch}") as bar:
-            for _ in range(clients_at_once(len(self.clients))):
+            for _ in range(clients_at_once(self.channel.host, len(self.clients))):
                 self.start_turn(waiting.pop(0), epoch, lr)
             while len(reports) < len(self.clients):
                 status = self.channel.probe()
@@ -219,8 +220,9 @@ class SplitFedClient(Client):
         self.handlers[Tag.GLOBAL_MODEL] = self.take_average
 
     @staticmethod
-    def threads(num_clients):
-        return max(1, (cores() - server_threads()) // clients_at_once(num_clients))
+    def plan(host, num_clients):
+        return process_policy.side_by_side(host, clients_at_once(host, num_clients),
+                                           cores=host.cores - server_plan(host).threads)
 
     def take_average(self):
         self.channel.recv(self.flat_buf.numpy(), SERVER, Tag.GLOBAL_MODEL)

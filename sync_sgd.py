@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from data import load_fashion_mnist, partition, shuffle_generator
 from models import flat_parameters, flatten, lenet5, load_flat_parameters, unflatten_into
 from mpi_method import run_method, run_mpi_main
-from mpi_utils import cores, use_threads
+import process_policy
 from protocol import SERVER, Tag
 from training import InputError, add_client_args, common_parser, evaluate, nonnegative_float, nonnegative_int, sgd
 
@@ -93,7 +93,7 @@ class ParameterServer:
     """Rank 0: sends the parameters to every worker, steps with the first N gradients of each step."""
 
     def __init__(self, channel, args, data, device):
-        use_threads(cores())  # the server steps and evaluates while the workers wait
+        process_policy.apply(process_policy.side_by_side(channel.host), channel)  # steps while the workers wait
         self.channel, self.args = channel, args
         self.x_test, self.y_test, shard_sizes = data
         self.model = lenet5(args.seed)  # the step is a few vector operations: the server stays on the CPU
@@ -158,7 +158,7 @@ class Worker:
     """A worker rank: for the newest parameters, a gradient on its next mini-batch; its own shard only."""
 
     def __init__(self, channel, args, data, device):
-        use_threads(cores() // (channel.comm.Get_size() - 1))  # the workers compute at the same time
+        process_policy.apply(process_policy.side_by_side(channel.host, channel.comm.Get_size() - 1), channel)
         self.channel, self.args, self.device = channel, args, device
         self.x, self.y = (t.to(device) for t in data)
         self.model = lenet5(args.seed).to(device)

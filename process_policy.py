@@ -1,0 +1,90 @@
+"""How the ranks of an MPI method share their host: compute threads per rank, and how a rank waits.
+
+What decides it is what a rank can see (``Host``): the cores it may run on, and how many ranks of its host
+share those cores. Its method says how many of them compute at the same time. The rules, and why:
+
+1. A rank takes its share of its cores: all of them when it computes alone (vanilla split learning: one rank
+   at a time; a server that evaluates while its clients wait), a k-th when k ranks compute at once (FedAvg's
+   clients, sync SGD's workers, SplitFed). More threads than cores make OpenMP's threads take turns on a
+   core, and every operation of a step waits at a barrier for the slowest of them.
+2. At most ``MAX_THREADS`` per rank (``OMP_NUM_THREADS``, when set, replaces it). A LeNet-5 step at batch 64 is
+   some forty operations of tens of microseconds: more threads cut them thinner while each barrier waits for
+   more of them, and a rank that hands a batch over to another finds its threads asleep when the answer
+   comes. On a 16-core machine (README, "Speed") regular learning gained 1.3x from 4 to 16 cores, while split
+   learning with every rank on 16 threads took 1.8x as long as with 4.
+3. How a rank waits for a message: when one rank computes at a time and its cores have room for the waiting
+   rank beside the computing one's threads, it polls flat out for ``SPIN_SECONDS`` (an answer within a batch
+   comes in a few milliseconds, and a sleeping rank costs a wake-up at every hand-over), then sleeps on its
+   doorbell. Otherwise it sleeps at once: on 2 cores a polling rank took a core from the one that computes
+   (docs/performance.md). How long OpenMP's threads spin before they sleep is set before torch loads
+   (runtime.py) and stays as measured on 2 cores.
+
+On the 2-core machine these rules give the settings measured there (every split-learning rank 2 threads and
+no polling; SplitFed's server 1 thread and two clients of 1 thread at once; FedAvg's and sync SGD's
+clients 1 thread). ``tests/test_process_policy.py`` holds them to that.
+"""
+
+import os
+from dataclasses import dataclass
+
+MAX_THREADS = 4
+SPIN_SECONDS = 0.01
+
+
+@dataclass(frozen=True)
+class Host:
+    """What a rank can see of its host."""
+    cores: int  # the cores this rank may run on
+    sharing: int = 1  # ranks of this host whose cores overlap this rank's, itself included
+
+    @classmethod
+    def of(cls, comm):
+        """This rank's view; collective over ``comm``."""
+        from mpi4py import MPI
+        mine = affinity()
+        local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        sharing = sum(1 for theirs in local.allgather(mine) if theirs & mine)
+        local.Free()
+        return cls(len(mine), sharing)
+
+
+@dataclass(frozen=True)
+class Plan:
+    threads: int  # torch's compute threads
+    spin_s: float  # how long the rank polls for a message before it sleeps on its doorbell
+
+
+def affinity():
+    """The set of CPU cores this process may run on."""
+    return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+
+
+def thread_cap():
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    return int(threads) if threads.isdigit() and int(threads) > 0 else MAX_THREADS
+
+
+def one_at_a_time(host):
+    """The plan of a rank that takes turns with the others: one of them computes at a time while the others
+    wait (vanilla and U-shaped split learning)."""
+    threads = max(1, min(thread_cap(), host.cores))
+    return Plan(threads, SPIN_SECONDS if host.cores >= threads + 1 else 0.0)
+
+
+def side_by_side(host, at_once=1, cores=None):
+    """The plan of one of ``at_once`` ranks that compute at the same time on ``cores`` (default: all the
+    rank's cores); they sleep at once when they wait, since the others' threads have the cores. FedAvg's
+    aggregator and sync SGD's server take ``at_once=1``: they compute alone, but wait while all workers do."""
+    at_once = max(1, min(at_once, host.sharing))
+    cores = host.cores if cores is None else cores
+    return Plan(max(1, min(thread_cap(), cores // at_once)), 0.0)
+
+
+def apply(plan, channel=None):
+    """Compute with ``plan.threads`` threads (needed under mpirun too: MPICH's launcher leaves torch believing
+    it has one core) and wait on ``channel`` as the plan says."""
+    import torch
+    torch.set_num_threads(plan.threads)
+    if channel is not None:
+        channel.spin_s = plan.spin_s
+    return plan
