@@ -21,10 +21,14 @@ MPIRUN = str(Path(sys.executable).parent / "mpirun")
 
 
 def epoch_time(command, key="train_time_s"):
-    """Run ``command`` (a list, ending with a script and its flags) for one epoch; its ``key`` in seconds."""
+    """Run ``command`` (a list, ending with a script and its flags) for one epoch; its ``key`` in seconds.
+    A command that fails ends the benchmark with its last lines of output."""
     with tempfile.TemporaryDirectory() as results_dir:
-        subprocess.run([*command, "--epochs", "1", "--no-progress", "--results-dir", results_dir,
-                        "--run-name", "bench"], cwd=ROOT, check=True, capture_output=True, text=True)
+        command = [*command, "--epochs", "1", "--no-progress", "--results-dir", results_dir, "--run-name", "bench"]
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        if result.returncode != 0:
+            sys.exit(f"error: this command failed (status {result.returncode}):\n  {' '.join(command)}\n"
+                     + "\n".join(result.stderr.splitlines()[-15:]))
         return json.loads((Path(results_dir) / "bench.json").read_text())["epochs"][0][key]
 
 
@@ -76,16 +80,20 @@ def machine_cores():
 
 def compare_across_cores(commands, rounds, baseline, cores=None):
     """:func:`compare` on each core count of ``cores`` (text such as "2,4,8"); counts above the machine's are
-    skipped with a line that says so."""
+    skipped with a line that says so. "{cores}" in a command becomes the count (all the machine's without
+    ``cores``)."""
+    def on(count, command):
+        return [part.replace("{cores}", str(count)) for part in command]
+
     if not cores:
-        return {None: compare(commands, rounds, baseline)}
+        return {None: compare({name: on(machine_cores(), c) for name, c in commands.items()}, rounds, baseline)}
     tables = {}
     for count in [int(c) for c in cores.split(",")]:
         if count > machine_cores():
             print(f"\n== {count} cores: skipped, this machine has {machine_cores()}")
             continue
         print(f"\n== {count} cores (taskset -c 0-{count - 1})", flush=True)
-        limited = {name: ["taskset", "-c", f"0-{count - 1}", *command] for name, command in commands.items()}
+        limited = {name: ["taskset", "-c", f"0-{count - 1}", *on(count, c)] for name, c in commands.items()}
         tables[count] = compare(limited, rounds, baseline)
     return tables
 

@@ -1,6 +1,12 @@
 """The benchmarks' arithmetic: ratios to the baseline, overall and round by round."""
 
-from common import ratio_table
+import sys
+
+import pytest
+
+from common import compare_across_cores, machine_cores, ratio_table
+
+FAKE = [sys.executable, "tests/helpers/fake_method.py"]
 
 
 def test_ratio_table_pairs_each_round_with_the_baselines_same_round():
@@ -32,3 +38,17 @@ def test_split_compute_benchmark_times_the_same_computation_as_the_whole_step():
         whole_loss = train_step(model, optimizer, xb, yb)
         split_loss = split_step(client_part, client_optimizer, server_part, server_optimizer, smashed_buf, xb, yb)
         assert abs(whole_loss - split_loss) < 1e-5
+
+
+def test_each_core_count_gets_its_own_table_and_its_count_in_the_commands(capsys):
+    # "{cores}" becomes the table's core count; counts above the machine's are skipped with a line.
+    tables = compare_across_cores({"base": [*FAKE, "2"], "other": [*FAKE, "{cores}"]}, 1, "base",
+                                  f"1,{machine_cores() + 1}")
+    assert tables == {1: {"base": [2.0], "other": [1.0]}}
+    assert f"{machine_cores() + 1} cores: skipped" in capsys.readouterr().out
+
+
+def test_a_failing_command_ends_the_benchmark_with_its_output():
+    with pytest.raises(SystemExit) as ended:
+        compare_across_cores({"base": [*FAKE, "fail"]}, 1, "base")
+    assert "fake_method.py fail" in str(ended.value) and "something went wrong" in str(ended.value)
