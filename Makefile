@@ -5,13 +5,16 @@
 # make study      the non-IID study (study.py's default grid), then the figures and table
 # make privacy    split learning under each defence, attacked (privacy.py), then the figures and table
 # make bench      the speed benchmarks (ratios measured side by side)
+# make bench-cores  split learning and FedAvg across CORES (default 2,4,8,16), with a per-batch trace at each
 
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 DEBIAN_DATA := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 STARTED := $(shell date +%s)
+CORES  ?= 2,4,8,16
+comma  := ,
 
-.PHONY: setup data test reproduce variants study privacy bench
+.PHONY: setup data test reproduce variants study privacy bench bench-cores
 
 setup: $(VENV)/.installed data
 
@@ -73,3 +76,11 @@ bench: setup
 	$(PYTHON) benchmarks/bench_split_compute.py
 	$(PYTHON) benchmarks/bench_federated.py
 	$(PYTHON) benchmarks/bench_sync_sgd.py
+
+bench-cores: setup
+	$(PYTHON) benchmarks/bench_split.py --cores $(CORES) --all-cores
+	for n in $(subst $(comma), ,$(CORES)); do \
+		if [ $$n -le $$(nproc) ]; then echo "== trace, $$n cores"; \
+			taskset -c 0-$$((n - 1)) $(PYTHON) benchmarks/trace_split.py || exit 1; fi; \
+	done
+	$(PYTHON) benchmarks/bench_federated.py --cores $(CORES)

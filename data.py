@@ -164,8 +164,9 @@ def shuffle_generator(seed, client=0):
 
 
 def batches(x, y, batch_size, generator):
-    """One epoch of shuffled mini-batches ``(x_batch, y_batch)``: one permutation, then slices."""
-    order = torch.randperm(len(y), generator=generator)
+    """One epoch of shuffled mini-batches ``(x_batch, y_batch)``: one permutation, then slices. The permutation
+    is drawn on the CPU (the same on every device) and moved to the data once, not an index per batch."""
+    order = torch.randperm(len(y), generator=generator).to(x.device)
     for start in range(0, len(y), batch_size):
         idx = order[start:start + batch_size]
         yield x[idx], y[idx]

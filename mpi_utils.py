@@ -7,10 +7,10 @@ it, and the computing rank's two OpenMP threads then wait for each other (docs/p
 a rank rings its bell (when the sender itself next waits), and a waiting rank sleeps in ``select()`` until
 rung. It takes no CPU while it waits and wakes at once. Sends do not wait for delivery, so a sender goes
 straight back to sleep. Where the ranks are not all on one machine, waiting falls back to polling with a
-growing sleep; ``DOORBELLS=off`` in the environment forces that path on one machine. Where the cores leave
-room, a rank polls flat out for a while before it sleeps (process_policy.py says when).
+growing sleep; ``DOORBELLS=off`` in the environment forces that path on one machine.
 """
 
+import json
 import os
 import pickle
 import select
@@ -94,12 +94,15 @@ class Channel:
         self.comm = comm
         self.rank = comm.Get_rank()
         self.bells = Doorbells(comm)
-        self.host = Host.of(comm)  # what process_policy decides from
-        self.spin_s = 0.0  # how long a wait polls flat out before it sleeps (process_policy.apply sets it)
+        self.host = Host.of(comm)  # what process_policy decides the threads from
         self.bytes_sent = 0
         self.bytes_received = 0
         self.sending = []  # (request, destination) of sends not known to be complete; requests keep buffers alive
         self.unrung = set()  # ranks this rank has sent messages to since it last rang them
+        # CHANNEL_TRACE=folder: every send and every wait, timed, written there when the rank ends
+        # (benchmarks/trace_split.py reads them)
+        self.trace_dir = os.environ.get("CHANNEL_TRACE")
+        self.trace = []
 
     def traffic(self):
         """Bytes sent and received since the last call (and reset the counters)."""
@@ -114,6 +117,11 @@ class Channel:
         self.unrung.add(dest)
         self.bytes_sent += nbytes
         self.sending.append((request, dest))
+        self._record("send", dest, tag, time.perf_counter())
+
+    def _record(self, event, peer, tag, start):
+        if self.trace_dir:
+            self.trace.append((event, peer, tag, start, time.perf_counter()))
 
     def _ring_unrung(self):
         """Ring every rank this rank has sent messages to since its last ring.
@@ -144,6 +152,10 @@ class Channel:
         """Wait until every message sent has been delivered."""
         self._wait(lambda: MPI.Request.Testall([request for request, _ in self.sending]))
         self.sending = []
+        if self.trace_dir:
+            path = os.path.join(self.trace_dir, f"rank-{self.rank}.json")
+            with open(path, "w") as f:
+                json.dump({"rank": self.rank, "events": self.trace}, f)
 
     def gather(self, values):
         """Every rank's ``values`` (a list of floats, the same length on every rank) on rank 0, as a list of
@@ -161,15 +173,15 @@ class Channel:
     def _wait(self, done, helper=None, progress=False):
         """Call ``done()`` until it returns True, sleeping between looks until the doorbell rings.
 
-        A waiting rank must not spin where cores are short: it would take the core from the rank that
-        computes. It looks ``POLLS`` times (for ``spin_s`` where process_policy found room), rings ``helper`` (a rank whose progress the wait
+        A waiting rank must not spin: on a machine with fewer cores than ranks it would take the core from
+        the rank that computes. It looks ``POLLS`` times, rings ``helper`` (a rank whose progress the wait
         may need), and sleeps until rung, then looks flat out for a moment since the message is near. While
         its own sends are in flight, or when ``progress`` says ``done`` needs it (a collective), it also wakes
         up now and then, because MPI may need this rank to drive them: a rank's first large message could
         stay invisible to its receiver until then. So on those wake-ups it rings the receivers of its
         unfinished sends again (without that, a receiver slept through its message).
         """
-        sleep, spin, woken_by_timer = FIRST_SLEEP, self.spin_s, False
+        sleep, spin, woken_by_timer = FIRST_SLEEP, 0.0, False
         while True:
             start, polls = time.perf_counter(), 0
             while polls < POLLS or time.perf_counter() - start < spin:
@@ -202,8 +214,9 @@ class Channel:
 
     def probe(self, source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG):
         """Wait for a message and return its status (source, tag, size) without receiving it."""
-        status = MPI.Status()
+        status, start = MPI.Status(), time.perf_counter()
         self._wait(lambda: self.comm.Iprobe(source, tag, status))
+        self._record("wait", status.Get_source(), status.Get_tag(), start)
         return status
 
     def recv_obj(self, source, tag):

@@ -1,4 +1,4 @@
-"""How the ranks of an MPI method share their host: compute threads per rank, and how a rank waits.
+"""How the ranks of an MPI method share their host: how many compute threads each rank takes.
 
 What decides it is what a rank can see (``Host``): the cores it may run on, and how many ranks of its host
 share those cores. Its method says how many of them compute at the same time. The rules, and why:
@@ -12,15 +12,14 @@ share those cores. Its method says how many of them compute at the same time. Th
    more of them, and a rank that hands a batch over to another finds its threads asleep when the answer
    comes. On a 16-core machine (README, "Speed") regular learning gained 1.3x from 4 to 16 cores, while split
    learning with every rank on 16 threads took 1.8x as long as with 4.
-3. How a rank waits for a message: when one rank computes at a time and its cores have room for the waiting
-   rank beside the computing one's threads, it polls flat out for ``SPIN_SECONDS`` (an answer within a batch
-   comes in a few milliseconds, and a sleeping rank costs a wake-up at every hand-over), then sleeps on its
-   doorbell. Otherwise it sleeps at once: on 2 cores a polling rank took a core from the one that computes
-   (docs/performance.md). How long OpenMP's threads spin before they sleep is set before torch loads
-   (runtime.py) and stays as measured on 2 cores.
 
-On the 2-core machine these rules give the settings measured there (every split-learning rank 2 threads and
-no polling; SplitFed's server 1 thread and two clients of 1 thread at once; FedAvg's and sync SGD's
+How a rank waits for a message is not decided here: on one host it sleeps on its doorbell, across hosts it
+polls with a growing sleep (mpi_utils.py). Polling flat out where cores are to spare was tried and dropped
+(docs/performance.md); how long OpenMP's threads spin before they sleep is set before torch loads
+(runtime.py), as measured on 2 cores.
+
+On the 2-core machine these rules give the settings measured there (every split-learning rank 2 threads;
+SplitFed's server 1 thread and two clients of 1 thread at once; FedAvg's and sync SGD's
 clients 1 thread). ``tests/test_process_policy.py`` holds them to that.
 """
 
@@ -28,7 +27,6 @@ import os
 from dataclasses import dataclass
 
 MAX_THREADS = 4
-SPIN_SECONDS = 0.01
 
 
 @dataclass(frozen=True)
@@ -48,12 +46,6 @@ class Host:
         return cls(len(mine), sharing)
 
 
-@dataclass(frozen=True)
-class Plan:
-    threads: int  # torch's compute threads
-    spin_s: float  # how long the rank polls for a message before it sleeps on its doorbell
-
-
 def affinity():
     """The set of CPU cores this process may run on."""
     return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
@@ -65,26 +57,21 @@ def thread_cap():
 
 
 def one_at_a_time(host):
-    """The plan of a rank that takes turns with the others: one of them computes at a time while the others
+    """Threads for a rank that takes turns with the others: one of them computes at a time while the others
     wait (vanilla and U-shaped split learning)."""
-    threads = max(1, min(thread_cap(), host.cores))
-    return Plan(threads, SPIN_SECONDS if host.cores >= threads + 1 else 0.0)
+    return max(1, min(thread_cap(), host.cores))
 
 
 def side_by_side(host, at_once=1, cores=None):
-    """The plan of one of ``at_once`` ranks that compute at the same time on ``cores`` (default: all the
-    rank's cores); they sleep at once when they wait, since the others' threads have the cores. FedAvg's
-    aggregator and sync SGD's server take ``at_once=1``: they compute alone, but wait while all workers do."""
+    """Threads for one of ``at_once`` ranks that compute at the same time on ``cores`` (default: all the rank's
+    cores). FedAvg's aggregator and sync SGD's server take ``at_once=1``: they compute while the workers wait."""
     at_once = max(1, min(at_once, host.sharing))
     cores = host.cores if cores is None else cores
-    return Plan(max(1, min(thread_cap(), cores // at_once)), 0.0)
+    return max(1, min(thread_cap(), cores // at_once))
 
 
-def apply(plan, channel=None):
-    """Compute with ``plan.threads`` threads (needed under mpirun too: MPICH's launcher leaves torch believing
-    it has one core) and wait on ``channel`` as the plan says."""
+def use_threads(count):
+    """Compute with ``count`` threads. Needed under mpirun too: MPICH's launcher leaves torch believing it has
+    one core."""
     import torch
-    torch.set_num_threads(plan.threads)
-    if channel is not None:
-        channel.spin_s = plan.spin_s
-    return plan
+    torch.set_num_threads(count)

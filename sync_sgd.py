@@ -56,20 +56,22 @@ def worker_gradient(model, x, y):
 def collect(messages, step, needed):
     """Take gradients for ``step`` from ``messages`` until ``needed`` have come; drop those for older steps.
 
-    ``messages`` yields ``(step, gradient, loss)`` in arrival order. Returns ``(gradients, losses, dropped)``.
+    ``messages`` yields ``(worker, step, gradient, loss)`` in arrival order. Returns ``(gradients, losses,
+    dropped)``, the gradients and losses in the order of the workers, not of arrival: floating-point sums
+    depend on their order, and so a run in which every gradient is awaited repeats to the digit.
     """
-    gradients, losses, dropped = [], [], 0
-    for message_step, gradient, loss in messages:
+    taken, dropped = {}, 0
+    for worker, message_step, gradient, loss in messages:
         if message_step == step:
-            gradients.append(gradient.clone())
-            losses.append(loss)
-            if len(gradients) == needed:
+            taken[worker] = gradient.clone(), loss
+            if len(taken) == needed:
                 break
         elif message_step < step:
             dropped += 1
         else:
             raise RuntimeError(f"a gradient for step {message_step} arrived during step {step}")
-    return gradients, losses, dropped
+    in_order = [taken[worker] for worker in sorted(taken)]
+    return [gradient for gradient, _ in in_order], [loss for _, loss in in_order], dropped
 
 
 def apply_average(model, optimizer, gradients):
@@ -93,7 +95,7 @@ class ParameterServer:
     """Rank 0: sends the parameters to every worker, steps with the first N gradients of each step."""
 
     def __init__(self, channel, args, data, device):
-        process_policy.apply(process_policy.side_by_side(channel.host), channel)  # steps while the workers wait
+        process_policy.use_threads(process_policy.side_by_side(channel.host))  # steps while the workers wait
         self.channel, self.args = channel, args
         self.x_test, self.y_test, shard_sizes = data
         self.model = lenet5(args.seed)  # the step is a few vector operations: the server stays on the CPU
@@ -107,11 +109,11 @@ class ParameterServer:
         self.grad_buf = torch.empty(sum(p.numel() for p in self.model.parameters()) + 2)
 
     def _arrivals(self):
-        """Gradient messages in arrival order, as ``(step, gradient, loss)``; the buffer is reused."""
+        """Gradient messages in arrival order, as ``(worker, step, gradient, loss)``; the buffer is reused."""
         while True:
             source = self.channel.probe(tag=Tag.GRADIENT).Get_source()
             self.channel.recv(self.grad_buf.numpy(), source, Tag.GRADIENT)
-            yield int(self.grad_buf[-2]), self.grad_buf[:-2], float(self.grad_buf[-1])
+            yield source, int(self.grad_buf[-2]), self.grad_buf[:-2], float(self.grad_buf[-1])
 
     def train_epoch(self, epoch, lr):
         dropped, losses, start = 0, [], time.perf_counter()
@@ -158,7 +160,7 @@ class Worker:
     """A worker rank: for the newest parameters, a gradient on its next mini-batch; its own shard only."""
 
     def __init__(self, channel, args, data, device):
-        process_policy.apply(process_policy.side_by_side(channel.host, channel.comm.Get_size() - 1), channel)
+        process_policy.use_threads(process_policy.side_by_side(channel.host, channel.comm.Get_size() - 1))
         self.channel, self.args, self.device = channel, args, device
         self.x, self.y = (t.to(device) for t in data)
         self.model = lenet5(args.seed).to(device)

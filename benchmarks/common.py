@@ -64,13 +64,14 @@ def ratio_table(times, baseline):
     return lines
 
 
-def bench_parser(description):
-    """The flags every ratio benchmark has."""
+def bench_parser(description, cores=True):
+    """The flags every ratio benchmark has (``--cores`` where it compares across core counts)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="timed runs of each method")
-    parser.add_argument("--cores", default=None,
-                        help="comma-separated core counts, e.g. 1,2 or 2,4,8,16: a table for each, every command "
-                             "limited with taskset to the first n cores (default: all cores, no taskset)")
+    if cores:
+        parser.add_argument("--cores", default=None,
+                            help="comma-separated core counts, e.g. 1,2 or 2,4,8,16: a table for each, every "
+                                 "command limited with taskset to the first n cores (default: all cores, no taskset)")
     return parser
 
 
