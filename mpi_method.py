@@ -10,7 +10,7 @@
 
 A method is then a driver class (``train_epoch``, ``evaluate``, ``final_summary``, ``stop``) and a worker
 class whose ``handlers`` map each tag to a method; :func:`run_method` does the rest. The messages are in
-``protocol.py``, the messaging in ``mpi_utils.py``; each role class takes its threads and way of waiting from
+``protocol.py``, the messaging in ``mpi_utils.py``; each role class takes its thread count from
 ``process_policy.py`` when it is made.
 """
 

@@ -7,11 +7,13 @@ share those cores. Its method says how many of them compute at the same time. Th
    at a time; a server that evaluates while its clients wait), a k-th when k ranks compute at once (FedAvg's
    clients, sync SGD's workers, SplitFed). More threads than cores make OpenMP's threads take turns on a
    core, and every operation of a step waits at a barrier for the slowest of them.
-2. At most ``MAX_THREADS`` per rank (``OMP_NUM_THREADS``, when set, replaces it). A LeNet-5 step at batch 64 is
-   some forty operations of tens of microseconds: more threads cut them thinner while each barrier waits for
-   more of them, and a rank that hands a batch over to another finds its threads asleep when the answer
-   comes. On a 16-core machine (README, "Speed") regular learning gained 1.3x from 4 to 16 cores, while split
-   learning with every rank on 16 threads took 1.8x as long as with 4.
+2. A rank that takes turns with others takes at most ``MAX_THREADS``. A LeNet-5 step at batch 64 is some forty
+   operations of tens of microseconds: more threads cut them thinner while each barrier waits for more of
+   them, and a rank that hands a batch over finds its threads asleep when the answer comes. On a 16-core
+   machine (README, "Speed") regular learning gained 1.3x from 4 to 16 cores, while split learning with every
+   rank on 16 threads took 1.8x as long as with 4. Ranks that compute side by side keep their whole share: they
+   are busy for a whole turn or round (SplitFed's server takes batch after batch), as regular learning is.
+3. ``OMP_NUM_THREADS``, when set, is the most any rank takes.
 
 How a rank waits for a message is not decided here: on one host it sleeps on its doorbell, across hosts it
 polls with a growing sleep (mpi_utils.py). Polling flat out where cores are to spare was tried and dropped
@@ -51,23 +53,24 @@ def affinity():
     return os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
 
 
-def thread_cap():
+def asked_threads():
+    """``OMP_NUM_THREADS`` as a number, or None where it is not set (or not a count)."""
     threads = os.environ.get("OMP_NUM_THREADS", "")
-    return int(threads) if threads.isdigit() and int(threads) > 0 else MAX_THREADS
+    return int(threads) if threads.isdigit() and int(threads) > 0 else None
 
 
 def one_at_a_time(host):
     """Threads for a rank that takes turns with the others: one of them computes at a time while the others
     wait (vanilla and U-shaped split learning)."""
-    return max(1, min(thread_cap(), host.cores))
+    return max(1, min(asked_threads() or MAX_THREADS, host.cores))
 
 
 def side_by_side(host, at_once=1, cores=None):
     """Threads for one of ``at_once`` ranks that compute at the same time on ``cores`` (default: all the rank's
     cores). FedAvg's aggregator and sync SGD's server take ``at_once=1``: they compute while the workers wait."""
     at_once = max(1, min(at_once, host.sharing))
-    cores = host.cores if cores is None else cores
-    return max(1, min(thread_cap(), cores // at_once))
+    share = (host.cores if cores is None else cores) // at_once
+    return max(1, min(asked_threads() or share, share))
 
 
 def use_threads(count):

@@ -49,9 +49,10 @@ def test_ranks_that_compute_at_once_never_take_more_threads_than_cores(cores):
     assert 1 <= one_at_a_time(host) <= min(cores, MAX_THREADS)
 
 
-def test_a_rank_takes_at_most_max_threads_however_many_cores():
-    assert one_at_a_time(Host(16, sharing=11)) == MAX_THREADS == side_by_side(Host(64, sharing=11))
-    assert splitfed(Host(16, sharing=11)) == (MAX_THREADS, 10, 1)
+def test_ranks_that_take_turns_take_at_most_max_threads_others_their_share():
+    assert one_at_a_time(Host(16, sharing=11)) == MAX_THREADS == one_at_a_time(Host(64, sharing=2))
+    assert side_by_side(Host(16, sharing=11)) == 16 and side_by_side(Host(16, sharing=11), 4) == 4
+    assert splitfed(Host(16, sharing=11)) == (8, 8, 1)  # the server takes batch after batch: half the cores
 
 
 def test_ranks_bound_to_their_own_cores_use_all_of_them():
@@ -60,10 +61,12 @@ def test_ranks_bound_to_their_own_cores_use_all_of_them():
     assert side_by_side(Host(2, sharing=2), 10) == 1
 
 
-def test_omp_num_threads_replaces_the_cap(monkeypatch):
+def test_omp_num_threads_is_the_most_any_rank_takes(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "16")
-    assert one_at_a_time(Host(16, 11)) == 16
+    assert one_at_a_time(Host(16, 11)) == 16  # in place of the cap
     assert side_by_side(Host(16, 11), 10) == 1  # still a share of the cores
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert side_by_side(Host(16, 11)) == 2 and one_at_a_time(Host(16, 11)) == 2
     monkeypatch.setenv("OMP_NUM_THREADS", "many")  # not a count: ignored
     assert one_at_a_time(Host(16, 11)) == MAX_THREADS
 
