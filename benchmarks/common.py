@@ -55,11 +55,12 @@ def ratio_table(times, baseline):
     """Lines of a table: per method the median time, its ratio to the baseline's median, the median of the
     ratios within each round, and those ratios. ``times`` maps names to equally long lists of seconds."""
     base = statistics.median(times[baseline])
-    lines = [f"{'method':<28} {'median s':>9} {'ratio':>7} {'by round':>9}   ratio in each round"]
+    width = max(28, *map(len, times))
+    lines = [f"{'method':<{width}} {'median s':>9} {'ratio':>7} {'by round':>9}   ratio in each round"]
     for name, values in times.items():
         per_round = [v / b for v, b in zip(values, times[baseline])]
         median = statistics.median(values)
-        lines.append(f"{name:<28} {median:9.2f} {median / base:7.2f} {statistics.median(per_round):9.2f}   "
+        lines.append(f"{name:<{width}} {median:9.2f} {median / base:7.2f} {statistics.median(per_round):9.2f}   "
                      f"({', '.join(f'{r:.2f}' for r in per_round)})")
     return lines
 
@@ -111,7 +112,7 @@ def compare(commands, rounds, baseline):
             times[name].append(epoch_time(command))
             if before is not None:
                 monitor[name].append(kernel_monitor_cpu_s() - before)
-            print(f"round {r + 1}: {name:<28} {times[name][-1]:6.2f} s", file=sys.stderr, flush=True)
+            print(f"round {r + 1}: {name:<32} {times[name][-1]:6.2f} s", file=sys.stderr, flush=True)
     print("\n" + "\n".join(ratio_table(times, baseline)))
     if any(monitor.values()):
         print("\nCPU seconds the kernel's DAMON monitor (kdamond) used during each run, median: " +
