@@ -123,7 +123,7 @@ class MPIAggregator:
     """Rank 0: sends the global model to each sampled client, averages what comes back."""
 
     def __init__(self, channel, args, data, device):
-        process_policy.use_threads(process_policy.side_by_side(channel.host))  # evaluates while clients wait
+        process_policy.apply(process_policy.side_by_side(channel.host), channel)  # evaluates while clients wait
         self.channel, self.args, self.device = channel, args, device
         self.x_test, self.y_test = (t.to(device) for t in data)
         self.num_clients = args.clients = channel.comm.Get_size() - 1
@@ -174,7 +174,7 @@ class MPIClient:
 
     def __init__(self, channel, args, data, device):
         at_once = clients_at_once(channel.host, channel.comm.Get_size() - 1)
-        process_policy.use_threads(process_policy.side_by_side(channel.host, at_once))
+        process_policy.apply(process_policy.side_by_side(channel.host, at_once), channel)
         self.channel = channel
         x, y = (t.to(device) for t in data)
         self.client = Client(channel.rank - 1, x, y, lenet5(args.seed).to(device), args)

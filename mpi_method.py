@@ -3,15 +3,15 @@
     driver (rank 0)                                   every other rank
     ---------------                                   ----------------
     set up (flags, world size, data), the same on every rank; bad input ends all with status 2
-    channel.gather(threads)  ------------------------ channel.gather(threads): every rank set up
+    channel.gather(settings)  ----------------------- channel.gather(settings): every rank set up
     fit(): per epoch  driver.train_epoch(epoch, lr)    serve(): wait for the driver's next message and
                       driver.evaluate()                         run the handler its tag names
     driver.final_summary(), then driver.stop()  ----> STOP ends the serve loop
 
 A method is then a driver class (``train_epoch``, ``evaluate``, ``final_summary``, ``stop``) and a worker
 class whose ``handlers`` map each tag to a method; :func:`run_method` does the rest. The messages are in
-``protocol.py``, the messaging in ``mpi_utils.py``; each role class takes its thread count from
-``process_policy.py`` when it is made.
+``protocol.py``, the messaging in ``mpi_utils.py``; each role class takes its threads and its way of waiting
+from ``process_policy.py`` when it is made.
 """
 
 import sys
@@ -88,6 +88,11 @@ def stop_workers(channel):
     channel.flush()
 
 
+def settings(channel):
+    """What process_policy gave this rank, for the results file: its compute threads, and how long it polls."""
+    return [torch.get_num_threads(), channel.poll_s]
+
+
 def run_method(parser, method, command, load, roles, check=None):
     """The ``main()`` of an MPI method: set up every rank alike, then drive on rank 0 and serve elsewhere.
 
@@ -110,14 +115,14 @@ def run_method(parser, method, command, load, roles, check=None):
     driver_class, worker_class = roles(args)
     if channel.rank != SERVER:
         worker = worker_class(channel, args, data, device)
-        channel.gather([torch.get_num_threads()])  # every rank set up: the first epoch's time is training alone
+        channel.gather(settings(channel))  # every rank set up: the first epoch's time is training alone
         serve(channel, worker.handlers)
         return
     driver = driver_class(channel, args, data, device)
     results = Results(args, method, device, world_size=comm.Get_size(), mpi=mpi_description())
-    threads = channel.gather([torch.get_num_threads()])
+    threads, poll = zip(*channel.gather(settings(channel)))
     results.data["environment"].update(message_wait="doorbells" if channel.bells.enabled else "polling",
-                                       rank_threads=[int(t) for t, in threads])
+                                       rank_threads=[int(t) for t in threads], rank_poll_s=list(poll))
     fit(args, results, driver.train_epoch, driver.evaluate, final_info=driver.final_summary)
     driver.stop()
     print(f"results: {results.path}")

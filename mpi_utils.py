@@ -7,7 +7,8 @@ it, and the computing rank's two OpenMP threads then wait for each other (docs/p
 a rank rings its bell (when the sender itself next waits), and a waiting rank sleeps in ``select()`` until
 rung. It takes no CPU while it waits and wakes at once. Sends do not wait for delivery, so a sender goes
 straight back to sleep. Where the ranks are not all on one machine, waiting falls back to polling with a
-growing sleep; ``DOORBELLS=off`` in the environment forces that path on one machine.
+growing sleep; ``DOORBELLS=off`` in the environment forces that path on one machine. Where the cores leave
+room, a rank polls flat out for a while before it sleeps (process_policy.py says when).
 """
 
 import json
@@ -94,7 +95,8 @@ class Channel:
         self.comm = comm
         self.rank = comm.Get_rank()
         self.bells = Doorbells(comm)
-        self.host = Host.of(comm)  # what process_policy decides the threads from
+        self.host = Host.of(comm)  # what process_policy decides from
+        self.poll_s = 0.0  # how long a wait polls flat out before it sleeps (process_policy.apply sets it)
         self.bytes_sent = 0
         self.bytes_received = 0
         self.sending = []  # (request, destination) of sends not known to be complete; requests keep buffers alive
@@ -173,15 +175,18 @@ class Channel:
     def _wait(self, done, helper=None, progress=False):
         """Call ``done()`` until it returns True, sleeping between looks until the doorbell rings.
 
-        A waiting rank must not spin: on a machine with fewer cores than ranks it would take the core from
-        the rank that computes. It looks ``POLLS`` times, rings ``helper`` (a rank whose progress the wait
-        may need), and sleeps until rung, then looks flat out for a moment since the message is near. While
+        A waiting rank must not spin where cores are short: it would take the core from the rank that
+        computes. It looks ``POLLS`` times (for ``poll_s`` where process_policy found room), rings ``helper``
+        (a rank whose progress the wait may need), and sleeps until rung, then looks flat out for a moment
+        since the message is near. It rings the receivers of its own messages after the first ``POLLS``
+        looks, not after polling: a receiver already asleep would otherwise wait out the whole poll, and then,
+        its own wait being longer than its poll, sleep through the next message too (docs/performance.md). While
         its own sends are in flight, or when ``progress`` says ``done`` needs it (a collective), it also wakes
         up now and then, because MPI may need this rank to drive them: a rank's first large message could
         stay invisible to its receiver until then. So on those wake-ups it rings the receivers of its
         unfinished sends again (without that, a receiver slept through its message).
         """
-        sleep, spin, woken_by_timer = FIRST_SLEEP, 0.0, False
+        sleep, spin, woken_by_timer = FIRST_SLEEP, self.poll_s, False
         while True:
             start, polls = time.perf_counter(), 0
             while polls < POLLS or time.perf_counter() - start < spin:
@@ -189,8 +194,10 @@ class Channel:
                     self._ring_unrung()
                     return
                 polls += 1
-            if helper is not None:
-                self.unrung.add(helper)
+                if polls == POLLS:  # before polling on, wake those this rank has sent to, and the helper
+                    if helper is not None:
+                        self.unrung.add(helper)
+                    self._ring_unrung()
             self._forget_delivered()
             if woken_by_timer:
                 self.unrung.update(dest for _, dest in self.sending)

@@ -1,4 +1,4 @@
-"""How the ranks of an MPI method share their host: how many compute threads each rank takes.
+"""How the ranks of an MPI method share their host: how many compute threads each rank takes, and how it waits.
 
 What decides it is what a rank can see (``Host``): the cores it may run on, and how many ranks of its host
 share those cores. Its method says how many of them compute at the same time. The rules, and why:
@@ -15,13 +15,16 @@ share those cores. Its method says how many of them compute at the same time. Th
    are busy for a whole turn or round (SplitFed's server takes batch after batch), as regular learning is.
 3. ``OMP_NUM_THREADS``, when set, is the most any rank takes.
 
-How a rank waits for a message is not decided here: on one host it sleeps on its doorbell, across hosts it
-polls with a growing sleep (mpi_utils.py). Polling flat out where cores are to spare was tried and dropped
-(docs/performance.md); how long OpenMP's threads spin before they sleep is set before torch loads
-(runtime.py), as measured on 2 cores.
+4. A rank that takes turns polls for the answer for ``POLL_SECONDS`` before it sleeps on its doorbell, where its
+   cores have room for it beside the computing rank's threads: an answer within a batch comes in a few
+   milliseconds, and a sleeping rank pays a wake-up at every hand-over. At equal threads (one per rank, so that
+   2 cores had room) polling made split learning's epoch 2-5 % shorter on 2 cores (docs/performance.md).
+   Otherwise a rank sleeps at once: where cores are short a polling rank takes the core from the one that
+   computes. Ranks on several hosts poll with a growing sleep instead of doorbells (mpi_utils.py). How long
+   OpenMP's threads spin before they sleep is set before torch loads (runtime.py), as measured on 2 cores.
 
-On the 2-core machine these rules give the settings measured there (every split-learning rank 2 threads;
-SplitFed's server 1 thread and two clients of 1 thread at once; FedAvg's and sync SGD's
+On the 2-core machine these rules give the settings measured there (every split-learning rank 2 threads, no
+polling; SplitFed's server 1 thread and two clients of 1 thread at once; FedAvg's and sync SGD's
 clients 1 thread). ``tests/test_process_policy.py`` holds them to that.
 """
 
@@ -29,6 +32,13 @@ import os
 from dataclasses import dataclass
 
 MAX_THREADS = 4
+POLL_SECONDS = 0.01
+
+
+@dataclass(frozen=True)
+class Plan:
+    threads: int  # torch's compute threads
+    poll_s: float  # how long the rank polls for a message before it sleeps on its doorbell
 
 
 @dataclass(frozen=True)
@@ -60,21 +70,24 @@ def asked_threads():
 
 
 def one_at_a_time(host):
-    """Threads for a rank that takes turns with the others: one of them computes at a time while the others
+    """The plan of a rank that takes turns with the others: one of them computes at a time while the others
     wait (vanilla and U-shaped split learning)."""
-    return max(1, min(asked_threads() or MAX_THREADS, host.cores))
+    threads = max(1, min(asked_threads() or MAX_THREADS, host.cores))
+    return Plan(threads, POLL_SECONDS if host.cores >= threads + 1 else 0.0)
 
 
 def side_by_side(host, at_once=1, cores=None):
-    """Threads for one of ``at_once`` ranks that compute at the same time on ``cores`` (default: all the rank's
-    cores). FedAvg's aggregator and sync SGD's server take ``at_once=1``: they compute while the workers wait."""
+    """The plan of one of ``at_once`` ranks that compute at the same time on ``cores`` (default: all the rank's
+    cores); they sleep at once when they wait. FedAvg's aggregator and sync SGD's server take ``at_once=1``:
+    they compute while the workers wait, and wait while the workers compute."""
     at_once = max(1, min(at_once, host.sharing))
     share = (host.cores if cores is None else cores) // at_once
-    return max(1, min(asked_threads() or share, share))
+    return Plan(max(1, min(asked_threads() or share, share)), 0.0)
 
 
-def use_threads(count):
-    """Compute with ``count`` threads. Needed under mpirun too: MPICH's launcher leaves torch believing it has
-    one core."""
+def apply(plan, channel):
+    """Compute with ``plan.threads`` threads (needed under mpirun too: MPICH's launcher leaves torch believing
+    it has one core) and wait on ``channel`` as the plan says."""
     import torch
-    torch.set_num_threads(count)
+    torch.set_num_threads(plan.threads)
+    channel.poll_s = plan.poll_s

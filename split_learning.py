@@ -92,7 +92,7 @@ class Server:
         self.smashed_buf = torch.empty((most, *self.cut_shape))  # receive buffer, allocated once
         self.holder = None  # in pass mode: the client whose part is the newest
         self.received = {}  # what the server has been sent: (tag, shape per example) -> messages
-        process_policy.use_threads(self.threads(channel.host, len(self.clients)))
+        process_policy.apply(self.plan(channel.host, len(self.clients)), channel)
 
     @staticmethod
     def make_part(args):
@@ -103,7 +103,7 @@ class Server:
         return roles(self.args)[1]
 
     @staticmethod
-    def threads(host, num_clients):
+    def plan(host, num_clients):
         return process_policy.one_at_a_time(host)  # the server and the client whose turn it is alternate
 
     # -------------------------------------------------------------------------------- checked receiving
@@ -267,14 +267,14 @@ class Client:
         self.sent_for_leakage = []  # during an evaluation: the activations sent for the first test images
         self.handlers = {Tag.TURN: self.take_turn, Tag.HAND_OVER: self.hand_over, Tag.EVALUATE: self.evaluate,
                          Tag.EXPORT: self.export}
-        process_policy.use_threads(self.threads(channel.host, channel.comm.Get_size() - 1))
+        process_policy.apply(self.plan(channel.host, channel.comm.Get_size() - 1), channel)
 
     @staticmethod
     def make_parts(args):
         return [split_lenet5(args.cut_layer, args.seed)[0]]
 
     @staticmethod
-    def threads(host, num_clients):
+    def plan(host, num_clients):
         return process_policy.one_at_a_time(host)  # clients take turns with the server, one at a time
 
     def report(self, **extra):

@@ -119,7 +119,7 @@ class UShapedClient(Client):
 
 # ------------------------------------------------------------------------------------------------ SplitFed
 
-def server_threads(host):
+def server_plan(host):
     """SplitFed's server computes at the same time as its clients: half the cores at most."""
     return process_policy.side_by_side(host, cores=max(1, host.cores // 2))
 
@@ -127,15 +127,15 @@ def server_threads(host):
 def clients_at_once(host, num_clients):
     """Two at least, so that one computes while the server works on the other's batch; at most one per core
     left after the server's threads."""
-    return min(num_clients, max(2, host.cores - server_threads(host)))
+    return min(num_clients, max(2, host.cores - server_plan(host).threads))
 
 
 class SplitFedServer(Server):
     """Serves the batches of several clients at once; averages the client parts (and in V1 the server parts)."""
 
     @staticmethod
-    def threads(host, num_clients):
-        return server_threads(host)
+    def plan(host, num_clients):
+        return server_plan(host)
 
     def __init__(self, channel, args, data, device):
         super().__init__(channel, args, data, device)
@@ -220,9 +220,9 @@ class SplitFedClient(Client):
         self.handlers[Tag.GLOBAL_MODEL] = self.take_average
 
     @staticmethod
-    def threads(host, num_clients):
+    def plan(host, num_clients):
         return process_policy.side_by_side(host, clients_at_once(host, num_clients),
-                                           cores=host.cores - server_threads(host))
+                                           cores=host.cores - server_plan(host).threads)
 
     def take_average(self):
         self.channel.recv(self.flat_buf.numpy(), SERVER, Tag.GLOBAL_MODEL)

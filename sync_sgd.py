@@ -95,7 +95,7 @@ class ParameterServer:
     """Rank 0: sends the parameters to every worker, steps with the first N gradients of each step."""
 
     def __init__(self, channel, args, data, device):
-        process_policy.use_threads(process_policy.side_by_side(channel.host))  # steps while the workers wait
+        process_policy.apply(process_policy.side_by_side(channel.host), channel)  # steps while the workers wait
         self.channel, self.args = channel, args
         self.x_test, self.y_test, shard_sizes = data
         self.model = lenet5(args.seed)  # the step is a few vector operations: the server stays on the CPU
@@ -160,7 +160,7 @@ class Worker:
     """A worker rank: for the newest parameters, a gradient on its next mini-batch; its own shard only."""
 
     def __init__(self, channel, args, data, device):
-        process_policy.use_threads(process_policy.side_by_side(channel.host, channel.comm.Get_size() - 1))
+        process_policy.apply(process_policy.side_by_side(channel.host, channel.comm.Get_size() - 1), channel)
         self.channel, self.args, self.device = channel, args, device
         self.x, self.y = (t.to(device) for t in data)
         self.model = lenet5(args.seed).to(device)

@@ -1,14 +1,17 @@
 """The split-learning message pattern on a bare Channel, for the messaging tests.
 
-    mpirun -n N python tests/helpers/channel_turns.py
+    mpirun -n N python tests/helpers/channel_turns.py [POLL_RANK_0 POLL_OTHERS]
 
 All ranks report their rank to rank 0 (``Channel.gather``); then rank 0 gives each other rank a turn of a few rounds; in each, the rank
 sends a large array (single-copy transfer in MPICH) and a small one, and rank 0 answers with a large one.
 Every array carries values that say who sent it and when, and the receiver checks them. The doorbell's
 time-out is made huge: a wake-up that is lost (a message that arrives unnoticed) hangs this run instead of
-slowing it.
+slowing it. POLL_RANK_0 and POLL_OTHERS (seconds, default 0) make the ranks poll that long before they sleep,
+as process_policy lets ranks do where cores are to spare: an hour on one side means a rank that only rang its
+receivers once it stopped polling would never wake them, and the run hangs.
 """
 
+import sys
 import time
 
 import numpy as np
@@ -21,6 +24,8 @@ ROUNDS, BIG, SMALL = 5, 64 * 6 * 14 * 14, 64
 TURN, ACTIVATIONS, LABELS, GRADIENT, STOP = 1, 10, 11, 12, 4
 
 channel = mpi_utils.Channel(MPI.COMM_WORLD)
+if len(sys.argv) > 2:
+    channel.poll_s = float(sys.argv[1] if channel.rank == 0 else sys.argv[2])
 reported = channel.gather([channel.rank, channel.rank * 0.5])
 if channel.rank == 0:
     assert reported == [[r, r * 0.5] for r in range(MPI.COMM_WORLD.Get_size())], reported
