@@ -3,12 +3,13 @@
 Why the waiting is hand-made: MPI implementations busy-poll inside a blocking ``Recv``. With 11 ranks on
 2 cores the waiting ranks would take the cores from the two that have work. Polling with ``Test``/``Iprobe``
 and short sleeps is better but not enough: a rank that wakes to poll while another computes takes a core from
-it, and the computing rank's two OpenMP threads then wait for each other (docs/performance.md). So each rank has a *doorbell*, a FIFO on this machine: whoever sends a message to
-a rank rings its bell (when the sender itself next waits), and a waiting rank sleeps in ``select()`` until
-rung. It takes no CPU while it waits and wakes at once. Sends do not wait for delivery, so a sender goes
-straight back to sleep. Where the ranks are not all on one machine, waiting falls back to polling with a
-growing sleep; ``DOORBELLS=off`` in the environment forces that path on one machine. Where the cores leave
-room, a rank polls flat out for a while before it sleeps (process_policy.py says when).
+it, and the computing rank's two OpenMP threads then wait for each other (docs/performance.md). So each rank
+has a *doorbell*, a FIFO on this machine: whoever sends a message to a rank rings its bell (when the sender
+itself next waits), and a waiting rank sleeps in ``select()`` until rung. It takes no CPU while it waits and
+wakes at once. Sends do not wait for delivery, so a sender goes straight back to sleep. Where the ranks are not
+all on one machine, waiting falls back to polling with a growing sleep; ``DOORBELLS=off`` in the environment
+forces that path on one machine. Where the cores leave room, a rank polls flat out for a while before it sleeps
+(process_policy.py says when).
 """
 
 import json
@@ -176,15 +177,15 @@ class Channel:
         """Call ``done()`` until it returns True, sleeping between looks until the doorbell rings.
 
         A waiting rank must not spin where cores are short: it would take the core from the rank that
-        computes. It looks ``POLLS`` times (for ``poll_s`` where process_policy found room), rings ``helper``
-        (a rank whose progress the wait may need), and sleeps until rung, then looks flat out for a moment
-        since the message is near. It rings the receivers of its own messages after the first ``POLLS``
-        looks, not after polling: a receiver already asleep would otherwise wait out the whole poll, and then,
-        its own wait being longer than its poll, sleep through the next message too (docs/performance.md). While
-        its own sends are in flight, or when ``progress`` says ``done`` needs it (a collective), it also wakes
-        up now and then, because MPI may need this rank to drive them: a rank's first large message could
-        stay invisible to its receiver until then. So on those wake-ups it rings the receivers of its
-        unfinished sends again (without that, a receiver slept through its message).
+        computes. It looks ``POLLS`` times, rings the ranks it has sent to and ``helper`` (a rank whose progress
+        the wait may need), looks on for ``poll_s`` (where process_policy found room), and sleeps until rung,
+        then looks flat out for a moment since the message is near. The ringing comes before the polling: a
+        receiver already asleep would otherwise wait out the whole poll, and then, its own wait being longer
+        than its poll, sleep through the next message too (docs/performance.md). While its own sends are in
+        flight, or when ``progress`` says ``done`` needs it (a collective), it also wakes up now and then,
+        because MPI may need this rank to drive them: a rank's first large message could stay invisible to its
+        receiver until then. So on those wake-ups it rings the receivers of its unfinished sends again
+        (without that, a receiver slept through its message).
         """
         sleep, spin, woken_by_timer = FIRST_SLEEP, self.poll_s, False
         while True:

@@ -14,7 +14,6 @@ share those cores. Its method says how many of them compute at the same time. Th
    rank on 16 threads took 1.8x as long as with 4. Ranks that compute side by side keep their whole share: they
    are busy for a whole turn or round (SplitFed's server takes batch after batch), as regular learning is.
 3. ``OMP_NUM_THREADS``, when set, is the most any rank takes.
-
 4. A rank that takes turns polls for the answer for ``POLL_SECONDS`` before it sleeps on its doorbell, where its
    cores have room for it beside the computing rank's threads: an answer within a batch comes in a few
    milliseconds, and a sleeping rank pays a wake-up at every hand-over. At equal threads (one per rank, so that

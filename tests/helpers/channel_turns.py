@@ -2,8 +2,9 @@
 
     mpirun -n N python tests/helpers/channel_turns.py [POLL_RANK_0 POLL_OTHERS]
 
-All ranks report their rank to rank 0 (``Channel.gather``); then rank 0 gives each other rank a turn of a few rounds; in each, the rank
-sends a large array (single-copy transfer in MPICH) and a small one, and rank 0 answers with a large one.
+All ranks report their rank to rank 0 (``Channel.gather``); then rank 0 gives each other rank a turn of a few
+rounds; in each, the rank sends a large array (single-copy transfer in MPICH) and a small one, and rank 0
+answers with a large one.
 Every array carries values that say who sent it and when, and the receiver checks them. The doorbell's
 time-out is made huge: a wake-up that is lost (a message that arrives unnoticed) hangs this run instead of
 slowing it. POLL_RANK_0 and POLL_OTHERS (seconds, default 0) make the ranks poll that long before they sleep,
