@@ -124,10 +124,15 @@ def server_plan(host):
     return process_policy.side_by_side(host, cores=max(1, host.cores // 2))
 
 
+def client_cores(host):
+    """The cores SplitFed's server leaves to its clients."""
+    return host.cores - server_plan(host).threads
+
+
 def clients_at_once(host, num_clients):
     """Two at least, so that one computes while the server works on the other's batch; at most one per core
     left after the server's threads."""
-    return min(num_clients, max(2, host.cores - server_plan(host).threads))
+    return min(num_clients, max(2, client_cores(host)))
 
 
 class SplitFedServer(Server):
@@ -221,8 +226,7 @@ class SplitFedClient(Client):
 
     @staticmethod
     def plan(host, num_clients):
-        return process_policy.side_by_side(host, clients_at_once(host, num_clients),
-                                           cores=host.cores - server_plan(host).threads)
+        return process_policy.side_by_side(host, clients_at_once(host, num_clients), cores=client_cores(host))
 
     def take_average(self):
         self.channel.recv(self.flat_buf.numpy(), SERVER, Tag.GLOBAL_MODEL)
