@@ -15,6 +15,7 @@ from ``process_policy.py`` when it is made.
 """
 
 import sys
+import time
 import traceback
 
 from mpi4py import MPI
@@ -25,6 +26,8 @@ from data import DataError
 from mpi_utils import Channel, mpi_description
 from protocol import SERVER, ProtocolError, Tag
 from training import InputError, Results, fit, resolve_device
+
+ABORT_GRACE_S = 1.0  # time the launcher has to forward a failing rank's last words
 
 
 def check_world(comm, least_clients, command):
@@ -132,7 +135,9 @@ def run_mpi_main(main):
     """Run ``main()`` on this rank; if it raises, print the error and end every rank at once.
 
     An exception left to itself ends only its own rank while the others wait for it forever; MPI_Abort
-    makes the launcher kill them all and return a non-zero status.
+    makes the launcher kill them all and return a non-zero status. The launcher may kill before it has
+    forwarded what a rank wrote last, so the message goes out in one write and the rank waits
+    ABORT_GRACE_S before it aborts (CI once saw only the traceback's first line).
     """
     try:
         main()
@@ -140,7 +145,8 @@ def run_mpi_main(main):
         raise
     except BaseException as exc:
         rank = MPI.COMM_WORLD.Get_rank()
-        if not isinstance(exc, KeyboardInterrupt):
-            traceback.print_exc(file=sys.stderr)
-        print(f"error: rank {rank}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        trace = "" if isinstance(exc, KeyboardInterrupt) else traceback.format_exc()
+        sys.stderr.write(f"{trace}error: rank {rank}: {type(exc).__name__}: {exc}\n")
+        sys.stderr.flush()
+        time.sleep(ABORT_GRACE_S)
         MPI.COMM_WORLD.Abort(1)
