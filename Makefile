@@ -72,13 +72,13 @@ privacy: setup
 
 bench: setup
 	$(PYTHON) benchmarks/bench_regular.py
-	$(PYTHON) benchmarks/bench_split.py --variants
+	$(PYTHON) benchmarks/bench_split.py --variants --no-doorbells
 	$(PYTHON) benchmarks/bench_split_compute.py
 	$(PYTHON) benchmarks/bench_federated.py
 	$(PYTHON) benchmarks/bench_sync_sgd.py
 
 bench-cores: setup
-	$(PYTHON) benchmarks/bench_split.py --cores $(CORES) --all-cores
+	$(PYTHON) benchmarks/bench_split.py --cores $(CORES) --all-cores --no-doorbells
 	for n in $(subst $(comma), ,$(CORES)); do \
 		if [ $$n -le $$(nproc) ]; then echo "== trace, $$n cores"; \
 			taskset -c 0-$$((n - 1)) $(PYTHON) benchmarks/trace_split.py || exit 1; fi; \

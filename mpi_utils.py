@@ -7,9 +7,9 @@ it, and the computing rank's two OpenMP threads then wait for each other (docs/p
 has a *doorbell*, a FIFO on this machine: whoever sends a message to a rank rings its bell (when the sender
 itself next waits), and a waiting rank sleeps in ``select()`` until rung. It takes no CPU while it waits and
 wakes at once. Sends do not wait for delivery, so a sender goes straight back to sleep. Where the ranks are not
-all on one machine, waiting falls back to polling with a growing sleep; ``DOORBELLS=off`` in the environment
-forces that path on one machine. Where the cores leave room, a rank polls flat out for a while before it sleeps
-(process_policy.py says when).
+all on one machine, waiting falls back to looking now and then, each sleep at most an eighth of the time
+waited so far (``no_bells_sleep``); ``DOORBELLS=off`` in the environment forces that path on one machine.
+Where the cores leave room, a rank polls flat out for a while before it sleeps (process_policy.py says when).
 """
 
 import json
@@ -29,8 +29,10 @@ from protocol import ProtocolError
 
 POLLS = 2  # look this many times before sleeping: MPICH's Iprobe may see a just-arrived message on its 2nd call
 RUNG_SPIN_SECONDS = 50e-6  # after the bell rang, poll flat out this long: the message it announced is near
-FIRST_SLEEP = 1e-3  # while MPI may need this rank's help (its sends are in flight, or there are no doorbells)
-MAX_SLEEP = 0.1  # it sleeps this long between looks, doubling up to this
+FIRST_SLEEP = 1e-3  # while MPI may need this rank's help (its sends are in flight), it wakes after this long,
+MAX_SLEEP = 0.1  # and after twice as long each time, up to this
+NO_BELLS_SHARE = 1 / 8  # without doorbells a rank sleeps this share of the time it has waited so far,
+NO_BELLS_MIN_SLEEP = 1e-4  # and at least this long (at most MAX_SLEEP)
 BELL_TIMEOUT = 0.1  # otherwise it sleeps until rung, or this long: a safety net, since every message rings
 
 
@@ -38,6 +40,17 @@ def mpi_description():
     """Vendor and version of the MPI library, for the results file."""
     vendor, version = MPI.get_vendor()
     return f"{vendor} {'.'.join(map(str, version))}"
+
+
+def no_bells_sleep(waited):
+    """How long a rank without doorbells sleeps before it looks again, having waited ``waited`` seconds.
+
+    Its timer is all that wakes it, so it may notice a message up to one sleep late. A sleep that doubled, as
+    one with doorbells does, could be as long as the whole wait so far; two ranks that wait for each other's
+    answers then noticed them later and later, up to MAX_SLEEP late (a 300 KB ping-pong with 3 ms of work on
+    each side: 230 ms a round trip, docs/performance.md). At most an eighth of the wait, they cannot.
+    """
+    return min(max(NO_BELLS_MIN_SLEEP, waited * NO_BELLS_SHARE), MAX_SLEEP)
 
 
 class Doorbells:
@@ -188,6 +201,7 @@ class Channel:
         (without that, a receiver slept through its message).
         """
         sleep, spin, woken_by_timer = FIRST_SLEEP, self.poll_s, False
+        began = time.perf_counter()
         while True:
             start, polls = time.perf_counter(), 0
             while polls < POLLS or time.perf_counter() - start < spin:
@@ -204,6 +218,8 @@ class Channel:
                 self.unrung.update(dest for _, dest in self.sending)
             needed = progress or self.sending or not self.bells.enabled
             self._ring_unrung()
+            if not self.bells.enabled:
+                sleep = no_bells_sleep(time.perf_counter() - began)
             rung = self.bells.sleep(sleep if needed else BELL_TIMEOUT)
             spin, woken_by_timer = (RUNG_SPIN_SECONDS if rung else 0.0), not rung
             sleep = min(sleep * 2, MAX_SLEEP)

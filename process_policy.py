@@ -19,7 +19,7 @@ share those cores. Its method says how many of them compute at the same time. Th
    milliseconds, and a sleeping rank pays a wake-up at every hand-over. At equal threads (one per rank, so that
    2 cores had room) polling made split learning's epoch 2-5 % shorter on 2 cores (docs/performance.md).
    Otherwise a rank sleeps at once: where cores are short a polling rank takes the core from the one that
-   computes. Ranks on several hosts poll with a growing sleep instead of doorbells (mpi_utils.py). How long
+   computes. Ranks on several hosts look now and then instead of sleeping on doorbells (mpi_utils.py). How long
    OpenMP's threads spin before they sleep is set before torch loads (runtime.py), as measured on 2 cores.
 
 On the 2-core machine these rules give the settings measured there (every split-learning rank 2 threads, no

@@ -1,11 +1,13 @@
 """Split learning and its variants vs regular learning: one full epoch each, side by side.
 
     python benchmarks/bench_split.py [--rounds 3] [--cores 1,2] [--train-subset N] [--variants] [--all-cores]
+                                     [--no-doorbells]
 
 Prints, for each core count, the median training-pass time of each and its ratio to regular learning's,
 overall and by round. README, "Speed", has today's table. ``--all-cores`` adds 11-rank split learning with
 every rank on all the cores and sleeping while it waits (the thread setting before process_policy.py), for a
-side-by-side comparison with the policy.
+side-by-side comparison with the policy; ``--no-doorbells`` adds 11-rank split learning waiting as ranks on
+several hosts do (``DOORBELLS=off``: polling with a growing sleep, no doorbells).
 """
 
 from common import MPIRUN, PYTHON, bench_parser, compare_across_cores
@@ -17,6 +19,8 @@ def main():
     parser.add_argument("--variants", action="store_true", help="also SplitFed V1, V2 and U-shaped with 11 ranks")
     parser.add_argument("--all-cores", action="store_true",
                         help="also split learning with 11 ranks, every rank on all the cores (OMP_NUM_THREADS)")
+    parser.add_argument("--no-doorbells", action="store_true",
+                        help="also split learning with 11 ranks waiting as on several hosts (DOORBELLS=off)")
     args = parser.parse_args()
     subset = ["--train-subset", str(args.train_subset)] if args.train_subset else []
     common = [*subset, "--test-subset", "1000", "--leakage-images", "0"]
@@ -28,6 +32,8 @@ def main():
     }
     if args.all_cores:
         commands["split, 11 ranks, all cores each"] = ["env", "OMP_NUM_THREADS={cores}", *split]
+    if args.no_doorbells:
+        commands["split, 11 ranks, no doorbells"] = ["env", "DOORBELLS=off", *split]
     if args.variants:
         commands.update({f"{variant}, 11 ranks": [*split, "--variant", variant]
                          for variant in ("sflv1", "sflv2", "u-shaped")})
