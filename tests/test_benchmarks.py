@@ -1,10 +1,11 @@
-"""The benchmarks' arithmetic: ratios to the baseline, overall and round by round."""
+"""The benchmarks: their arithmetic (ratios to the baseline, overall and round by round), and that they run."""
 
 import sys
 
 import pytest
 
 from common import compare_across_cores, machine_cores, ratio_table
+from conftest import mpirun
 
 FAKE = [sys.executable, "tests/helpers/fake_method.py"]
 
@@ -52,3 +53,11 @@ def test_a_failing_command_ends_the_benchmark_with_its_output():
     with pytest.raises(SystemExit) as ended:
         compare_across_cores({"base": [*FAKE, "fail"]}, 1, "base")
     assert "fake_method.py fail" in str(ended.value) and "something went wrong" in str(ended.value)
+
+
+@pytest.mark.parametrize("bells, label", [("on", "doorbells,"), ("off", "no doorbells,")])
+def test_ping_pong_times_the_waiting_path_it_is_asked_for(bells, label):
+    result = mpirun(2, "benchmarks/ping_pong.py", "--rounds", "5", "--work-ms", "0.5", timeout=60,
+                    env={"DOORBELLS": bells})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(label)
