@@ -47,8 +47,8 @@ def no_bells_sleep(waited):
 
     Its timer is all that wakes it, so it may notice a message up to one sleep late. A sleep that doubled, as
     one with doorbells does, could be as long as the whole wait so far; two ranks that wait for each other's
-    answers then noticed them later and later, up to MAX_SLEEP late (a 300 KB ping-pong with 3 ms of work on
-    each side: 230 ms a round trip, docs/performance.md). At most an eighth of the wait, they cannot.
+    answers then noticed them later and later, up to MAX_SLEEP late (one batch's activations each way with 3 ms
+    of work a side: 326 ms a hand-over, benchmarks/ping_pong.py). At most an eighth of the wait, they cannot.
     """
     return min(max(NO_BELLS_MIN_SLEEP, waited * NO_BELLS_SHARE), MAX_SLEEP)
 
