@@ -218,9 +218,8 @@ class Channel:
                 self.unrung.update(dest for _, dest in self.sending)
             needed = progress or self.sending or not self.bells.enabled
             self._ring_unrung()
-            if not self.bells.enabled:
-                sleep = no_bells_sleep(time.perf_counter() - began)
-            rung = self.bells.sleep(sleep if needed else BELL_TIMEOUT)
+            timer = sleep if self.bells.enabled else no_bells_sleep(time.perf_counter() - began)
+            rung = self.bells.sleep(timer if needed else BELL_TIMEOUT)
             spin, woken_by_timer = (RUNG_SPIN_SECONDS if rung else 0.0), not rung
             sleep = min(sleep * 2, MAX_SLEEP)
 

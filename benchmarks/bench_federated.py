@@ -6,21 +6,18 @@ Prints, for each core count, the median training-pass time of each and its ratio
 ``--no-doorbells`` adds both MPI methods waiting as ranks on several hosts do (``DOORBELLS=off``).
 """
 
-from common import MPIRUN, PYTHON, bench_parser, compare_across_cores
+from common import MPIRUN, PYTHON, bench_parser, compare_across_cores, without_doorbells
 
 
 def main():
-    parser = bench_parser(__doc__.splitlines()[0])
-    parser.add_argument("--no-doorbells", action="store_true",
-                        help="also both MPI methods waiting as on several hosts (DOORBELLS=off)")
-    args = parser.parse_args()
+    args = bench_parser(__doc__.splitlines()[0], no_doorbells=True).parse_args()
     common = ["--test-subset", "1000"]
     mpi = {"federated, 11 ranks": [MPIRUN, "-n", "11", PYTHON, "federated_learning.py", *common],
            "sync SGD, 11 ranks": [MPIRUN, "-n", "11", PYTHON, "sync_sgd.py", *common]}
     commands = {"regular": [PYTHON, "regular_learning.py", *common],
                 "federated, one process": [PYTHON, "federated_learning.py", *common], **mpi}
     if args.no_doorbells:
-        commands.update({f"{name}, no doorbells": ["env", "DOORBELLS=off", *command] for name, command in mpi.items()})
+        commands.update(without_doorbells(mpi))
     compare_across_cores(commands, args.rounds, "regular", args.cores)
 
 

@@ -10,17 +10,15 @@ side-by-side comparison with the policy; ``--no-doorbells`` adds 11-rank split l
 several hosts do (``DOORBELLS=off``: polling with a growing sleep, no doorbells).
 """
 
-from common import MPIRUN, PYTHON, bench_parser, compare_across_cores
+from common import MPIRUN, PYTHON, bench_parser, compare_across_cores, without_doorbells
 
 
 def main():
-    parser = bench_parser(__doc__.splitlines()[0])
+    parser = bench_parser(__doc__.splitlines()[0], no_doorbells=True)
     parser.add_argument("--train-subset", type=int, default=None, help="fewer training images, for a quick look")
     parser.add_argument("--variants", action="store_true", help="also SplitFed V1, V2 and U-shaped with 11 ranks")
     parser.add_argument("--all-cores", action="store_true",
                         help="also split learning with 11 ranks, every rank on all the cores (OMP_NUM_THREADS)")
-    parser.add_argument("--no-doorbells", action="store_true",
-                        help="also split learning with 11 ranks waiting as on several hosts (DOORBELLS=off)")
     args = parser.parse_args()
     subset = ["--train-subset", str(args.train_subset)] if args.train_subset else []
     common = [*subset, "--test-subset", "1000", "--leakage-images", "0"]
@@ -33,7 +31,7 @@ def main():
     if args.all_cores:
         commands["split, 11 ranks, all cores each"] = ["env", "OMP_NUM_THREADS={cores}", *split]
     if args.no_doorbells:
-        commands["split, 11 ranks, no doorbells"] = ["env", "DOORBELLS=off", *split]
+        commands.update(without_doorbells({"split, 11 ranks": split}))
     if args.variants:
         commands.update({f"{variant}, 11 ranks": [*split, "--variant", variant]
                          for variant in ("sflv1", "sflv2", "u-shaped")})

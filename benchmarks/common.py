@@ -65,15 +65,25 @@ def ratio_table(times, baseline):
     return lines
 
 
-def bench_parser(description, cores=True):
-    """The flags every ratio benchmark has (``--cores`` where it compares across core counts)."""
+def bench_parser(description, cores=True, no_doorbells=False):
+    """The flags every ratio benchmark has (``--cores`` where it compares across core counts, ``--no-doorbells``
+    where it runs MPI methods)."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="timed runs of each method")
     if cores:
         parser.add_argument("--cores", default=None,
                             help="comma-separated core counts, e.g. 1,2 or 2,4,8,16: a table for each, every "
                                  "command limited with taskset to the first n cores (default: all cores, no taskset)")
+    if no_doorbells:
+        parser.add_argument("--no-doorbells", action="store_true",
+                            help="also the MPI methods' 11-rank runs waiting as ranks on several hosts do "
+                                 "(DOORBELLS=off)")
     return parser
+
+
+def without_doorbells(commands):
+    """The same commands, each named "..., no doorbells", with the ranks waiting as on several hosts."""
+    return {f"{name}, no doorbells": ["env", "DOORBELLS=off", *command] for name, command in commands.items()}
 
 
 def machine_cores():

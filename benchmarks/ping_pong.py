@@ -12,13 +12,11 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from mpi4py import MPI
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from mpi_utils import Channel  # noqa: E402
+from mpi_utils import Channel
 
 
 def busy(seconds):
