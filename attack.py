@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from pytorch_msssim import ssim
 from torch import nn
 
-from data import MEAN, STD, DataError, batches, load_fashion_mnist, shuffle_generator
+from data import MEAN, STD, batches, load_fashion_mnist, shuffle_generator
 from models import CUT_SHAPES, lenet5, split_lenet5
-from training import InputError, evaluate, positive_int, sgd, train_epoch
+from training import InputError, common_parser, evaluate, positive_int, run_main, sgd, train_epoch
 
 AUX_START = 5000  # the attacker's auxiliary images: test images from here on (the victims come first)
 
@@ -163,7 +163,7 @@ def scores(reconstructed, original, labels, classifier):
 def train_classifier(x_train, y_train, epochs, seed):
     """A LeNet-5 trained by regular learning with the suite's defaults: the judge of the reconstructions."""
     model = lenet5(seed)
-    optimizer = sgd(model.parameters(), argparse.Namespace(lr=0.01, momentum=0.9, weight_decay=5e-4))
+    optimizer = sgd(model.parameters(), common_parser("regular", "").parse_args([]))  # the suite's defaults
     shuffle = shuffle_generator(seed)
     for _ in range(epochs):
         train_epoch(model, optimizer, batches(x_train, y_train, 64, shuffle))
@@ -226,8 +226,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (InputError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

@@ -1,6 +1,6 @@
 """Fashion-MNIST: find the four IDX files, check them, load them once into tensors, split them among clients.
 
-Where the files are looked for (DESIGN.md, "Data"): with ``data_dir`` given, there alone, downloading what is
+Where the files are looked for (docs/design.md, "Data"): with ``data_dir`` given, there alone, downloading what is
 missing into it; otherwise ``$FASHION_MNIST_DIR``, then ``data/`` in the project, then Debian's
 ``/usr/share/datasets/fashion-mnist``, downloading into ``data/`` when none has them.
 """
@@ -31,7 +31,7 @@ MEAN, STD = 0.2860, 0.3530
 
 
 class DataError(Exception):
-    """The data set is missing or broken; the message says which file and what to do."""
+    """The data set is missing or broken, or cannot be divided as asked; the message says what to do."""
 
 
 def _file_in(directory, name):
@@ -65,7 +65,7 @@ def _download(directory, names):
 
 
 def find_data_dir(data_dir=None):
-    """The folder that holds all four files, downloading them where DESIGN.md says to."""
+    """The folder that holds all four files, downloading them where docs/design.md says to."""
     if data_dir is not None:
         directory = Path(data_dir)
         if _missing(directory):
@@ -147,12 +147,16 @@ def dirichlet_partition(labels, num_clients, alpha, seed):
         shards = [np.sort(np.concatenate(parts)) for parts in shards]
         if all(len(s) for s in shards):
             return [torch.from_numpy(s) for s in shards]
-    raise ValueError(f"cannot give each of {num_clients} clients an example with alpha={alpha}; "
-                     "use a larger --alpha or fewer clients")
+    raise DataError(f"100 Dirichlet draws with --alpha {alpha} each left one of the {num_clients} clients without "
+                    f"training data ({len(labels)} images); use a larger --alpha, more images or fewer clients")
 
 
 def partition(labels, num_clients, scheme="iid", alpha=0.5, seed=0):
-    """Index tensors of each client's shard of the training set, by ``scheme`` (``iid`` or ``dirichlet``)."""
+    """Index tensors of each client's shard of the training set, by ``scheme`` (``iid`` or ``dirichlet``).
+    Every client gets at least one example, or DataError says why not."""
+    if num_clients > len(labels):
+        raise DataError(f"{len(labels)} training images cannot give each of {num_clients} clients one; "
+                        f"use more images (--train-subset) or fewer clients")
     if scheme == "iid":
         return iid_partition(len(labels), num_clients, seed)
     return dirichlet_partition(labels, num_clients, alpha, seed)

@@ -19,16 +19,17 @@ import torch
 from averaging import Aggregator, sample_clients
 from data import batches, load_fashion_mnist, partition, shuffle_generator
 from models import flat_parameters, lenet5, load_flat_parameters
-from mpi_method import run_method, run_mpi_main, stop_workers
+from mpi_method import run_method, run_mpi_main, stop_workers, take_turns
 import process_policy
-from protocol import SERVER, Tag
-from training import Results, add_client_args, common_parser, evaluate, fit, fraction, launched_by_mpi, \
+from protocol import SERVER, ProtocolError, Tag
+from training import Results, add_client_args, add_mpi_args, common_parser, evaluate, fit, fraction, launched_by_mpi, \
     nonnegative_float, positive_float, positive_int, resolve_device, run_main, set_lr, sgd, train_epoch
 
 
 def build_parser():
     parser = common_parser("federated", __doc__.splitlines()[0])
     add_client_args(parser, "number of clients in one-process mode (under MPI: the world size minus one)")
+    add_mpi_args(parser)
     add = parser.add_argument
     add("--local-epochs", type=positive_int, default=1, help="passes over its shard each client makes per round")
     add("--fraction", type=fraction, default=1.0, help="share of the clients sampled each round (seeded)")
@@ -96,7 +97,8 @@ def run_one_process(args, device):
         aggregator.aggregate([params for params, _ in trained], sizes)
         return round_record([loss for _, loss in trained], sizes, model_bytes, sampled)
 
-    results = Results(args, "federated", device)
+    results = Results(args, build_parser(), "federated", device)
+    results.data["shard_sizes"] = [len(s) for s in shards]
     fit(args, results, train_one_round, lambda: evaluate_global(aggregator, model, x_test, y_test,
                                                                 args.test_batch_size))
     print(f"results: {results.path}")
@@ -105,18 +107,13 @@ def run_one_process(args, device):
 # ------------------------------------------------------------------------------------------- over MPI
 
 def load_for_rank(args, rank, world_size):
-    """The aggregator gets the test set only (it evaluates); a client its own shard, nobody else's."""
+    """The aggregator gets the test set and the size of each shard (it evaluates); a client its own shard,
+    nobody else's."""
     x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
+    shards = partition(y_train, world_size - 1, args.partition, args.alpha, args.seed)
     if rank == 0:
-        return x_test, y_test
-    shard = partition(y_train, world_size - 1, args.partition, args.alpha, args.seed)[rank - 1]
-    return x_train[shard], y_train[shard]
-
-
-def clients_at_once(host, num_clients):
-    """Clients train at the same time, but no more of them than there are cores: more would only take turns on
-    the cores and evict each other from the caches."""
-    return min(num_clients, host.cores)
+        return x_test, y_test, [len(s) for s in shards]
+    return x_train[shards[rank - 1]], y_train[shards[rank - 1]]
 
 
 class MPIAggregator:
@@ -125,7 +122,8 @@ class MPIAggregator:
     def __init__(self, channel, args, data, device):
         process_policy.apply(process_policy.side_by_side(channel.host), channel)  # evaluates while clients wait
         self.channel, self.args, self.device = channel, args, device
-        self.x_test, self.y_test = (t.to(device) for t in data)
+        x_test, y_test, self.shard_sizes = data
+        self.x_test, self.y_test = x_test.to(device), y_test.to(device)
         self.num_clients = args.clients = channel.comm.Get_size() - 1
         self.model = lenet5(args.seed).to(device)
         self.aggregator = Aggregator(flat_parameters(self.model).cpu(), args.server_momentum, args.server_lr)
@@ -134,23 +132,27 @@ class MPIAggregator:
 
     def train_epoch(self, round_number, lr):
         sampled = [i + 1 for i in sample_clients(self.num_clients, self.args.fraction, self.args.seed, round_number)]
-        to_start = list(sampled)
+        params, infos = {}, {}
 
-        def start_next():
-            rank = to_start.pop(0)
+        def start(rank):
             self.channel.send_obj({"round": round_number, "lr": lr}, rank, Tag.ROUND)
             self.channel.send(self.aggregator.params.numpy(), rank, Tag.GLOBAL_MODEL)
 
-        for _ in range(min(clients_at_once(self.channel.host, self.num_clients), len(sampled))):
-            start_next()
-        params, infos = {}, {}
-        for _ in sampled:  # in whatever order they finish...
-            rank = self.channel.probe(tag=Tag.UPDATE).Get_source()
+        def take_update(rank):
+            if rank in params:
+                raise ProtocolError(f"client {rank} sent a second UPDATE in round {round_number}")
             self.channel.recv(self.update.numpy(), rank, Tag.UPDATE)
             params[rank] = self.update.clone()
+
+        def take_info(rank):  # the update's description ends the client's round
+            if rank not in params:
+                raise ProtocolError(f"client {rank} sent UPDATE_INFO before its UPDATE")
             infos[rank] = self.channel.recv_obj(rank, Tag.UPDATE_INFO)
-            if to_start:
-                start_next()
+            return True
+
+        # In whatever order they finish...
+        at_once = process_policy.fedavg_clients_at_once(self.channel.host, self.num_clients)
+        take_turns(self.channel, sampled, at_once, start, {Tag.UPDATE: take_update, Tag.UPDATE_INFO: take_info})
         sizes = [infos[rank]["num_examples"] for rank in sampled]
         self.aggregator.aggregate([params[rank] for rank in sampled], sizes)  # ...but summed in client order
         record = round_record([infos[rank]["train_loss"] for rank in sampled], sizes, self.model_bytes, sampled)
@@ -173,7 +175,7 @@ class MPIClient:
     """A client rank: on each ROUND, trains the global model it is sent and sends back the result."""
 
     def __init__(self, channel, args, data, device):
-        at_once = clients_at_once(channel.host, channel.comm.Get_size() - 1)
+        at_once = process_policy.fedavg_clients_at_once(channel.host, channel.comm.Get_size() - 1)
         process_policy.apply(process_policy.side_by_side(channel.host, at_once), channel)
         self.channel = channel
         x, y = (t.to(device) for t in data)

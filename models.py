@@ -16,9 +16,17 @@ HEAD_SHAPES = {1: (84,), 2: (120,)}
 
 
 def lenet5(seed=None):
-    """LeNet-5 with ReLU for 1x28x28 inputs and 10 classes. Pass ``seed`` for reproducible initial weights."""
-    if seed is not None:
+    """LeNet-5 with ReLU for 1x28x28 inputs and 10 classes. Pass ``seed`` for reproducible initial weights (drawn
+    from torch's generator seeded so, which is then restored: the rest of the process's random draws are left
+    alone)."""
+    if seed is None:
+        return _lenet5()
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
+        return _lenet5()
+
+
+def _lenet5():
     model = nn.Sequential(
         nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2)),  # block 1 -> 6x14x14
         nn.Sequential(nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2)),  # block 2 -> 16x5x5

@@ -8,12 +8,15 @@
                       driver.evaluate()                         run the handler its tag names
     driver.final_summary(), then driver.stop()  ----> STOP ends the serve loop
 
-A method is then a driver class (``train_epoch``, ``evaluate``, ``final_summary``, ``stop``) and a worker
-class whose ``handlers`` map each tag to a method; :func:`run_method` does the rest. The messages are in
-``protocol.py``, the messaging in ``mpi_utils.py``; each role class takes its threads and its way of waiting
-from ``process_policy.py`` when it is made.
+A method is then a driver class (``train_epoch``, ``evaluate``, ``final_summary``, ``stop``, ``shard_sizes``) and
+a worker class whose ``handlers`` map each tag to a method; :func:`run_method` does the rest. The messages are in
+``protocol.py``, the messaging in ``messaging.py``; each role class takes its threads and its way of waiting from
+``process_policy.py`` when it is made.
 """
 
+import contextlib
+import inspect
+import io
 import sys
 import time
 import traceback
@@ -23,9 +26,9 @@ from mpi4py import MPI
 import runtime
 import torch
 from data import DataError
-from mpi_utils import Channel, mpi_description
-from protocol import SERVER, ProtocolError, Tag
-from training import InputError, Results, fit, resolve_device
+from messaging import Channel, PeerFailed, Stalled, mpi_description
+from protocol import SERVER, ProtocolError, Tag, tag_name
+from training import InputError, Results, check_results_dir, fit, resolve_device
 
 ABORT_GRACE_S = 1.0  # time the launcher has to forward a failing rank's last words
 
@@ -59,29 +62,65 @@ def collective(comm, setup):
 def parse_args(parser, comm):
     """Parse the command line on every rank. Only rank 0's argparse prints, so that ``--help`` or a bad flag is
     reported once, not once per rank; a bad flag ends every rank with status 2."""
-    if comm.Get_rank() != 0:
-        parser.print_usage = parser.print_help = lambda file=None: None
-        parser._print_message = lambda message, file=None: None
-        parser.exit = lambda status=0, message=None: sys.exit(status)
-    return collective(comm, parser.parse_args)
+    def parse():
+        if comm.Get_rank() == 0:
+            return parser.parse_args()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            return parser.parse_args()
+
+    return collective(comm, parse)
 
 
 def serve(channel, handlers):
     """A worker's loop: wait for the driver's next message, run the handler of its tag, until STOP.
 
-    A control message's dict becomes the handler's keyword arguments; a handler for an array tag receives the
-    array itself (it knows the buffer). A handler for STOP, if any, runs before the loop ends.
+    A control message's dict becomes the handler's keyword arguments (a key the handler does not take, or one
+    missing, is a ProtocolError); a handler for an array tag receives the array itself (it knows the buffer).
+    A handler for STOP, if any, runs before the loop ends.
     """
     while True:
-        tag = Tag(channel.probe(SERVER).Get_tag())
+        tag = channel.probe(SERVER, idle=True).Get_tag()
         if tag not in handlers and tag != Tag.STOP:
-            raise ProtocolError(f"rank {channel.rank}: unexpected message {tag.name} from the server")
+            raise ProtocolError(f"rank {channel.rank}: unexpected message {tag_name(tag)} from the server")
+        tag = Tag(tag)
         command = channel.recv_obj(SERVER, tag) if tag.is_control else {}
         if tag in handlers:
+            try:
+                inspect.signature(handlers[tag]).bind(**command)
+            except TypeError as exc:
+                raise ProtocolError(f"rank {channel.rank}: {tag.name} from the server with fields "
+                                    f"{sorted(command)}: {exc}") from None
             handlers[tag](**command)
         if tag == Tag.STOP:
             channel.flush()
             return
+
+
+def take_turns(channel, clients, at_once, start, handlers):
+    """Give ``clients`` their turns, at most ``at_once`` at a time: ``start(client)`` begins a turn, and the next
+    client starts whenever a turn ends. Each message from a client in its turn goes to ``handlers[tag](client)``
+    (which receives it); a handler that returns True ends that client's turn. Returns once every turn has ended.
+    A message from a client not in its turn, or with a tag no handler takes, is a ProtocolError.
+    """
+    waiting, active = list(clients), set()
+
+    def begin():
+        client = waiting.pop(0)
+        active.add(client)
+        start(client)
+
+    for _ in range(min(at_once, len(waiting))):
+        begin()
+    while active:
+        status = channel.probe(awaited=sorted(active))
+        client, tag = status.Get_source(), status.Get_tag()
+        if client not in active or tag not in handlers:
+            raise ProtocolError(f"rank {channel.rank} got {tag_name(tag)} from rank {client}, which "
+                                f"{'is not in its turn' if client not in active else 'may not send it now'}")
+        if handlers[tag](client):
+            active.remove(client)
+            if waiting:
+                begin()
 
 
 def stop_workers(channel):
@@ -110,11 +149,14 @@ def run_method(parser, method, command, load, roles, check=None):
         check_world(comm, 1, command)
         if check:
             check(args, comm.Get_size())
+        if comm.Get_rank() == SERVER:
+            check_results_dir(args.results_dir)
         return resolve_device(args.device), load(args, comm.Get_rank(), comm.Get_size())
 
     device, data = collective(comm, setup)
     runtime.release_freed_memory()  # the rest of the data set, which this rank does not keep
     channel = Channel(comm)
+    channel.stall_timeout = args.stall_timeout
     driver_class, worker_class = roles(args)
     if channel.rank != SERVER:
         worker = worker_class(channel, args, data, device)
@@ -122,7 +164,8 @@ def run_method(parser, method, command, load, roles, check=None):
         serve(channel, worker.handlers)
         return
     driver = driver_class(channel, args, data, device)
-    results = Results(args, method, device, world_size=comm.Get_size(), mpi=mpi_description())
+    results = Results(args, parser, method, device, world_size=comm.Get_size(), mpi=mpi_description())
+    results.data["shard_sizes"] = list(driver.shard_sizes)  # each client's training examples, in client order
     threads, poll = zip(*channel.gather(settings(channel)))
     results.data["environment"].update(message_wait="doorbells" if channel.bells.enabled else "polling",
                                        rank_threads=[int(t) for t in threads], rank_poll_s=list(poll))
@@ -132,12 +175,14 @@ def run_method(parser, method, command, load, roles, check=None):
 
 
 def run_mpi_main(main):
-    """Run ``main()`` on this rank; if it raises, print the error and end every rank at once.
+    """Run ``main()`` on this rank; if it raises, print the error, tell rank 0, and end every rank at once.
 
     An exception left to itself ends only its own rank while the others wait for it forever; MPI_Abort
-    makes the launcher kill them all and return a non-zero status. The launcher may kill before it has
-    forwarded what a rank wrote last, so the message goes out in one write and the rank waits
-    ABORT_GRACE_S before it aborts (CI once saw only the traceback's first line).
+    makes the launcher kill them all and return a non-zero status. A failing worker first tells rank 0 (a
+    FAILED message), so that rank 0 marks its results file failed with this rank's error. The launcher may kill
+    before it has forwarded what a rank wrote last, so the message goes out in one write and the rank waits
+    ABORT_GRACE_S before it aborts (CI once saw only the traceback's first line). What a peer did wrong (a
+    ProtocolError, a stall, a failure it reported) gets its one line, without this rank's traceback.
     """
     try:
         main()
@@ -145,8 +190,12 @@ def run_mpi_main(main):
         raise
     except BaseException as exc:
         rank = MPI.COMM_WORLD.Get_rank()
-        trace = "" if isinstance(exc, KeyboardInterrupt) else traceback.format_exc()
-        sys.stderr.write(f"{trace}error: rank {rank}: {type(exc).__name__}: {exc}\n")
+        quiet = isinstance(exc, (KeyboardInterrupt, ProtocolError, Stalled, PeerFailed))
+        error = f"{type(exc).__name__}: {exc}"
+        sys.stderr.write(f"{'' if quiet else traceback.format_exc()}error: rank {rank}: {error}\n")
         sys.stderr.flush()
-        time.sleep(ABORT_GRACE_S)
+        start = time.perf_counter()
+        if Channel.current is not None and not isinstance(exc, PeerFailed):
+            Channel.current.report_failure(f"rank {rank}: {error}", ABORT_GRACE_S)
+        time.sleep(max(0.0, ABORT_GRACE_S - (time.perf_counter() - start)))
         MPI.COMM_WORLD.Abort(1)

@@ -2,7 +2,7 @@
 
     python plot_results.py                     # reads results/*.json (and results/study/, results/privacy/
                                                # if there), writes figure1.png, comparison.png, noniid.png,
-                                               # privacy.png and summary.md
+                                               # privacy.png, summary.md and runs.csv
     python plot_results.py --results-dir DIR --out DIR/figure1.png
 
 Reads whatever results exist: a missing method is named and left out, a corrupt file is reported by name. A run
@@ -11,7 +11,9 @@ in the figures (*) and in the table, with the flags that differ.
 """
 
 import argparse
+import csv
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -38,20 +40,12 @@ STUDY_LABELS = {"regular": "Regular learning", "split": "Split learning", "sflv1
                 "sflv2": "SplitFed V2", "u-shaped": "U-shaped", "federated": "FedAvg", "sync_sgd": "Sync SGD"}
 
 
-def default_settings(method):
-    """The flags' defaults of the script that writes ``method``'s results (the report's experiment)."""
-    if method == "regular":
-        from training import common_parser
-        parser = common_parser("regular", "")
-    else:
-        module = {"split": "split_learning", "federated": "federated_learning", "sync_sgd": "sync_sgd"}[method]
-        parser = __import__(module).build_parser()
-    return vars(parser.parse_args([]))
-
-
 def differences(run, expected_variant=None):
-    """The flags of ``run`` that differ from the report's experiment, as ``--flag value`` strings."""
-    config, defaults = run.get("config", {}), default_settings(run["method"])
+    """The flags of ``run`` that differ from the report's experiment (the defaults its script recorded), as
+    ``--flag value`` strings."""
+    config, defaults = run.get("config", {}), dict(run.get("defaults") or {})
+    if not defaults:
+        return ["settings unknown (a results file without its defaults)"]
     if expected_variant:
         defaults["variant"] = expected_variant
     changed = [f"--{key.replace('_', '-')} {value}" for key, value in config.items()
@@ -210,9 +204,10 @@ def load_study(study_dir):
             run = json.loads(path.read_text())
         except ValueError:
             continue
-        if run.get("status") not in ("completed", "stopped_early") or not run.get("epochs"):
+        name = re.fullmatch(r"(.+)-(iid|a[0-9.]+)-s-?[0-9]+", path.stem)  # study.py's run names
+        if not name or run.get("status") not in ("completed", "stopped_early") or not run.get("epochs"):
             continue
-        method, partition, _ = path.stem.rsplit("-", 2)
+        method, partition = name.groups()
         study.setdefault(method, {}).setdefault(partition.removeprefix("a"), []).append(run)
     return study
 
@@ -343,6 +338,46 @@ def privacy_figure(rows):
     return fig
 
 
+# results/runs.csv: one row per results file under the results folder (README, "Every run in one table")
+RUN_COLUMNS = ["file", "method", "variant", "cut_layer", "clients", "partition", "alpha", "seed", "nopeek",
+               "noise_std", "status", "best_test_acc", "best_epoch", "epochs", "mean_epoch_s", "bytes_per_epoch"]
+
+
+def run_row(path, run):
+    """The runs table's row of one results file."""
+    config, epochs = run.get("config", {}), run["epochs"]
+    best = max(epochs, key=lambda e: e["test_acc"])
+    clients = len(run["shard_sizes"]) if run.get("shard_sizes") else \
+        config.get("clients") if run["method"] == "federated" else \
+        config["world_size"] - 1 if config.get("world_size", 1) > 1 else None
+    return {"file": str(path), "method": run["method"], "variant": config.get("variant"),
+            "cut_layer": config.get("cut_layer"), "clients": clients, "partition": config.get("partition"),
+            "alpha": config.get("alpha") if config.get("partition") == "dirichlet" else None,
+            "seed": config.get("seed"), "nopeek": config.get("nopeek"), "noise_std": config.get("noise_std"),
+            "status": run.get("status"), "best_test_acc": best["test_acc"], "best_epoch": best["epoch"],
+            "epochs": len(epochs), "mean_epoch_s": statistics.mean(e["epoch_time_s"] for e in epochs),
+            "bytes_per_epoch": statistics.mean(_traffic(e) for e in epochs)}
+
+
+def runs_table(results_dir):
+    """Every readable results file under ``results_dir``, one row each (files that are not runs are skipped)."""
+    rows = []
+    for path in sorted(Path(results_dir).rglob("*.json")):
+        try:
+            run = json.loads(path.read_text())
+            rows.append(run_row(path.relative_to(results_dir), run))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue  # an attack's scores, a file cut off mid-write: not a run
+    return rows
+
+
+def write_runs_table(rows, path):
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, RUN_COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -377,7 +412,8 @@ def main():
         written.append(out.parent / "privacy.png")
         summary += "\n## Leakage and defences (privacy.py)\n\n" + privacy_markdown(privacy)
     (out.parent / "summary.md").write_text(summary)
-    print(f"wrote {', '.join(map(str, written))}, {out.parent / 'summary.md'}")
+    write_runs_table(runs_table(args.results_dir), out.parent / "runs.csv")
+    print(f"wrote {', '.join(map(str, written))}, {out.parent / 'summary.md'}, {out.parent / 'runs.csv'}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 
 For each setting (none; NoPeek weight W; Gaussian noise of standard deviation S on the activations sent) it
 trains vanilla split learning with 10 clients (``mpirun -n 11``), then runs ``attack.py`` on the saved parts.
-Finished trainings and attacks are kept, so an interrupted run resumes. ``python plot_results.py`` then draws
+Finished trainings and attacks are kept, so an interrupted run resumes; a setting trained again is attacked
+again. ``python plot_results.py`` then draws
 results/privacy.png (test accuracy against the bias-corrected dCor^2 and against each attack's SSIM) and adds
 the table to results/summary.md.
 """
@@ -47,6 +48,8 @@ def build_parser():
     parser.add_argument("--settings", type=settings_list, default=settings_list(DEFAULT_SETTINGS),
                         help=f"comma-separated (default: {DEFAULT_SETTINGS})")
     parser.add_argument("--epochs", type=int, default=10, help="epochs of split learning per setting")
+    parser.add_argument("--clients", type=int, default=10, help="data holders (split learning runs on this many + 1 "
+                        "ranks)")
     parser.add_argument("--results-dir", default="results/privacy")
     parser.add_argument("--extra", default="", help="more flags for every training run")
     parser.add_argument("--attack-flags", default="", help="more flags for every attack.py run")
@@ -71,16 +74,19 @@ def run(command):
 
 def main():
     args = build_parser().parse_args()
+    if args.epochs < 1 or args.clients < 1:
+        build_parser().error("--epochs and --clients must be at least 1")
     start = time.perf_counter()
     out = Path(args.results_dir)
     for k, (name, flags) in enumerate(args.settings, 1):
-        results, parts = out / f"{name}.json", out / f"{name}.pt"
+        results, parts, attacked = out / f"{name}.json", out / f"{name}.pt", out / f"{name}-attack.json"
         if not finished(results) or not parts.exists():
-            seconds = run([MPIRUN, "-n", "11", sys.executable, "split_learning.py", *flags, "--epochs",
-                           str(args.epochs), "--patience", "0", "--no-progress", "--results-dir", str(out),
-                           "--run-name", name, *shlex.split(args.extra)])
+            attacked.unlink(missing_ok=True)  # an attack on the parts of an earlier training says nothing of these
+            seconds = run([MPIRUN, "-n", str(args.clients + 1), sys.executable, "split_learning.py", *flags,
+                           "--epochs", str(args.epochs), "--patience", "0", "--no-progress", "--results-dir",
+                           str(out), "--run-name", name, *shlex.split(args.extra)])
             print(f"[{k}/{len(args.settings)}] {name}: trained in {seconds:.0f} s", flush=True)
-        if not (out / f"{name}-attack.json").exists():
+        if not attacked.exists():
             seconds = run([sys.executable, "attack.py", str(parts), "--figure", str(out / f"{name}-reconstructions.png"),
                            *shlex.split(args.attack_flags)])
             print(f"[{k}/{len(args.settings)}] {name}: attacked in {seconds:.0f} s", flush=True)

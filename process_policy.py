@@ -19,8 +19,12 @@ share those cores. Its method says how many of them compute at the same time. Th
    milliseconds, and a sleeping rank pays a wake-up at every hand-over. At equal threads (one per rank, so that
    2 cores had room) polling made split learning's epoch 2-5 % shorter on 2 cores (docs/performance.md).
    Otherwise a rank sleeps at once: where cores are short a polling rank takes the core from the one that
-   computes. Ranks on several hosts look now and then instead of sleeping on doorbells (mpi_utils.py). How long
+   computes. Ranks on several hosts look now and then instead of sleeping on doorbells (messaging.py). How long
    OpenMP's threads spin before they sleep is set before torch loads (runtime.py), as measured on 2 cores.
+
+Every rule lives here: the plans below, what SplitFed and FedAvg ask for (how many clients at once), and
+study.py's threads for runs side by side; only OpenMP's waiting is set elsewhere (runtime.py), since it must
+precede torch.
 
 On the 2-core machine these rules give the settings measured there (every split-learning rank 2 threads, no
 polling; SplitFed's server 1 thread and two clients of 1 thread at once; FedAvg's and sync SGD's
@@ -52,7 +56,7 @@ class Host:
         from mpi4py import MPI
         mine = affinity()
         local = comm.Split_type(MPI.COMM_TYPE_SHARED)
-        sharing = sum(1 for theirs in local.allgather(mine) if theirs & mine)
+        sharing = sum(1 for theirs in local.allgather(sorted(mine)) if mine.intersection(theirs))
         local.Free()
         return cls(len(mine), sharing)
 
@@ -82,6 +86,39 @@ def side_by_side(host, at_once=1, cores=None):
     at_once = max(1, min(at_once, host.sharing))
     share = (host.cores if cores is None else cores) // at_once
     return Plan(max(1, min(asked_threads() or share, share)), 0.0)
+
+
+# ------------------------------------------------------------------------- what each method asks for
+
+def splitfed_server(host):
+    """SplitFed's server computes at the same time as its clients: half the cores at most."""
+    return side_by_side(host, cores=max(1, host.cores // 2))
+
+
+def splitfed_client_cores(host):
+    """The cores SplitFed's server leaves to its clients."""
+    return host.cores - splitfed_server(host).threads
+
+
+def splitfed_clients_at_once(host, num_clients):
+    """Two at least, so that one computes while the server works on the other's batch; at most one per core
+    left after the server's threads."""
+    return min(num_clients, max(2, splitfed_client_cores(host)))
+
+
+def splitfed_client(host, num_clients):
+    return side_by_side(host, splitfed_clients_at_once(host, num_clients), cores=splitfed_client_cores(host))
+
+
+def fedavg_clients_at_once(host, num_clients):
+    """FedAvg's clients train at the same time, but no more of them than there are cores: more would only take
+    turns on the cores and evict each other from the caches."""
+    return min(num_clients, host.cores)
+
+
+def threads_per_job(jobs):
+    """study.py's threads for each of ``jobs`` single-process runs that go at once: a share of the cores."""
+    return max(1, len(affinity()) // jobs)
 
 
 def apply(plan, channel):

@@ -2,7 +2,8 @@
 
 Rank 0 is always the server (split learning), aggregator (FedAvg) or parameter server (sync SGD); ranks
 1..N are the clients or workers. Arrays travel as raw float32/int64 buffers with ``Send``/``Recv``; the small
-control messages (marked *obj*) as pickled dicts.
+control messages (marked *obj*) as JSON objects, never pickles: a peer's
+message must not be able to run code on the rank that reads it.
 
 Split learning, per epoch, for each client k = 1..N in turn:
 
@@ -30,6 +31,9 @@ SplitFed (V1, V2), per epoch: the server gives TURN to as many clients at once a
 one whenever a client's TURN_DONE arrives; each client's LABELS, SMASHED and CUT_GRAD are as in vanilla (the
 server takes batches in arrival order); at the end of its turn the client sends UPDATE float32 [its client part]
 before TURN_DONE. Once every client is done, server -> every client  GLOBAL_MODEL  float32 [the average].
+
+Any rank, when it fails: rank -> rank 0  FAILED  obj {"error"}, just before it ends the job; rank 0 raises
+PeerFailed wherever it waits, and its results file names that rank.
 
 The server sees nothing of a client's data but cut-layer activations and labels; the server checks every
 message against that layout (sender, tag, size) and stops with a ProtocolError on anything else.
@@ -63,7 +67,7 @@ class ProtocolError(RuntimeError):
 
 
 class Tag(IntEnum):
-    # control (pickled dicts)
+    # control (JSON objects)
     TURN = 1
     TURN_DONE = 2
     EVALUATE = 3
@@ -73,6 +77,7 @@ class Tag(IntEnum):
     HAND_OVER = 7
     STOPPED = 8
     EXPORT = 9
+    FAILED = 20  # any rank -> rank 0: {"error"}, just before a failing rank ends the job
     # arrays (raw buffers)
     SMASHED = 10
     LABELS = 11
@@ -87,5 +92,13 @@ class Tag(IntEnum):
 
     @property
     def is_control(self):
-        """Control messages are pickled dicts; the others raw arrays."""
-        return self < 10
+        """Control messages are JSON objects; the others raw arrays."""
+        return self < 10 or self == Tag.FAILED
+
+
+def tag_name(tag):
+    """The tag's name, or its number where it is no tag of ours (a peer may send anything)."""
+    try:
+        return Tag(tag).name
+    except ValueError:
+        return f"unknown tag {tag}"

@@ -29,7 +29,7 @@ def main():
         total = num_batches(len(y_train), args.batch_size)
         return {"train_loss": train_epoch(model, optimizer, progress(args, epoch_batches, total, f"epoch {epoch}"))}
 
-    results = Results(args, "regular", device)
+    results = Results(args, parser, "regular", device)
     fit(args, results, train_one_epoch, lambda: evaluate(model, x_test, y_test, args.test_batch_size))
     print(f"results: {results.path}")
 

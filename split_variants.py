@@ -8,9 +8,10 @@ U-shaped: the client holds the layers up to the cut and the last ``--head-layers
 server the middle. The server returns the activations that enter the head (MIDDLE), the client takes the loss
 and returns their gradient (HEAD_GRAD). Clients take turns as in vanilla split learning; no label is sent.
 
-SplitFed: every client trains its turn at the same time as the others (as many at once as ``clients_at_once``
-allows), and after each epoch rank 0, which plays the fed server too, averages the client parts (weighted by
-shard size) and sends the average to every client at the start of the next. V1 keeps one copy of the server
+SplitFed: every client trains its turn at the same time as the others (as many at once as
+``process_policy.splitfed_clients_at_once`` allows), and after each epoch rank 0, which plays the fed server
+too, averages the client parts (weighted by shard size) and sends the average to every client at the start of
+the next. V1 keeps one copy of the server
 part per client and averages the copies after each epoch, so it is FedAvg computed in two parts; V2 has one
 server part that takes the clients' batches in the order they arrive (so a run with several clients depends
 on timing, and is not repeatable to the digit). As in FedAvg, local momentum starts from zero every epoch.
@@ -24,50 +25,13 @@ import torch.nn.functional as F
 from averaging import weighted_average
 from models import HEAD_SHAPES, flat_parameters, load_flat_parameters, split_u_shaped
 import process_policy
+from mpi_method import take_turns
 from protocol import SERVER, ProtocolError, Tag
-from split_learning import Client, Server, batch_sizes
+from split_roles import Client, Server, batch_sizes
 from training import Scores, progress, set_lr
 
 
 # ------------------------------------------------------------------------------------------------ U-shaped
-
-class UShapedServer(Server):
-    """Holds the middle layers; never receives a label: the clients take the loss."""
-
-    @staticmethod
-    def make_part(args):
-        return split_u_shaped(args.cut_layer, args.head_layers, args.seed)[1]
-
-    def __init__(self, channel, args, data, device):
-        super().__init__(channel, args, data, device)
-        self.head_grad_buf = torch.empty((args.batch_size, *HEAD_SHAPES[args.head_layers]))
-
-    def train_turn(self, client, bar):
-        for size in batch_sizes(self.shard_sizes[client - 1], self.args.batch_size):
-            smashed = self.recv_smashed(client, size).requires_grad_()
-            middle = self.server_part(smashed)
-            self.channel.send(middle.detach().cpu().numpy(), client, Tag.MIDDLE)
-            head_grad = self.recv(client, Tag.HEAD_GRAD, self.head_grad_buf[:size])
-            self.optimizer.zero_grad(set_to_none=True)
-            middle.backward(head_grad)
-            self.optimizer.step()
-            self.channel.send(smashed.grad.cpu().numpy(), client, Tag.CUT_GRAD)
-            bar.update()
-        report = self.finish_turn(client)
-        return report.pop("loss_sum"), report.pop("examples"), report
-
-    @torch.no_grad()
-    def evaluate_client(self, client):
-        self.server_part.eval()
-        self.channel.send_obj({}, client, Tag.EVALUATE)
-        for size in batch_sizes(self.num_test, self.args.test_batch_size):
-            middle = self.server_part(self.recv_smashed(client, size))
-            self.channel.send(middle.cpu().numpy(), client, Tag.MIDDLE)
-        report = self.finish_turn(client)
-        scores = Scores()
-        scores.merge(report.pop("scores"))
-        return scores.result(), report
-
 
 class UShapedClient(Client):
     """Holds the front and the head of the network, and its labels."""
@@ -117,103 +81,47 @@ class UShapedClient(Client):
         self.report(scores=scores.sums(), leakage=self.measure_leakage())
 
 
-# ------------------------------------------------------------------------------------------------ SplitFed
+class UShapedServer(Server):
+    """Holds the middle layers; never receives a label: the clients take the loss."""
 
-def server_plan(host):
-    """SplitFed's server computes at the same time as its clients: half the cores at most."""
-    return process_policy.side_by_side(host, cores=max(1, host.cores // 2))
-
-
-def client_cores(host):
-    """The cores SplitFed's server leaves to its clients."""
-    return host.cores - server_plan(host).threads
-
-
-def clients_at_once(host, num_clients):
-    """Two at least, so that one computes while the server works on the other's batch; at most one per core
-    left after the server's threads."""
-    return min(num_clients, max(2, client_cores(host)))
-
-
-class SplitFedServer(Server):
-    """Serves the batches of several clients at once; averages the client parts (and in V1 the server parts)."""
+    client_class = UShapedClient
 
     @staticmethod
-    def plan(host, num_clients):
-        return server_plan(host)
+    def make_part(args):
+        return split_u_shaped(args.cut_layer, args.head_layers, args.seed)[1]
 
     def __init__(self, channel, args, data, device):
         super().__init__(channel, args, data, device)
-        one_copy_each = args.variant == "sflv1"
-        self.copies = {c: copy.deepcopy(self.server_part) if one_copy_each else self.server_part for c in self.clients}
-        self.optimizers = {c: type(self.optimizer)(part.parameters(), **self.optimizer.defaults) if one_copy_each
-                           else self.optimizer for c, part in self.copies.items()}
-        self.update_buf = torch.empty(sum(p.numel() for p in Client.make_parts(args)[0].parameters()))
+        self.head_grad_buf = torch.empty((args.batch_size, *HEAD_SHAPES[args.head_layers]))
 
-    def start_turn(self, client, epoch, lr):
-        self.channel.send_obj({"epoch": epoch, "lr": lr}, client, Tag.TURN)
+    def train_turn(self, client, bar):
+        for size in batch_sizes(self.shard_sizes[client - 1], self.args.batch_size):
+            smashed = self.recv_smashed(client, size).requires_grad_()
+            middle = self.server_part(smashed)
+            self.channel.send(middle.detach().cpu().numpy(), client, Tag.MIDDLE)
+            head_grad = self.recv(client, Tag.HEAD_GRAD, self.head_grad_buf[:size])
+            self.optimizer.zero_grad(set_to_none=True)
+            middle.backward(head_grad)
+            self.optimizer.step()
+            self.channel.send(smashed.grad.cpu().numpy(), client, Tag.CUT_GRAD)
+            bar.update()
+        report = self.finish_turn(client)
+        return report.pop("loss_sum"), report.pop("examples"), report
 
-    def train_batch(self, client, labels, size):
-        part, optimizer = self.copies[client], self.optimizers[client]
-        smashed = self.recv_smashed(client, size).requires_grad_()
-        loss = F.cross_entropy(part(smashed), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        self.channel.send(smashed.grad.cpu().numpy(), client, Tag.CUT_GRAD)
-        return loss.item() * size
+    @torch.no_grad()
+    def evaluate_client(self, client):
+        self.server_part.eval()
+        self.channel.send_obj({}, client, Tag.EVALUATE)
+        for size in batch_sizes(self.num_test, self.args.test_batch_size):
+            middle = self.server_part(self.recv_smashed(client, size))
+            self.channel.send(middle.cpu().numpy(), client, Tag.MIDDLE)
+        report = self.finish_turn(client)
+        scores = Scores()
+        scores.merge(report.pop("scores"))
+        return scores.result(), report
 
-    def train_epoch(self, epoch, lr):
-        for optimizer in set(self.optimizers.values()):
-            set_lr(optimizer, lr)
-            if self.args.variant == "sflv1":
-                optimizer.state.clear()  # FedAvg's rule: local momentum starts from zero every round
-        for part in self.copies.values():
-            part.train()
-        waiting, labels, sizes, updates, reports = list(self.clients), {}, {}, {}, {}
-        loss_sum = 0.0
-        total = sum(len(batch_sizes(n, self.args.batch_size)) for n in self.shard_sizes)
-        with progress(self.args, None, total, f"epoch {epoch}") as bar:
-            for _ in range(clients_at_once(self.channel.host, len(self.clients))):
-                self.start_turn(waiting.pop(0), epoch, lr)
-            while len(reports) < len(self.clients):
-                status = self.channel.probe()
-                client, tag = status.Get_source(), status.Get_tag()
-                if client not in self.clients or client in reports or client in waiting:
-                    raise ProtocolError(f"server got tag {tag} from rank {client}, which has no turn now")
-                if tag == Tag.LABELS and client not in labels:
-                    shard = self.shard_sizes[client - 1]
-                    labels[client] = self.recv(client, Tag.LABELS, torch.empty(shard, dtype=torch.int64))
-                    sizes[client] = iter(enumerate(batch_sizes(shard, self.args.batch_size)))
-                elif tag == Tag.SMASHED and client in labels:
-                    index, size = next(sizes[client], (None, 0))
-                    if index is None:
-                        raise ProtocolError(f"client {client} sent more batches than its shard has")
-                    start = index * self.args.batch_size
-                    loss_sum += self.train_batch(client, labels[client][start:start + size], size)
-                    bar.update()
-                elif tag == Tag.UPDATE and client in labels and next(sizes[client], None) is None:
-                    updates[client] = self.recv(client, Tag.UPDATE, self.update_buf).clone()
-                elif tag == Tag.TURN_DONE and client in updates:
-                    reports[client] = self.finish_turn(client)
-                    if waiting:
-                        self.start_turn(waiting.pop(0), epoch, lr)
-                else:
-                    raise ProtocolError(f"server got tag {tag} from client {client} out of turn order")
-        self.average([updates[c] for c in self.clients])
-        return {"train_loss": loss_sum / sum(self.shard_sizes), **self.traffic(list(reports.values()))}
 
-    def average(self, client_parts):
-        """The fed server's step: average the client parts, and in V1 the server parts, by shard size; every
-        client gets the average at once (so that the evaluation after the epoch sees it)."""
-        average = weighted_average(client_parts, self.shard_sizes)
-        for client in self.clients:
-            self.channel.send(average.numpy(), client, Tag.GLOBAL_MODEL)
-        if self.args.variant == "sflv1":
-            average = weighted_average([flat_parameters(self.copies[c]) for c in self.clients], self.shard_sizes)
-            for part in [self.server_part, *self.copies.values()]:
-                load_flat_parameters(part, average.to(self.device))
-
+# ------------------------------------------------------------------------------------------------ SplitFed
 
 class SplitFedClient(Client):
     """Sends its client part back at the end of its turn; takes the averaged one when the server sends it."""
@@ -226,7 +134,7 @@ class SplitFedClient(Client):
 
     @staticmethod
     def plan(host, num_clients):
-        return process_policy.side_by_side(host, clients_at_once(host, num_clients), cores=client_cores(host))
+        return process_policy.splitfed_client(host, num_clients)
 
     def take_average(self):
         self.channel.recv(self.flat_buf.numpy(), SERVER, Tag.GLOBAL_MODEL)
@@ -242,5 +150,132 @@ class SplitFedClient(Client):
         self.report()
 
 
-VARIANT_ROLES = {"u-shaped": (UShapedServer, UShapedClient),
-                 "sflv1": (SplitFedServer, SplitFedClient), "sflv2": (SplitFedServer, SplitFedClient)}
+class SplitFedServer(Server):
+    """Serves the batches of several clients at once (``take_turns``) and averages the client parts at the end
+    of every epoch. The subclasses say which server part a client's batches train."""
+
+    client_class = SplitFedClient
+
+    @staticmethod
+    def plan(host, num_clients):
+        return process_policy.splitfed_server(host)
+
+    def __init__(self, channel, args, data, device):
+        super().__init__(channel, args, data, device)
+        self.update_buf = torch.empty(sum(p.numel() for p in Client.make_parts(args)[0].parameters()))
+        self.turns = {}  # this epoch: client -> its Turn
+
+    def server_part_of(self, client):
+        """The server part and optimizer that train on ``client``'s batches."""
+        raise NotImplementedError
+
+    def start_epoch(self, lr):
+        raise NotImplementedError
+
+    def train_epoch(self, epoch, lr):
+        self.start_epoch(lr)
+        self.turns, self.loss_sum = {}, 0.0
+        total = sum(len(batch_sizes(n, self.args.batch_size)) for n in self.shard_sizes)
+        with progress(self.args, None, total, f"epoch {epoch}") as self.bar:
+            take_turns(self.channel, self.clients,
+                       process_policy.splitfed_clients_at_once(self.channel.host, len(self.clients)),
+                       lambda client: self.start_turn(client, epoch, lr),
+                       {Tag.LABELS: self.take_labels, Tag.SMASHED: self.train_batch, Tag.UPDATE: self.take_update,
+                        Tag.TURN_DONE: self.end_turn})
+        self.average([self.turns[c].update for c in self.clients])
+        reports = [self.turns[c].report for c in self.clients]
+        return {"train_loss": self.loss_sum / sum(self.shard_sizes), **self.traffic(reports)}
+
+    def start_turn(self, client, epoch, lr):
+        self.turns[client] = Turn(client)
+        self.channel.send_obj({"epoch": epoch, "lr": lr}, client, Tag.TURN)
+
+    def take_labels(self, client):
+        turn = self.turns[client]
+        turn.expect(turn.labels is None, "LABELS")
+        shard = self.shard_sizes[client - 1]
+        turn.labels = self.recv(client, Tag.LABELS, torch.empty(shard, dtype=torch.int64))
+        turn.batches = iter(enumerate(batch_sizes(shard, self.args.batch_size)))
+
+    def train_batch(self, client):
+        turn = self.turns[client]
+        turn.expect(turn.labels is not None, "SMASHED")
+        index, size = next(turn.batches, (None, 0))
+        if index is None:
+            raise ProtocolError(f"client {client} sent more batches than its shard has")
+        start = index * self.args.batch_size
+        part, optimizer = self.server_part_of(client)
+        smashed = self.recv_smashed(client, size).requires_grad_()
+        loss = F.cross_entropy(part(smashed), turn.labels[start:start + size])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        self.channel.send(smashed.grad.cpu().numpy(), client, Tag.CUT_GRAD)
+        self.loss_sum += loss.item() * size
+        self.bar.update()
+
+    def take_update(self, client):
+        turn = self.turns[client]
+        turn.expect(turn.labels is not None and next(turn.batches, None) is None and turn.update is None, "UPDATE")
+        turn.update = self.recv(client, Tag.UPDATE, self.update_buf).clone()
+
+    def end_turn(self, client):
+        turn = self.turns[client]
+        turn.expect(turn.update is not None, "TURN_DONE")
+        turn.report = self.finish_turn(client)
+        return True
+
+    def average(self, client_parts):
+        """The fed server's step: average the client parts by shard size; every client gets the average at
+        once (so that the evaluation after the epoch sees it)."""
+        average = weighted_average(client_parts, self.shard_sizes)
+        for client in self.clients:
+            self.channel.send(average.numpy(), client, Tag.GLOBAL_MODEL)
+
+
+class Turn:
+    """What the server has of one client's SplitFed turn so far."""
+
+    def __init__(self, client):
+        self.client, self.labels, self.batches, self.update, self.report = client, None, None, None, None
+
+    def expect(self, in_order, what):
+        if not in_order:
+            raise ProtocolError(f"server got {what} from client {self.client} out of turn order")
+
+
+class SplitFedV1Server(SplitFedServer):
+    """V1: one copy of the server part per client, averaged with the client parts: FedAvg computed in two parts.
+    Local momentum starts from zero every epoch, as in FedAvg."""
+
+    def __init__(self, channel, args, data, device):
+        super().__init__(channel, args, data, device)
+        self.copies = {c: copy.deepcopy(self.server_part) for c in self.clients}
+        self.optimizers = {c: type(self.optimizer)(part.parameters(), **self.optimizer.defaults)
+                           for c, part in self.copies.items()}
+
+    def server_part_of(self, client):
+        return self.copies[client], self.optimizers[client]
+
+    def start_epoch(self, lr):
+        for client in self.clients:
+            set_lr(self.optimizers[client], lr)
+            self.optimizers[client].state.clear()
+            self.copies[client].train()
+
+    def average(self, client_parts):
+        super().average(client_parts)
+        average = weighted_average([flat_parameters(self.copies[c]) for c in self.clients], self.shard_sizes)
+        for part in [self.server_part, *self.copies.values()]:
+            load_flat_parameters(part, average.to(self.device))
+
+
+class SplitFedV2Server(SplitFedServer):
+    """V2: one server part, which takes the clients' batches in the order they arrive."""
+
+    def server_part_of(self, client):
+        return self.server_part, self.optimizer
+
+    def start_epoch(self, lr):
+        set_lr(self.optimizer, lr)
+        self.server_part.train()

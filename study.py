@@ -22,6 +22,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from process_policy import threads_per_job
+
 ROOT = Path(__file__).resolve().parent
 MPIRUN = str(Path(sys.executable).parent / "mpirun")
 # method -> (script, extra flags, runs under MPI)
@@ -96,6 +98,21 @@ def build_parser():
     return parser
 
 
+def same_settings(flags, config):
+    """Whether a results file's ``config`` has every ``--name value`` of ``flags`` (numbers compared as numbers)."""
+    for name, value in zip(flags, flags[1:]):
+        if not name.startswith("--") or value.startswith("--"):
+            continue
+        saved = config.get(name[2:].replace("-", "_"), object())
+        try:
+            if float(saved) != float(value):
+                return False
+        except (TypeError, ValueError):
+            if str(saved) != value:
+                return False
+    return True
+
+
 class Run:
     """One experiment of the grid: its name, its command, and its results file."""
 
@@ -111,19 +128,23 @@ class Run:
             flags += ["--partition", "iid"] if partition == "iid" else ["--partition", "dirichlet", "--alpha", partition]
         if method == "federated":
             flags += ["--clients", str(args.clients)]
+        self.flags = flags
         python = sys.executable
         if self.mpi:
             self.command, self.env = [MPIRUN, "-n", str(args.clients + 1), python, script, *flags], {}
         else:  # share the cores among the runs that go at once (the thread count is part of the command)
-            threads = max(1, len(os.sched_getaffinity(0)) // args.jobs)
+            threads = threads_per_job(args.jobs)
             self.command, self.env = [python, script, *flags], {"OMP_NUM_THREADS": str(threads)}
 
     def shell_line(self):
         return " ".join([*(f"{k}={v}" for k, v in self.env.items()), *map(shlex.quote, self.command)])
 
     def finished(self):
+        """True when the results file is of a finished run made with this run's flags (an earlier study with
+        other --epochs or --extra under the same name does not count)."""
         try:
-            return json.loads(self.path.read_text())["status"] in FINISHED
+            saved = json.loads(self.path.read_text())
+            return saved["status"] in FINISHED and same_settings(self.flags, saved["config"])
         except (OSError, ValueError, KeyError, TypeError):
             return False
 

@@ -26,12 +26,14 @@ from models import flat_parameters, flatten, lenet5, load_flat_parameters, unfla
 from mpi_method import run_method, run_mpi_main
 import process_policy
 from protocol import SERVER, Tag
-from training import InputError, add_client_args, common_parser, evaluate, nonnegative_float, nonnegative_int, sgd
+from training import InputError, add_client_args, add_mpi_args, common_parser, evaluate, nonnegative_float, \
+    nonnegative_int, sgd
 
 
 def build_parser():
     parser = common_parser("sync_sgd", __doc__.splitlines()[0])
     add_client_args(parser)
+    add_mpi_args(parser)
     add = parser.add_argument
     add("--backup-workers", type=nonnegative_int, default=0,
         help="b: workers whose gradients are not awaited each step (N = world size - 1 - b are)")
@@ -97,21 +99,21 @@ class ParameterServer:
     def __init__(self, channel, args, data, device):
         process_policy.apply(process_policy.side_by_side(channel.host), channel)  # steps while the workers wait
         self.channel, self.args = channel, args
-        self.x_test, self.y_test, shard_sizes = data
+        self.x_test, self.y_test, self.shard_sizes = data
         self.model = lenet5(args.seed)  # the step is a few vector operations: the server stays on the CPU
-        self.workers = list(range(1, len(shard_sizes) + 1))
+        self.workers = list(range(1, len(self.shard_sizes) + 1))
         self.num_awaited = len(self.workers) - args.backup_workers
         self.optimizer = sgd(self.model.parameters(), args)
         for p in self.model.parameters():
             p.grad = torch.zeros_like(p)
-        self.steps_per_epoch = max(1, min(shard_sizes) // args.batch_size)
+        self.steps_per_epoch = max(1, min(self.shard_sizes) // args.batch_size)
         self.step = 0
         self.grad_buf = torch.empty(sum(p.numel() for p in self.model.parameters()) + 2)
 
     def _arrivals(self):
         """Gradient messages in arrival order, as ``(worker, step, gradient, loss)``; the buffer is reused."""
         while True:
-            source = self.channel.probe(tag=Tag.GRADIENT).Get_source()
+            source = self.channel.probe(tag=Tag.GRADIENT, awaited=self.workers).Get_source()
             self.channel.recv(self.grad_buf.numpy(), source, Tag.GRADIENT)
             yield source, int(self.grad_buf[-2]), self.grad_buf[:-2], float(self.grad_buf[-1])
 
@@ -147,7 +149,7 @@ class ParameterServer:
             self.channel.send_obj({}, worker, Tag.STOP)
         stopped = 0
         while stopped < len(self.workers):
-            status = self.channel.probe()
+            status = self.channel.probe(awaited=self.workers)
             if status.Get_tag() == Tag.GRADIENT:
                 self.channel.recv(self.grad_buf.numpy(), status.Get_source(), Tag.GRADIENT)
             else:

@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -55,7 +56,7 @@ def fraction(text):
 
 
 def common_parser(method, description):
-    """An ArgumentParser with the flags every training script has (DESIGN.md); defaults are the report's."""
+    """An ArgumentParser with the flags every training script has (docs/design.md); defaults are the report's."""
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add = parser.add_argument
@@ -96,6 +97,18 @@ def add_client_args(parser, clients_help=None):
         help="how the training set is divided among clients")
     add("--alpha", type=positive_float, default=0.5,
         help="Dirichlet concentration for --partition dirichlet (smaller = more skewed)")
+
+
+STALL_TIMEOUT_S = 300.0
+
+
+def add_mpi_args(parser):
+    """``--stall-timeout``: the flags of a method that runs over MPI."""
+    parser.add_argument(
+        "--stall-timeout", type=positive_float, default=STALL_TIMEOUT_S, metavar="S",
+        help="end the job, naming the rank, when a rank waits S seconds for a message that should come (a peer "
+             "stopped or lost); a client waiting between its turns allows 10 x S, since it waits through the "
+             "other clients' turns. The longest such wait of the report's experiment on 2 cores is a few seconds")
 
 
 def resolve_device(name):
@@ -164,9 +177,8 @@ class Scores:
         self.correct.index_add_(0, target, hits)
         self.counts.index_add_(0, target, torch.ones_like(hits))
 
-    def merge(self, other):
-        """Add the sums of another Scores (or of its ``sums()``, as sent over the wire)."""
-        sums = other if isinstance(other, dict) else other.sums()
+    def merge(self, sums):
+        """Add the ``sums()`` of another Scores, as sent over the wire."""
         self.loss_sum += sums["loss_sum"]
         self.examples += sums["examples"]
         self.correct += torch.tensor(sums["correct"])
@@ -250,15 +262,32 @@ def write_json_atomic(path, obj):
         raise
 
 
-class Results:
-    """The run's results file (DESIGN.md, "Results format"), rewritten after every change."""
+def check_results_dir(folder):
+    """Make ``folder`` if need be and check that a file can be written there; InputError if not."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write results into {folder}: {exc.strerror}; choose another --results-dir") from None
 
-    def __init__(self, args, method, device, world_size=1, mpi=None):
+
+class Results:
+    """The run's results file (docs/design.md, "Results format"), rewritten after every change. A guard process
+    (results_guard.py) marks it failed should this process be killed before it says how the run ended."""
+
+    def __init__(self, args, parser, method, device, world_size=1, mpi=None):
         self.path = Path(args.results_dir) / f"{args.run_name}.json"
         self.data = {"method": method, "status": "running",
                      "config": {**vars(args), "world_size": world_size},
+                     "defaults": vars(parser.parse_args([])),  # the report's experiment: what plots compare with
                      "environment": environment(device, mpi), "epochs": [], "best": None}
+        check_results_dir(args.results_dir)
         write_json_atomic(self.path, self.data)
+        # Its own session: a launcher that kills this process's group leaves the guard to do its work.
+        self.guard = subprocess.Popen([sys.executable, str(Path(__file__).with_name("results_guard.py")),
+                                       str(self.path)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True)
 
     def add_epoch(self, record):
         self.data["epochs"].append(record)
@@ -296,8 +325,8 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
     ``train_one_epoch(epoch, lr)`` trains with learning rate ``lr`` and returns a dict with at least
     ``train_loss`` (and ``bytes_sent``, ``bytes_received`` where processes talk); ``evaluate_model()`` one with
     ``test_loss`` and ``test_acc``.
-    ``final_info()`` gives keys to add to the results once training is over. A crash marks the results file
-    ``failed`` and keeps every completed epoch.
+    ``final_info()`` gives keys to add to the results once training is over. A crash, in training or in
+    ``final_info``, marks the results file ``failed`` and keeps every completed epoch.
     """
     plateau = Plateau(args.patience, args.lr, args.lr_decay, args.lr_patience)
     status = "completed"
@@ -324,9 +353,16 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
             if plateau.should_stop(record["test_loss"]):
                 status = "stopped_early"
                 break
+        final = final_info()
     except BaseException as exc:
-        results.finish("failed", error=f"{type(exc).__name__}: {exc}")
+        results.finish("failed", **failure(exc))
         raise
     results.finish(status, epochs_at_chance=[e["epoch"] for e in results.data["epochs"] if e.get("at_chance")],
-                   **final_info())
+                   **final)
     return results.data
+
+
+def failure(exc):
+    """The results keys of a failed run: ``error`` (one line) and, where another rank failed, ``failed_rank``."""
+    rank = getattr(exc, "rank", None)
+    return {"error": f"{type(exc).__name__}: {exc}", **({"failed_rank": rank} if rank is not None else {})}

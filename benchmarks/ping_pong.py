@@ -1,4 +1,4 @@
-"""Two ranks hand a cut-layer-sized array back and forth through mpi_utils.Channel, each working a while before
+"""Two ranks hand a cut-layer-sized array back and forth through messaging.Channel, each working a while before
 it answers, as split learning's server and client do: the time from a send to the answer, less the work.
 
     mpirun -n 2 python benchmarks/ping_pong.py [--floats 75264] [--work-ms 3] [--rounds 200]
@@ -16,7 +16,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from mpi_utils import Channel
+from messaging import Channel
 
 
 def busy(seconds):

@@ -3,7 +3,7 @@
     python benchmarks/trace_split.py [--ranks 11] [--train-subset N] [--threads K]
 
 Runs vanilla split learning for one epoch with ``CHANNEL_TRACE`` set, so every rank records when it sent each
-message and how long it waited for each (mpi_utils.Channel; ``time.perf_counter`` is one clock for all the
+message and how long it waited for each (messaging.Channel; ``time.perf_counter`` is one clock for all the
 processes of a host). Prints, over the training batches: the server's compute per batch (from the smashed
 data's arrival to the cut gradient's send), the client's (from the cut gradient's arrival to the next batch's
 send: its backward pass, step and next forward pass), the two hand-overs (send to the receiver's wake-up,

@@ -1,6 +1,7 @@
 """Data validation, partitioning and batching."""
 
 import gzip
+import json
 import struct
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 import data
-from conftest import needs_data
+from conftest import PINNED, mpirun, needs_data, script
 
 
 def write_idx(path, magic, shape, payload=None, compress=False):
@@ -116,3 +117,27 @@ def test_batches_cover_the_epoch_once_in_a_seeded_order():
     again = list(data.batches(x, y, 4, data.shuffle_generator(0)))
     assert all(torch.equal(a[1], b[1]) for a, b in zip(first, again))
     assert data.num_batches(10, 4) == 3
+
+
+# ------------------------------------------------------------------------------------- non-IID, end to end
+
+@needs_data
+@pytest.mark.parametrize("command", [["split_learning.py"], ["split_learning.py", "--variant", "sflv2"],
+                                     ["sync_sgd.py"], ["federated_learning.py"]])
+def test_every_method_trains_each_client_on_its_dirichlet_shard(tmp_path, command):
+    from data import load_fashion_mnist, partition
+    flags = ["--train-subset", "600", "--test-subset", "300", "--epochs", "1", "--no-progress",
+             "--partition", "dirichlet", "--alpha", "0.5", "--results-dir", str(tmp_path)]
+    result = mpirun(4, *command, *flags, timeout=180, env=PINNED)
+    assert result.returncode == 0, result.stderr
+    saved = json.loads(next(tmp_path.glob("*.json")).read_text())
+    labels = load_fashion_mnist(train_subset=600, test_subset=1)[1]
+    expected = [len(s) for s in partition(labels, 3, "dirichlet", 0.5, 0)]
+    assert saved["shard_sizes"] == expected and len(set(expected)) == 3  # unequal shards, each where it belongs
+    if command == ["federated_learning.py"]:  # weighted by those sizes, as one process weights them
+        one = script("federated_learning.py", *flags, "--clients", "3", "--results-dir", str(tmp_path / "one"),
+                     env=PINNED)
+        assert one.returncode == 0, one.stderr
+        one_run = json.loads((tmp_path / "one" / "federated.json").read_text())
+        assert one_run["shard_sizes"] == expected
+        assert saved["epochs"][0]["test_loss"] == pytest.approx(one_run["epochs"][0]["test_loss"], abs=1e-4)

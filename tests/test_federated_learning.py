@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import mpirun, needs_data, script
+from conftest import PINNED, mpirun, needs_data, script
 from averaging import Aggregator, sample_clients, weighted_average
 
 
@@ -63,8 +63,8 @@ def losses(path):
 @needs_data
 def test_one_client_one_local_epoch_is_regular_learning(tmp_path):
     flags = [*FLAGS, "--epochs", "3", "--results-dir", str(tmp_path)]
-    federated = script("federated_learning.py", *flags, "--clients", "1", "--client-momentum", "keep")
-    regular = script("regular_learning.py", *flags)
+    federated = script("federated_learning.py", *flags, "--clients", "1", "--client-momentum", "keep", env=PINNED)
+    regular = script("regular_learning.py", *flags, env=PINNED)
     assert federated.returncode == 0 and regular.returncode == 0, federated.stderr + regular.stderr
     assert losses(tmp_path / "federated.json") == pytest.approx(losses(tmp_path / "regular.json"), abs=1e-4)
 
@@ -72,8 +72,8 @@ def test_one_client_one_local_epoch_is_regular_learning(tmp_path):
 @needs_data
 def test_momentum_reset_matches_regular_learning_only_in_the_first_round(tmp_path):
     flags = [*FLAGS, "--epochs", "2", "--results-dir", str(tmp_path)]
-    assert script("federated_learning.py", *flags, "--clients", "1").returncode == 0
-    assert script("regular_learning.py", *flags).returncode == 0
+    assert script("federated_learning.py", *flags, "--clients", "1", env=PINNED).returncode == 0
+    assert script("regular_learning.py", *flags, env=PINNED).returncode == 0
     federated, regular = losses(tmp_path / "federated.json"), losses(tmp_path / "regular.json")
     assert federated[0] == pytest.approx(regular[0], abs=1e-4)
     assert federated[1] != pytest.approx(regular[1], abs=1e-4)
@@ -83,11 +83,9 @@ def test_momentum_reset_matches_regular_learning_only_in_the_first_round(tmp_pat
 @pytest.mark.parametrize("extra", [[], ["--fraction", "0.5", "--server-momentum", "0.5"]])
 def test_one_process_and_mpi_modes_agree(tmp_path, extra):
     flags = [*FLAGS, "--epochs", "2", *extra]
-    # Under MPI each of the 3 clients gets one of the 2 cores' threads; one thread in one process too, so that
-    # both sum in the same order (with 2 threads the losses of this small run differ by about 1e-4).
     one = script("federated_learning.py", *flags, "--clients", "3", "--results-dir", str(tmp_path / "one"),
-                 env={"OMP_NUM_THREADS": "1"})
-    mpi = mpirun(4, "federated_learning.py", *flags, "--results-dir", str(tmp_path / "mpi"), timeout=180)
+                 env=PINNED)
+    mpi = mpirun(4, "federated_learning.py", *flags, "--results-dir", str(tmp_path / "mpi"), timeout=180, env=PINNED)
     assert one.returncode == 0 and mpi.returncode == 0, one.stderr + mpi.stderr
     one_run = json.loads((tmp_path / "one" / "federated.json").read_text())
     mpi_run = json.loads((tmp_path / "mpi" / "federated.json").read_text())

@@ -1,10 +1,11 @@
 """Figure 1, the comparison figure and the summary table from small fixture results files."""
 
 import json
+import sys
 
 import pytest
 
-from conftest import script
+from conftest import run, script
 from plot_results import load_results, summarize, summary_markdown
 
 
@@ -12,7 +13,8 @@ def write_run(folder, method, losses, accs, seconds=2.0, sent=100):
     epochs = [{"epoch": i + 1, "train_loss": 1.0, "test_loss": loss, "test_acc": acc, "epoch_time_s": seconds,
                "elapsed_s": seconds * (i + 1), "bytes_sent": sent, "bytes_received": sent}
               for i, (loss, acc) in enumerate(zip(losses, accs))]
-    run = {"method": method, "status": "completed", "config": {}, "epochs": epochs,
+    defaults = {"train_subset": None, "epochs": 30, "lr": 0.01, "results_dir": "results"}
+    run = {"method": method, "status": "completed", "config": dict(defaults), "defaults": defaults, "epochs": epochs,
            "environment": {"python": "3", "torch": "2", "mpi": None, "cpus": 2, "device": "cpu"},
            "best": None}
     (folder / f"{method}.json").write_text(json.dumps(run))
@@ -52,6 +54,22 @@ def test_script_writes_figures_and_table(results):
     for name in ("figure1.png", "comparison.png", "summary.md"):
         assert (results / name).stat().st_size > 1000 or name == "summary.md"
     assert (results / "figure1.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_runs_table_has_a_row_per_run_file(results):
+    import csv
+    study = results / "study"
+    study.mkdir()
+    write_run(study, "federated", [0.5, 0.45], [0.70, 0.75], sent=0)
+    (study / "split-attack.json").write_text(json.dumps({"attacks": {}}))  # not a run: no row
+    assert script("plot_results.py", "--results-dir", str(results)).returncode == 0
+    with open(results / "runs.csv") as f:
+        table = list(csv.DictReader(f))
+    rows = {row["file"]: row for row in table}
+    assert len(table) == 3 and set(rows) == {"regular.json", "split.json", "study/federated.json"}  # one cut off
+    assert float(rows["split.json"]["best_test_acc"]) == 0.88 and rows["split.json"]["best_epoch"] == "3"
+    assert rows["split.json"]["epochs"] == "4" and float(rows["split.json"]["mean_epoch_s"]) == 3.0
+    assert float(rows["study/federated.json"]["best_test_acc"]) == 0.75
 
 
 def test_no_results_is_a_clear_error(tmp_path):
@@ -102,3 +120,19 @@ def test_study_table_and_figure_from_fixture_results(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "noniid.png").read_bytes()[:4] == b"\x89PNG"
     assert "## Non-IID data" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_run_without_its_defaults_is_marked_as_unknown(tmp_path):
+    write_run(tmp_path, "regular", [0.5, 0.4], [0.8, 0.85])
+    run = json.loads((tmp_path / "regular.json").read_text())
+    del run["defaults"]
+    (tmp_path / "regular.json").write_text(json.dumps(run))
+    runs, _ = load_results(tmp_path)
+    assert "| Regular learning * |" in summary_markdown(runs)
+
+
+def test_plotting_imports_no_training_code():
+    # A plotting script reads results files only: no torch, no mpi4py, no training script.
+    probe = "import sys, plot_results; print([m for m in ('torch', 'mpi4py', 'training') if m in sys.modules])"
+    result = run([sys.executable, "-c", probe])
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr

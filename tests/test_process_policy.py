@@ -5,7 +5,6 @@ import sys
 
 import pytest
 
-import federated_learning
 import process_policy
 import split_variants
 from conftest import needs_data, run
@@ -23,7 +22,7 @@ def no_thread_override(monkeypatch):
 def splitfed(host, num_clients=10):
     """SplitFed's layout on ``host``: the server's plan, clients at once, a client's plan."""
     return (split_variants.SplitFedServer.plan(host, num_clients),
-            split_variants.clients_at_once(host, num_clients),
+            process_policy.splitfed_clients_at_once(host, num_clients),
             split_variants.SplitFedClient.plan(host, num_clients))
 
 
@@ -32,8 +31,8 @@ def test_two_cores_keep_the_settings_measured_there():
     # 2 clients of 1 thread at once; FedAvg's and sync SGD's clients 1 thread; their rank 0 2 threads.
     assert one_at_a_time(TWO_CORES) == Plan(2, 0.0)
     assert splitfed(TWO_CORES) == (Plan(1, 0.0), 2, Plan(1, 0.0))
-    assert federated_learning.clients_at_once(TWO_CORES, 10) == 2
-    assert side_by_side(TWO_CORES, federated_learning.clients_at_once(TWO_CORES, 10)) == Plan(1, 0.0)
+    assert process_policy.fedavg_clients_at_once(TWO_CORES, 10) == 2
+    assert side_by_side(TWO_CORES, process_policy.fedavg_clients_at_once(TWO_CORES, 10)) == Plan(1, 0.0)
     assert side_by_side(TWO_CORES, 10) == Plan(1, 0.0)  # sync SGD's workers
     assert side_by_side(TWO_CORES) == Plan(2, 0.0)
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import mpirun, needs_data, script
+from conftest import PINNED, mpirun, needs_data, script
 
 SMALL = ["--train-subset", "600", "--test-subset", "300", "--patience", "0", "--no-progress"]
 pytestmark = needs_data
@@ -53,9 +53,10 @@ def test_a_client_that_sends_raw_images_is_a_protocol_error(tmp_path, cut_layer)
 
 def test_the_several_hosts_waiting_path_gives_the_same_run(tmp_path):
     flags = [*SMALL, "--epochs", "1"]
-    bells = mpirun(3, "split_learning.py", *flags, "--results-dir", str(tmp_path / "bells"), timeout=180)
+    bells = mpirun(3, "split_learning.py", *flags, "--results-dir", str(tmp_path / "bells"), timeout=180,
+                   env=PINNED)
     polling = mpirun(3, "split_learning.py", *flags, "--results-dir", str(tmp_path / "polling"), timeout=180,
-                     env={"DOORBELLS": "off"})
+                     env={"DOORBELLS": "off", **PINNED})
     assert bells.returncode == 0 and polling.returncode == 0, bells.stderr + polling.stderr
     bells_run, polling_run = load(tmp_path / "bells" / "split.json"), load(tmp_path / "polling" / "split.json")
     assert bells_run["environment"]["message_wait"] == "doorbells"
@@ -67,8 +68,8 @@ def test_the_several_hosts_waiting_path_gives_the_same_run(tmp_path):
 def test_one_client_is_regular_learning(tmp_path, client_weights):
     flags = ["--train-subset", "1000", "--test-subset", "500", "--epochs", "3", "--patience", "0",
              "--no-progress", "--results-dir", str(tmp_path)]
-    split = mpirun(2, "split_learning.py", *flags, "--client-weights", client_weights, timeout=180)
-    regular = script("regular_learning.py", *flags)
+    split = mpirun(2, "split_learning.py", *flags, "--client-weights", client_weights, timeout=180, env=PINNED)
+    regular = script("regular_learning.py", *flags, env=PINNED)
     assert split.returncode == 0 and regular.returncode == 0, split.stderr + regular.stderr
     split_losses = [e["test_loss"] for e in load(tmp_path / "split.json")["epochs"]]
     regular_losses = [e["test_loss"] for e in load(tmp_path / "regular.json")["epochs"]]

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import mpirun, needs_data, script
+from conftest import PINNED, mpirun, needs_data, script
 from models import CUT_SHAPES, HEAD_SHAPES, split_lenet5
 
 pytestmark = needs_data
@@ -24,8 +24,8 @@ def losses(path):
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_with_one_client_every_variant_is_regular_learning(tmp_path, variant):
     flags = [*SMALL, "--epochs", "1", "--results-dir", str(tmp_path)]
-    split = mpirun(2, "split_learning.py", *flags, "--variant", variant, timeout=180)
-    regular = script("regular_learning.py", *flags)
+    split = mpirun(2, "split_learning.py", *flags, "--variant", variant, timeout=180, env=PINNED)
+    regular = script("regular_learning.py", *flags, env=PINNED)
     assert split.returncode == 0 and regular.returncode == 0, split.stderr + regular.stderr
     saved = load(tmp_path / "split.json")
     assert saved["method"] == "split" and saved["config"]["variant"] == variant
@@ -34,11 +34,9 @@ def test_with_one_client_every_variant_is_regular_learning(tmp_path, variant):
 
 def test_sflv1_is_fedavg_computed_in_two_parts(tmp_path):
     flags = [*SMALL, "--epochs", "2"]
-    # One thread everywhere, so that both sum in the same order.
     sfl = mpirun(4, "split_learning.py", *flags, "--variant", "sflv1", "--results-dir", str(tmp_path),
-                 timeout=180, env={"OMP_NUM_THREADS": "1"})
-    fedavg = script("federated_learning.py", *flags, "--clients", "3", "--results-dir", str(tmp_path),
-                    env={"OMP_NUM_THREADS": "1"})
+                 timeout=180, env=PINNED)
+    fedavg = script("federated_learning.py", *flags, "--clients", "3", "--results-dir", str(tmp_path), env=PINNED)
     assert sfl.returncode == 0 and fedavg.returncode == 0, sfl.stderr + fedavg.stderr
     assert losses(tmp_path / "split.json") == pytest.approx(losses(tmp_path / "federated.json"), abs=1e-4)
     # Not a coincidence of the first epoch: vanilla split learning, on the same data, is elsewhere.

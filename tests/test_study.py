@@ -48,3 +48,39 @@ def test_an_interrupted_study_resumes_without_redoing_finished_runs(tmp_path):
     assert "[1/1] federated-iid-s0: best test accuracy" in second.stdout
     assert (tmp_path / "regular-iid-s0.json").stat().st_mtime_ns == finished
     assert json.loads((tmp_path / "federated-iid-s0.json").read_text())["status"] == "completed"
+
+
+@needs_data
+def test_a_finished_run_made_with_other_settings_is_run_again(tmp_path):
+    flags = ["--methods", "regular", "--partitions", "iid", "--seeds", "0", "--results-dir", str(tmp_path),
+             "--extra", "--train-subset 500 --test-subset 200"]
+    assert script("study.py", *flags, "--epochs", "1").returncode == 0
+    longer = script("study.py", *flags, "--epochs", "2")  # the same run name, another number of epochs
+    assert longer.returncode == 0, longer.stderr
+    assert "1 runs, 0 already finished, 1 to go" in longer.stdout
+    assert len(json.loads((tmp_path / "regular-iid-s0.json").read_text())["epochs"]) == 2
+    again = script("study.py", *flags, "--epochs", "2")
+    assert "1 runs, 1 already finished, 0 to go" in again.stdout
+
+
+def test_privacy_attacks_again_a_setting_it_trained_again(tmp_path, monkeypatch):
+    import privacy
+    commands = []
+
+    def fake_run(command):  # stands in for split_learning.py and attack.py: writes what each would
+        commands.append("attack" if "attack.py" in command else "train")
+        if commands[-1] == "train":
+            (tmp_path / "none.json").write_text(json.dumps({"status": "completed"}))
+            (tmp_path / "none.pt").write_bytes(b"parts")
+        else:
+            (tmp_path / "none-attack.json").write_text(json.dumps({"attacks": {}}))
+        return 0.0
+
+    monkeypatch.setattr(privacy, "run", fake_run)
+    monkeypatch.setattr("sys.argv", ["privacy.py", "--settings", "none", "--results-dir", str(tmp_path)])
+    privacy.main()
+    privacy.main()  # everything finished: nothing to do
+    assert commands == ["train", "attack"]
+    (tmp_path / "none.json").write_text(json.dumps({"status": "running"}))  # the training was interrupted
+    privacy.main()
+    assert commands == ["train", "attack", "train", "attack"]

@@ -3,12 +3,18 @@
 import argparse
 import json
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 
 import training
+from conftest import ROOT
 from training import Plateau, Results, fit, write_json_atomic
+
+PARSER = training.common_parser("regular", "")
 
 CONTRACT_EPOCH_KEYS = {"epoch", "train_loss", "test_loss", "test_acc", "epoch_time_s", "elapsed_s", "bytes_sent",
                        "bytes_received"}
@@ -49,7 +55,7 @@ def test_fit_hands_the_decayed_rate_to_the_next_epoch(tmp_path):
     args = args_for(tmp_path, patience=0, epochs=3, lr_patience=1)
     losses = iter([0.5, 0.6, 0.4])
     rates = []
-    fit(args, Results(args, "regular", "cpu"), lambda epoch, lr: rates.append(lr) or {"train_loss": 1.0},
+    fit(args, Results(args, PARSER, "regular", "cpu"), lambda epoch, lr: rates.append(lr) or {"train_loss": 1.0},
         lambda: {"test_loss": next(losses), "test_acc": 0.8})
     assert rates == pytest.approx([0.01, 0.01, 0.001])
     saved = json.loads((tmp_path / "regular.json").read_text())
@@ -89,7 +95,7 @@ def args_for(tmp_path, **overrides):
 def test_fit_writes_every_contracted_key_and_stops_early(tmp_path):
     args = args_for(tmp_path, patience=2)
     losses = iter([0.5, 0.4, 0.45, 0.41, 0.3])
-    results = Results(args, "regular", "cpu")
+    results = Results(args, PARSER, "regular", "cpu")
     fit(args, results, lambda epoch, lr: {"train_loss": 1.0 / epoch},
         lambda: {"test_loss": next(losses), "test_acc": 0.8})
     saved = json.loads((tmp_path / "regular.json").read_text())
@@ -111,15 +117,41 @@ def test_a_crash_keeps_completed_epochs_and_says_failed(tmp_path):
         return {"train_loss": 1.0}
 
     with pytest.raises(RuntimeError):
-        fit(args, Results(args, "regular", "cpu"), train_one_epoch, lambda: {"test_loss": 1.0, "test_acc": 0.5})
+        fit(args, Results(args, PARSER, "regular", "cpu"), train_one_epoch, lambda: {"test_loss": 1.0, "test_acc": 0.5})
     saved = json.loads((tmp_path / "regular.json").read_text())
     assert saved["status"] == "failed" and "boom" in saved["error"]
     assert len(saved["epochs"]) == 2
 
 
+def test_a_crash_after_the_last_epoch_says_failed(tmp_path):
+    args = args_for(tmp_path, patience=0, epochs=2)
+
+    def final_info():
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        fit(args, Results(args, PARSER, "regular", "cpu"), lambda epoch, lr: {"train_loss": 1.0},
+            lambda: {"test_loss": 1.0, "test_acc": 0.5}, final_info=final_info)
+    saved = json.loads((tmp_path / "regular.json").read_text())
+    assert saved["status"] == "failed" and saved["error"] == "OSError: disk full" and len(saved["epochs"]) == 2
+
+
+def test_a_killed_run_is_marked_failed_by_its_guard(tmp_path):
+    script = ("import os, signal, training\n"
+              f"args = training.common_parser('regular', '').parse_args(['--results-dir', {str(tmp_path)!r}])\n"
+              "training.Results(args, training.common_parser('regular', ''), 'regular', 'cpu')\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    assert subprocess.run([sys.executable, "-c", script], cwd=ROOT).returncode == -9
+    deadline = time.monotonic() + 10
+    while json.loads((tmp_path / "regular.json").read_text())["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    saved = json.loads((tmp_path / "regular.json").read_text())
+    assert saved["status"] == "failed" and saved["error"].startswith("killed:")
+
+
 def test_evaluation_traffic_is_added_to_the_epoch(tmp_path):
     args = args_for(tmp_path, epochs=1)
-    fit(args, Results(args, "split", "cpu"), lambda e, lr: {"train_loss": 1.0, "bytes_sent": 10, "bytes_received": 10},
+    fit(args, Results(args, PARSER, "split", "cpu"), lambda e, lr: {"train_loss": 1.0, "bytes_sent": 10, "bytes_received": 10},
         lambda: {"test_loss": 1.0, "test_acc": 0.5, "bytes_sent": 5, "bytes_received": 5})
     epoch = json.loads((tmp_path / "regular.json").read_text())["epochs"][0]
     assert (epoch["bytes_sent"], epoch["bytes_received"]) == (15, 15)
@@ -146,7 +178,7 @@ def test_a_run_at_chance_level_is_warned_about_and_recorded(tmp_path, capsys):
     one_class = [1.0] + [0.0] * 9  # predicts class 0 for everything: 10 % overall
     evaluations = iter([{"test_loss": 2.3, "test_acc": 0.1, "test_class_acc": one_class},
                         {"test_loss": 1.0, "test_acc": 0.6, "test_class_acc": [0.6] * 10}])
-    data = fit(args, Results(args, "regular", "cpu"), lambda epoch, lr: {"train_loss": 2.3}, lambda: next(evaluations))
+    data = fit(args, Results(args, PARSER, "regular", "cpu"), lambda epoch, lr: {"train_loss": 2.3}, lambda: next(evaluations))
     assert [e.get("at_chance", False) for e in data["epochs"]] == [True, False]
     assert data["epochs_at_chance"] == [1]
     assert "warning: epoch 1: test accuracy 10.0% is at chance level" in capsys.readouterr().err

@@ -18,13 +18,13 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-import mpi_utils
+import messaging
 
-mpi_utils.BELL_TIMEOUT = 3600.0
+messaging.BELL_TIMEOUT = 3600.0
 ROUNDS, BIG, SMALL = 5, 64 * 6 * 14 * 14, 64
 TURN, ACTIVATIONS, LABELS, GRADIENT, STOP = 1, 10, 11, 12, 4
 
-channel = mpi_utils.Channel(MPI.COMM_WORLD)
+channel = messaging.Channel(MPI.COMM_WORLD)
 if len(sys.argv) > 2:
     channel.poll_s = float(sys.argv[1] if channel.rank == 0 else sys.argv[2])
 reported = channel.gather([channel.rank, channel.rank * 0.5])
@@ -41,7 +41,7 @@ if channel.rank == 0:
             channel.send(np.full(BIG, -step, np.float32), client, GRADIENT)
         channel.recv_obj(client, TURN)
     for client in range(1, MPI.COMM_WORLD.Get_size()):
-        channel.send_obj(None, client, STOP)
+        channel.send_obj({}, client, STOP)
     channel.flush()
     print("all turns done")
 else:
@@ -53,7 +53,7 @@ else:
             channel.send(np.full(SMALL, step, np.int64), 0, LABELS)
             channel.recv(big, 0, GRADIENT)
             assert (big == -step).all(), (channel.rank, step)
-        channel.send_obj(None, 0, TURN)
+        channel.send_obj({}, 0, TURN)
     channel.recv_obj(0, STOP)
     channel.flush()
     assert not channel.sending

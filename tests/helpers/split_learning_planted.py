@@ -5,6 +5,10 @@
 PLANT is one of:
   raise       rank 2 raises an exception in its first turn
   kill        rank 2 kills itself with SIGKILL in its first turn
+  stop        rank 2 stops itself with SIGSTOP in its first turn (a hung data holder)
+  pickle FILE every client ends its turn with a pickle in place of the JSON report: one that, unpickled, would
+              create FILE
+  save-fails  the server fails while it saves the trained parts, after the last epoch
   raw-images  every client sends raw images in place of cut-layer activations: as many as make a whole number
               of activations (3 images = 2 activations at cut layer 1)
   labels      every U-shaped client sends its turn's labels, as a vanilla client does
@@ -13,28 +17,49 @@ PLANT is one of:
 
 import math
 import os
+import pickle
 import signal
 import sys
 
 import torch
 
 import split_learning
+import split_roles
 import split_variants
 from models import CUT_SHAPES, flatten
 from mpi_method import run_mpi_main
 from protocol import SERVER, Tag
 
 plant = sys.argv.pop(1)
-Client = split_learning.Client
+Client = split_roles.Client
 take_turn, start_turn, send_smashed = Client.take_turn, Client.start_turn, Client.send_smashed
 
 
 def faulty_turn(self, **command):
     if self.channel.rank == 2:
-        if plant == "kill":
-            os.kill(os.getpid(), signal.SIGKILL)
+        if plant in ("kill", "stop"):
+            os.kill(os.getpid(), signal.SIGKILL if plant == "kill" else signal.SIGSTOP)
         raise RuntimeError("planted fault in client 2")
     take_turn(self, **command)
+
+
+class Exploit:
+    """Unpickled, creates the file ``path``."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def report_with_pickle(self, **extra):
+    payload = pickle.dumps(Exploit(exploit_file))
+    self.channel._post_send(payload, len(payload), SERVER, Tag.TURN_DONE)
+
+
+def failing_save(self):
+    raise OSError("planted: the disk is full")
 
 
 def send_raw_images(self, x):
@@ -60,8 +85,13 @@ def recording_start(self, turn):  # called once a passed state has been loaded
     start_turn(self, turn)
 
 
-if plant in ("raise", "kill"):
+if plant in ("raise", "kill", "stop"):
     Client.take_turn = faulty_turn
+elif plant == "pickle":
+    exploit_file = sys.argv.pop(1)
+    Client.report = report_with_pickle
+elif plant == "save-fails":
+    split_roles.Server.save_parts = failing_save
 elif plant == "raw-images":
     Client.send_smashed = send_raw_images
 elif plant == "labels":

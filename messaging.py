@@ -14,7 +14,6 @@ Where the cores leave room, a rank polls flat out for a while before it sleeps (
 
 import json
 import os
-import pickle
 import select
 import shutil
 import tempfile
@@ -25,7 +24,9 @@ from mpi4py import MPI
 from mpi4py.util.dtlib import from_numpy_dtype
 
 from process_policy import Host
-from protocol import ProtocolError
+from protocol import SERVER, ProtocolError, Tag
+
+IDLE_STALL_FACTOR = 10  # a worker waiting between turns waits through other clients' turns: it allows this x
 
 POLLS = 2  # look this many times before sleeping: MPICH's Iprobe may see a just-arrived message on its 2nd call
 RUNG_SPIN_SECONDS = 50e-6  # after the bell rang, poll flat out this long: the message it announced is near
@@ -34,6 +35,26 @@ MAX_SLEEP = 0.1  # and after twice as long each time, up to this
 NO_BELLS_SHARE = 1 / 8  # without doorbells a rank sleeps this share of the time it has waited so far,
 NO_BELLS_MIN_SLEEP = 1e-4  # and at least this long (at most MAX_SLEEP)
 BELL_TIMEOUT = 0.1  # otherwise it sleeps until rung, or this long: a safety net, since every message rings
+
+# mpi4py's lowercase methods (allgather, bcast: the set-up's collectives) pickle what they send, and unpickling
+# what a peer sent can run any code the peer chose. Here they send JSON instead.
+MPI.pickle.__init__(lambda obj, *_: json.dumps(obj).encode(), lambda data, *_: json.loads(bytes(data)))
+
+
+class Stalled(RuntimeError):
+    """A peer stopped answering: no message came within the stall time-out (``rank``: the silent peer, if known)."""
+
+    def __init__(self, message, rank=None):
+        super().__init__(message)
+        self.rank = rank
+
+
+class PeerFailed(RuntimeError):
+    """Another rank failed and said so before it ended the job (``rank``: that rank)."""
+
+    def __init__(self, message, rank):
+        super().__init__(message)
+        self.rank = rank
 
 
 def mpi_description():
@@ -98,12 +119,15 @@ class Doorbells:
 class Channel:
     """Point-to-point messages on ``comm`` that wait cheaply and count the bytes they move.
 
-    Arrays go as raw buffers (``Isend``/``Irecv``); small control messages as pickles (``send_obj``).
+    Arrays go as raw buffers (``Isend``/``Irecv``); small control messages as JSON objects (``send_obj``):
+    never pickles, since unpickling what a peer sent can run any code the peer chose.
     Sends do not wait for delivery: the sender goes on to its next work (usually waiting for the reply)
     while the receiver takes the message, and the channel completes the send later. A send rings the
     receiver's doorbell when the sender next waits (see ``_ring_unrung``). Creating a Channel is collective;
     a rank calls ``flush()`` before it ends, so that every message it sent is delivered.
     """
+
+    current = None  # this process's channel, once made (for report_failure on the way out)
 
     def __init__(self, comm):
         self.comm = comm
@@ -119,6 +143,8 @@ class Channel:
         # (benchmarks/trace_split.py reads them)
         self.trace_dir = os.environ.get("CHANNEL_TRACE")
         self.trace = []
+        self.stall_timeout = None  # seconds a wait for a message may last before Stalled (None: for ever)
+        Channel.current = self  # the channel report_failure() uses
 
     def traffic(self):
         """Bytes sent and received since the last call (and reset the counters)."""
@@ -161,7 +187,8 @@ class Channel:
         self._post_send(array, array.nbytes, dest, tag)
 
     def send_obj(self, obj, dest, tag):
-        payload = pickle.dumps(obj)
+        """Send a dict of numbers, strings, lists and dicts, as JSON."""
+        payload = json.dumps(obj).encode()
         self._post_send(payload, len(payload), dest, tag)
 
     def flush(self):
@@ -183,10 +210,12 @@ class Channel:
         mine = np.array(values, dtype=np.float64)
         everyone = np.empty((self.comm.Get_size(), len(mine))) if self.rank == 0 else None
         request = self.comm.Igather(mine, everyone, root=0)
-        self._wait(request.Test, progress=True)
+        # Ranks wait here for the slowest to set up (seconds of imports and data each): an idle wait.
+        self._wait(request.Test, progress=True, idle=True,
+                   awaited=list(range(1, self.comm.Get_size())) if self.rank == 0 else SERVER)
         return None if everyone is None else everyone.tolist()
 
-    def _wait(self, done, helper=None, progress=False):
+    def _wait(self, done, helper=None, progress=False, awaited=None, idle=False):
         """Call ``done()`` until it returns True, sleeping between looks until the doorbell rings.
 
         A waiting rank must not spin where cores are short: it would take the core from the rank that
@@ -222,29 +251,78 @@ class Channel:
             rung = self.bells.sleep(timer if needed else BELL_TIMEOUT)
             spin, woken_by_timer = (RUNG_SPIN_SECONDS if rung else 0.0), not rung
             sleep = min(sleep * 2, MAX_SLEEP)
+            if self.rank == SERVER:
+                self._raise_peer_failure()
+            self._check_stall(time.perf_counter() - began, awaited, idle)
+
+    def _check_stall(self, waited, awaited, idle):
+        limit = self.stall_timeout and self.stall_timeout * (IDLE_STALL_FACTOR if idle else 1)
+        if not limit or waited <= limit:
+            return
+        ranks = [awaited] if isinstance(awaited, int) else list(awaited or [])
+        who = f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {ranks}" if ranks else "any rank"
+        raise Stalled(f"rank {self.rank} waited {waited:.0f} s for a message from {who} (--stall-timeout "
+                      f"{self.stall_timeout:g}{f' x {IDLE_STALL_FACTOR} between turns' if idle else ''}): "
+                      f"{who} stopped answering", ranks[0] if len(ranks) == 1 else None)
+
+    def _raise_peer_failure(self):
+        status = MPI.Status()
+        if self.comm.Iprobe(MPI.ANY_SOURCE, Tag.FAILED, status):
+            payload = bytearray(status.Get_count())
+            self.comm.Recv(payload, status.Get_source(), Tag.FAILED)
+            try:
+                error = str(json.loads(payload.decode())["error"])
+            except (ValueError, TypeError, KeyError):
+                error = f"rank {status.Get_source()} failed (its report was unreadable)"
+            raise PeerFailed(error.splitlines()[0] if error else "no message", status.Get_source())
+
+    def report_failure(self, error, grace):
+        """Tell rank 0 that this rank failed with ``error`` (one line), so that its results say so; give the
+        message up to ``grace`` seconds to leave."""
+        if self.rank == SERVER:
+            return
+        payload = json.dumps({"error": error}).encode()
+        request = self.comm.Isend(payload, SERVER, Tag.FAILED)
+        self.bells.ring(SERVER)
+        deadline = time.perf_counter() + grace
+        while not request.Test() and time.perf_counter() < deadline:
+            time.sleep(1e-3)
 
     def recv(self, array, source, tag):
         """Receive exactly ``array.size`` items into ``array``; a message of another size is an error."""
-        status = self.probe(source, tag)
+        status = self.probe(source, tag, awaited=source)
         if status.Get_count(from_numpy_dtype(array.dtype)) != array.size:
             raise ProtocolError(f"rank {self.rank}: message with tag {tag} from rank {status.Get_source()} "
                                 f"has {status.Get_count()} bytes, expected {array.nbytes}")
         request = self.comm.Irecv(array, status.Get_source(), tag)
         # A large message may need the sender's help to move (without single-copy transfers, MPICH and Open
         # MPI pipeline it through shared memory): wake it if the message does not arrive at once.
-        self._wait(request.Test, helper=status.Get_source())
+        self._wait(request.Test, helper=status.Get_source(), awaited=status.Get_source())
         self.bytes_received += array.nbytes
 
-    def probe(self, source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG):
-        """Wait for a message and return its status (source, tag, size) without receiving it."""
+    def probe(self, source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, awaited=None, idle=False):
+        """Wait for a message and return its status (source, tag, size) without receiving it. ``awaited``: the
+        rank or ranks that owe it (for the stall message; default ``source``); ``idle``: a worker waiting for
+        its next command, which may take the other clients' turns."""
         status, start = MPI.Status(), time.perf_counter()
-        self._wait(lambda: self.comm.Iprobe(source, tag, status))
+        awaited = source if awaited is None and source != MPI.ANY_SOURCE else awaited
+        self._wait(lambda: self.comm.Iprobe(source, tag, status), awaited=awaited, idle=idle)
+        if status.Get_tag() == Tag.FAILED:  # a failing rank's last word comes before whatever was awaited
+            self._raise_peer_failure()
         self._record("wait", status.Get_source(), status.Get_tag(), start)
         return status
 
     def recv_obj(self, source, tag):
-        status = self.probe(source, tag)
+        """Receive a control message sent with ``send_obj``: a dict. Anything else is a ProtocolError."""
+        status = self.probe(source, tag, awaited=source)
         payload = bytearray(status.Get_count())
         self.comm.Recv(payload, status.Get_source(), status.Get_tag())
         self.bytes_received += len(payload)
-        return pickle.loads(payload)
+        try:
+            obj = json.loads(payload.decode())
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            obj = None
+        if not isinstance(obj, dict):
+            raise ProtocolError(f"rank {self.rank}: control message with tag {tag} from rank {status.Get_source()} "
+                                f"is not a JSON object ({len(payload)} bytes starting {bytes(payload[:16])!r})")
+        return obj

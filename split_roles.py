@@ -1,0 +1,309 @@
+"""The roles of vanilla split learning: the server, which holds the layers after the cut, and the client, which
+holds the layers up to it and one shard of the training data (split_learning.py runs them; the variants in
+split_variants.py subclass them).
+
+Clients take turns; in its turn a client runs through its shard in mini-batches: forward to the cut, send the
+activations ("smashed" data), the server finishes the forward pass with the labels it was sent, takes the loss,
+steps its layers and sends back the gradient at the cut, and the client finishes the backward pass and steps its
+layers. Every message is laid out in protocol.py.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from data import batches, num_batches, shuffle_generator
+from models import CUT_SHAPES, flat_parameters, flatten, split_lenet5, unflatten_into
+from mpi_method import stop_workers
+import process_policy
+from protocol import SERVER, ProtocolError, Tag, tag_name
+from leakage import leakage_report, distance_correlation
+from training import Scores, progress, set_lr, sgd
+
+
+def batch_sizes(num_examples, batch_size):
+    """The sizes of the mini-batches of one pass over ``num_examples``, in order."""
+    return [min(batch_size, num_examples - start) for start in range(0, num_examples, batch_size)]
+
+
+class Client:
+    """Holds the layers up to the cut and one shard of the training data; obeys the server's commands.
+    Subclasses change what one batch is (``train_batch``, ``evaluate_batch``)."""
+
+    def __init__(self, channel, args, data, device):
+        self.channel, self.args, self.device = channel, args, device
+        x_train, self.y_train, x_test, self.y_test = data
+        self.x_train, self.x_test = x_train.to(device), x_test.to(device)
+        self.parts = [part.to(device) for part in self.make_parts(args)]
+        self.client_part = self.parts[0]
+        self.state = [p for part in self.parts for p in part.parameters()]
+        self.optimizer = sgd(list(self.state), args)
+        if args.momentum > 0:  # create the momentum buffers now, so that a passed state has a fixed size
+            for p in list(self.state):  # (zeros give the same first step as torch's lazy buffers)
+                self.optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
+                self.state.append(self.optimizer.state[p]["momentum_buffer"])
+        self.shuffle = shuffle_generator(args.seed, channel.rank - 1)
+        self.cut_grad_buf = torch.empty((args.batch_size, *CUT_SHAPES[args.cut_layer]))
+        self.noise = torch.Generator(device=device).manual_seed(args.seed * 1000 + channel.rank)
+        self.sent_for_leakage = []  # during an evaluation: the activations sent for the first test images
+        self.handlers = {Tag.TURN: self.take_turn, Tag.HAND_OVER: self.hand_over, Tag.EVALUATE: self.evaluate,
+                         Tag.EXPORT: self.export}
+        process_policy.apply(self.plan(channel.host, channel.comm.Get_size() - 1), channel)
+
+    @staticmethod
+    def make_parts(args):
+        return [split_lenet5(args.cut_layer, args.seed)[0]]
+
+    @staticmethod
+    def plan(host, num_clients):
+        return process_policy.one_at_a_time(host)  # clients take turns with the server, one at a time
+
+    def report(self, **extra):
+        """Tell the server this turn is over, with this client's traffic since its last report."""
+        self.channel.send_obj({**self.channel.traffic(), **extra}, SERVER, Tag.TURN_DONE)
+
+    def take_turn(self, epoch, lr, receive_from=None):
+        """One pass over this client's shard, batch by batch with the server."""
+        set_lr(self.optimizer, lr)
+        if receive_from is not None:
+            flat = torch.empty(sum(t.numel() for t in self.state))
+            self.channel.recv(flat.numpy(), receive_from, Tag.CLIENT_STATE)
+            unflatten_into(self.state, flat.to(self.device))
+        for part in self.parts:
+            part.train()
+        turn = list(batches(self.x_train, self.y_train, self.args.batch_size, self.shuffle))
+        self.start_turn(turn)
+        for x, y in turn:
+            self.train_batch(x, y)
+        self.end_turn()
+
+    def start_turn(self, turn):
+        # All the turn's labels in one message: one hand-over less per batch than labels sent with each batch.
+        self.channel.send(torch.cat([y for _, y in turn]).numpy(), SERVER, Tag.LABELS)
+
+    def end_turn(self):
+        self.report()
+
+    def send_smashed(self, x):
+        """Forward to the cut and send the activations (with --noise-std, noisy: the noise does not change the
+        gradient, which flows back to ``smashed`` as it is)."""
+        smashed = self.client_part(x)
+        sent = smashed.detach()
+        if self.args.noise_std:
+            sent = sent + self.args.noise_std * torch.randn(sent.shape, generator=self.noise, device=self.device)
+        if not torch.is_grad_enabled() and self.args.leakage_images:  # evaluation: keep what the server sees
+            self.sent_for_leakage.append(sent)
+        self.channel.send(sent.cpu().numpy(), SERVER, Tag.SMASHED)
+        return smashed
+
+    def backward_cut(self, smashed, x):
+        """Receive the gradient at the cut, finish the backward pass (with NoPeek's term) and step."""
+        cut_grad = self.cut_grad_buf[:len(smashed)]
+        self.channel.recv(cut_grad.numpy(), SERVER, Tag.CUT_GRAD)
+        if self.args.nopeek:
+            (self.args.nopeek * distance_correlation(x, smashed)).backward(retain_graph=True)
+        smashed.backward(cut_grad.to(self.device))
+        self.optimizer.step()
+
+    def train_batch(self, x, y):
+        """One batch with the server (which has the labels and takes the loss)."""
+        smashed = self.send_smashed(x)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.backward_cut(smashed, x)
+
+    def hand_over(self, to):
+        """Pass this client's parts (weights and momentum) to the client whose turn is next."""
+        self.channel.send(flatten(self.state).cpu().numpy(), to, Tag.CLIENT_STATE)
+
+    @torch.no_grad()
+    def evaluate(self):
+        """Send the test set through this client's part to the server, batch by batch."""
+        for part in self.parts:
+            part.eval()
+        for start in range(0, len(self.x_test), self.args.test_batch_size):
+            self.send_smashed(self.x_test[start:start + self.args.test_batch_size])
+        self.report(leakage=self.measure_leakage())
+
+    def measure_leakage(self):
+        """Distance correlation between the first --leakage-images test images and the activations sent."""
+        if not self.sent_for_leakage:  # --leakage-images 0
+            return {}
+        sent, self.sent_for_leakage = torch.cat(self.sent_for_leakage), []
+        count = min(self.args.leakage_images, len(sent))
+        if count < 4:
+            return {}
+        return leakage_report(self.x_test[:count].cpu(), sent[:count].cpu(), seed=self.args.seed)
+
+    def export(self):
+        """Send this client's parts to the server, for the saved model (after training)."""
+        self.channel.send(flat_parameters(torch.nn.ModuleList(self.parts)).cpu().numpy(), SERVER, Tag.UPDATE)
+
+
+class Server:
+    """Holds the layers after the cut; gives the clients their turns one after another and evaluates through
+    their parts. Subclasses change what one batch is (``train_turn``, ``evaluate_client``) and name their
+    ``client_class``."""
+
+    client_class = Client
+
+    def __init__(self, channel, args, data, device):
+        self.channel, self.args, self.device = channel, args, device
+        y_test, self.num_test, self.shard_sizes = data
+        self.y_test = None if y_test is None else y_test.to(device)
+        self.clients = list(range(1, len(self.shard_sizes) + 1))
+        self.server_part = self.make_part(args).to(device)
+        self.optimizer = sgd(self.server_part.parameters(), args)
+        self.cut_shape = CUT_SHAPES[args.cut_layer]
+        most = max(args.batch_size, args.test_batch_size)
+        self.smashed_buf = torch.empty((most, *self.cut_shape))  # receive buffer, allocated once
+        self.holder = None  # in pass mode: the client whose part is the newest
+        self.received = {}  # what the server has been sent: (tag, shape per example) -> messages
+        process_policy.apply(self.plan(channel.host, len(self.clients)), channel)
+
+    @staticmethod
+    def make_part(args):
+        return split_lenet5(args.cut_layer, args.seed)[1]
+
+    @staticmethod
+    def plan(host, num_clients):
+        return process_policy.one_at_a_time(host)  # the server and the client whose turn it is alternate
+
+    # -------------------------------------------------------------------------------- checked receiving
+
+    def expect(self, client, tag, shape):
+        """Wait for the next message; one from another sender or with another tag is a protocol error.
+        Records what arrived (for ``server_received``)."""
+        status = self.channel.probe(awaited=client)
+        source, got = status.Get_source(), status.Get_tag()
+        if source != client or got != tag:
+            raise ProtocolError(f"server expected {tag.name} from client {client}, got {tag_name(got)} from rank "
+                                f"{source}")
+        key = (tag.name, tuple(shape))
+        self.received[key] = self.received.get(key, 0) + 1
+
+    def recv(self, client, tag, buffer):
+        """Receive ``tag`` from ``client`` into ``buffer``, which has exactly the expected size: another sender,
+        tag or size (raw images instead of activations, say) is a protocol error."""
+        self.expect(client, tag, buffer.shape[1:])
+        self.channel.recv(buffer.numpy(), client, tag)
+        return buffer.to(self.device)
+
+    def recv_smashed(self, client, batch):
+        return self.recv(client, Tag.SMASHED, self.smashed_buf[:batch])
+
+    def finish_turn(self, client):
+        self.expect(client, Tag.TURN_DONE, ())
+        return self.channel.recv_obj(client, Tag.TURN_DONE)
+
+    # ------------------------------------------------------------------------------------------ training
+
+    def train_turn(self, client, bar):
+        """Server side of one client's turn; returns (sum of the batch losses x batch sizes, examples)."""
+        labels = self.recv(client, Tag.LABELS, torch.empty(self.shard_sizes[client - 1], dtype=torch.int64))
+        loss_sum, seen = 0.0, 0
+        for size in batch_sizes(len(labels), self.args.batch_size):
+            smashed = self.recv_smashed(client, size).requires_grad_()
+            loss = F.cross_entropy(self.server_part(smashed), labels[seen:seen + size])
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            loss_sum += loss.item() * size
+            self.channel.send(smashed.grad.cpu().numpy(), client, Tag.CUT_GRAD)
+            seen += size
+            bar.update()
+        return loss_sum, seen, self.finish_turn(client)
+
+    def train_epoch(self, epoch, lr):
+        """Every client's turn, in order; returns the mean training loss and the epoch's traffic."""
+        self.server_part.train()
+        set_lr(self.optimizer, lr)
+        loss_sum, seen, reports = 0.0, 0, []
+        total = sum(num_batches(n, self.args.batch_size) for n in self.shard_sizes)
+        with progress(self.args, None, total, f"epoch {epoch}") as bar:
+            for client in self.clients:
+                receive_from = None
+                if self.args.client_weights == "pass" and self.holder not in (None, client):
+                    receive_from = self.holder
+                    self.channel.send_obj({"to": client}, receive_from, Tag.HAND_OVER)
+                self.channel.send_obj({"epoch": epoch, "lr": lr, "receive_from": receive_from}, client, Tag.TURN)
+                turn_loss, turn_seen, report = self.train_turn(client, bar)
+                loss_sum, seen = loss_sum + turn_loss, seen + turn_seen
+                reports.append(report)
+                self.holder = client
+        return {"train_loss": loss_sum / seen, **self.traffic(reports)}
+
+    def traffic(self, client_reports):
+        """Bytes sent and received by every rank since the last call."""
+        total = self.channel.traffic()
+        for report in client_reports:
+            for key in total:
+                total[key] += report[key]
+        return total
+
+    # ---------------------------------------------------------------------------------------- evaluation
+
+    @torch.no_grad()
+    def evaluate_client(self, client):
+        """Test loss and accuracy of ``client``'s part followed by the server part; and the client's report."""
+        self.server_part.eval()
+        self.channel.send_obj({}, client, Tag.EVALUATE)
+        scores = Scores()
+        for start, size in zip(range(0, self.num_test, self.args.test_batch_size),
+                               batch_sizes(self.num_test, self.args.test_batch_size)):
+            scores.add(self.server_part(self.recv_smashed(client, size)), self.y_test[start:start + size])
+        return scores.result(), self.finish_turn(client)
+
+    def evaluate(self):
+        """The report's measure: the last client's part; with --client-eval epoch, every client's too. The
+        leakage keys are the evaluated client's (README, "Leakage")."""
+        if self.args.client_eval == "epoch":
+            return self.evaluate_all_clients()
+        scores, report = self.evaluate_client(self.clients[-1])
+        return {**scores, **report.pop("leakage"), **self.traffic([report])}
+
+    def evaluate_all_clients(self):
+        """Every client's part (the last client's last, as the report's measure), with mean and spread."""
+        accuracies, leakages, reports = [], [], []
+        for client in self.clients:
+            scores, report = self.evaluate_client(client)
+            accuracies.append(scores["test_acc"])
+            leakages.append(report.pop("leakage"))
+            reports.append(report)
+        return {**scores, **leakages[-1], "client_test_acc": accuracies,
+                "client_test_acc_mean": float(np.mean(accuracies)),
+                "client_test_acc_std": float(np.std(accuracies)), "client_leakage": leakages,
+                **self.traffic(reports)}
+
+    def final_summary(self):
+        """For the results file: every client's part evaluated, and every kind of message the server saw.
+        The trained parts go to <results-dir>/<run-name>.pt, for the attacks (attack.py)."""
+        final = self.evaluate_all_clients()
+        self.save_parts()
+        return {"final_client_test_acc": final["client_test_acc"],
+                "final_client_test_acc_mean": final["client_test_acc_mean"],
+                "final_client_test_acc_std": final["client_test_acc_std"],
+                "final_client_leakage": final["client_leakage"],
+                "server_received": [{"tag": tag, "shape_per_example": list(shape), "messages": count}
+                                    for (tag, shape), count in sorted(self.received.items())]}
+
+    def save_parts(self):
+        """Ask every client for its parts (for the experimenter, after training: not part of the method) and
+        save them with the server part and the configuration."""
+        client_parts = []
+        for client in self.clients:
+            self.channel.send_obj({}, client, Tag.EXPORT)
+            parts = self.client_class.make_parts(self.args)
+            flat = torch.empty(sum(p.numel() for part in parts for p in part.parameters()))
+            self.channel.recv(flat.numpy(), client, Tag.UPDATE)
+            unflatten_into([p for part in parts for p in part.parameters()], flat)
+            client_parts.append([part.state_dict() for part in parts])
+        path = Path(self.args.results_dir) / f"{self.args.run_name}.pt"
+        tmp = path.with_suffix(".pt.tmp")
+        torch.save({"config": vars(self.args), "client_parts": client_parts,
+                    "server_part": {k: v.cpu() for k, v in self.server_part.state_dict().items()}}, tmp)
+        tmp.replace(path)
+
+    def stop(self):
+        stop_workers(self.channel)
