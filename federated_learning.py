@@ -22,13 +22,17 @@ from models import flat_parameters, lenet5, load_flat_parameters
 from mpi_method import run_method, run_mpi_main, stop_workers, take_turns
 import process_policy
 from protocol import SERVER, ProtocolError, Tag
-from training import Results, add_client_args, add_mpi_args, common_parser, evaluate, fit, fraction, launched_by_mpi, \
+from training import InputError, Results, add_client_args, add_mpi_args, common_parser, evaluate, fit, fraction, launched_by_mpi, \
     nonnegative_float, positive_float, positive_int, resolve_device, run_main, set_lr, sgd, train_epoch
+
+
+ONE_PROCESS_CLIENTS = 10  # the report's data holders
 
 
 def build_parser():
     parser = common_parser("federated", __doc__.splitlines()[0])
-    add_client_args(parser, "number of clients in one-process mode (under MPI: the world size minus one)")
+    add_client_args(parser, f"number of clients in one-process mode (default {ONE_PROCESS_CLIENTS}); under MPI the "
+                            "clients are the ranks after rank 0, and --clients, if given, must say as many")
     add_mpi_args(parser)
     add = parser.add_argument
     add("--local-epochs", type=positive_int, default=1, help="passes over its shard each client makes per round")
@@ -82,6 +86,7 @@ def evaluate_global(aggregator, model, x_test, y_test, batch_size):
 
 
 def run_one_process(args, device):
+    args.clients = args.clients or ONE_PROCESS_CLIENTS
     x_train, y_train, x_test, y_test = (t.to(device) for t in
                                         load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset))
     shards = partition(y_train.cpu(), args.clients, args.partition, args.alpha, args.seed)
@@ -191,10 +196,16 @@ class MPIClient:
                               SERVER, Tag.UPDATE_INFO)
 
 
+def check(args, world_size):
+    if args.clients not in (None, world_size - 1):
+        raise InputError(f"--clients {args.clients} with {world_size} MPI processes: under MPI each client is a rank "
+                         f"after rank 0; run mpirun -n {args.clients + 1}, or leave --clients out")
+
+
 def main():
     if launched_by_mpi():
         run_mpi_main(lambda: run_method(build_parser(), "federated", "mpirun -n 11 python federated_learning.py",
-                                        load_for_rank, lambda args: (MPIAggregator, MPIClient)))
+                                        load_for_rank, lambda args: (MPIAggregator, MPIClient), check))
     else:
         args = build_parser().parse_args()
         run_one_process(args, resolve_device(args.device))

@@ -92,7 +92,7 @@ def add_client_args(parser, clients_help=None):
     """``--partition`` and ``--alpha``; ``--clients`` too where the client count is not the MPI world's."""
     add = parser.add_argument
     if clients_help:
-        add("--clients", type=positive_int, default=10, help=clients_help)
+        add("--clients", type=positive_int, default=None, help=clients_help)
     add("--partition", choices=["iid", "dirichlet"], default="iid",
         help="how the training set is divided among clients")
     add("--alpha", type=positive_float, default=0.5,

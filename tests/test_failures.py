@@ -118,3 +118,8 @@ def test_a_results_dir_that_cannot_be_written_is_refused(tmp_path, launch):
     result = script("federated_learning.py", *flags) if launch == "one process" else \
         mpirun(3, "split_learning.py", *flags, timeout=120)
     assert_one_line_error(result, "cannot write results into")
+
+
+def test_a_client_count_that_is_not_the_worlds_is_refused_under_mpi():
+    assert_one_line_error(mpirun(3, "federated_learning.py", "--clients", "5", timeout=120),
+                          "--clients 5 with 3 MPI processes")
