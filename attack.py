@@ -32,7 +32,7 @@ from pytorch_msssim import ssim
 from torch import nn
 
 from data import MEAN, STD, batches, load_fashion_mnist, shuffle_generator
-from models import CUT_SHAPES, lenet5, split_lenet5
+from models import cut_shape, lenet5, split
 from training import InputError, common_parser, evaluate, positive_int, run_main, sgd, train_epoch
 
 AUX_START = 5000  # the attacker's auxiliary images: test images from here on (the victims come first)
@@ -44,7 +44,7 @@ def build_parser():
     add = parser.add_argument
     add("parts", help="a split-learning run's saved parts, <results-dir>/<run-name>.pt")
     add("--client", type=positive_int, default=None, help="whose client part to attack (1..N); default: the last")
-    add("--cut-layer", type=int, choices=sorted(CUT_SHAPES), default=None,
+    add("--cut-layer", type=int, default=None,
         help="the cut layer the file must come from (default: whatever its configuration says)")
     add("--victims", type=positive_int, default=100, help="test images attacked (the first N)")
     add("--aux", type=positive_int, default=5000, help=f"auxiliary images for the decoder (test images {AUX_START}+)")
@@ -79,11 +79,15 @@ def load_client_part(path, client, cut_layer):
     client = client or len(parts)
     if not 1 <= client <= len(parts):
         raise InputError(f"{path} has client parts 1..{len(parts)}, not {client}")
-    front = split_lenet5(config["cut_layer"])[0]
+    model = config.setdefault("model", "lenet5")  # files written before --model held LeNet-5
+    try:
+        front = split(model, config["cut_layer"])[0]
+    except ValueError as exc:
+        raise InputError(f"{path}: {exc}") from None
     try:
         front.load_state_dict(parts[client - 1][0])
     except RuntimeError as exc:
-        raise InputError(f"{path}: its client part does not fit cut layer {config['cut_layer']} "
+        raise InputError(f"{path}: its client part does not fit {model} at cut layer {config['cut_layer']} "
                          f"({_one_line(exc)})") from None
     return front.eval().requires_grad_(False), config, client
 
@@ -201,11 +205,11 @@ def main():
     z_victims, z_aux = observe(front, victims, noise_std, generator), observe(front, aux, noise_std, generator)
     original = to_unit(victims)
 
-    print(f"attacking client {client}'s part (cut layer {config['cut_layer']}, variant "
+    print(f"attacking client {client}'s part ({config['model']}, cut layer {config['cut_layer']}, variant "
           f"{config.get('variant', 'vanilla')}, noise {noise_std}, NoPeek {config.get('nopeek', 0.0)})",
           file=sys.stderr)
     reconstructions = {"white-box": white_box_inversion(front, z_victims, args.inversion_steps, args.tv_weight),
-                       "decoder": learned_decoder(z_aux, to_unit(aux), z_victims, CUT_SHAPES[config["cut_layer"]],
+                       "decoder": learned_decoder(z_aux, to_unit(aux), z_victims, cut_shape(config["model"], config["cut_layer"]),
                                                   args.decoder_epochs, args.seed)}
     classifier = train_classifier(x_train, y_train, args.classifier_epochs, args.seed)
     result = {"parts": str(args.parts), "client": client, "config": config, "victims": f"test images 0..{args.victims - 1}",

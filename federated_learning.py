@@ -18,7 +18,7 @@ import torch
 
 from averaging import Aggregator, sample_clients
 from data import batches, load_fashion_mnist, partition, shuffle_generator
-from models import flat_parameters, lenet5, load_flat_parameters
+from models import build, flat_parameters, load_flat_parameters
 from mpi_method import run_method, run_mpi_main, stop_workers, take_turns
 import process_policy
 from protocol import SERVER, ProtocolError, Tag
@@ -90,7 +90,7 @@ def run_one_process(args, device):
     x_train, y_train, x_test, y_test = (t.to(device) for t in
                                         load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset))
     shards = partition(y_train.cpu(), args.clients, args.partition, args.alpha, args.seed)
-    model = lenet5(args.seed).to(device)  # one model, which each client in turn trains
+    model = build(args.model, args.seed).to(device)  # one model, which each client in turn trains
     clients = [Client(i, x_train[s.to(device)], y_train[s.to(device)], model, args) for i, s in enumerate(shards)]
     aggregator = Aggregator(flat_parameters(model), args.server_momentum, args.server_lr)
     model_bytes = aggregator.params.numel() * aggregator.params.element_size()
@@ -130,7 +130,7 @@ class MPIAggregator:
         x_test, y_test, self.shard_sizes = data
         self.x_test, self.y_test = x_test.to(device), y_test.to(device)
         self.num_clients = args.clients = channel.comm.Get_size() - 1
-        self.model = lenet5(args.seed).to(device)
+        self.model = build(args.model, args.seed).to(device)
         self.aggregator = Aggregator(flat_parameters(self.model).cpu(), args.server_momentum, args.server_lr)
         self.model_bytes = self.aggregator.params.numel() * self.aggregator.params.element_size()
         self.update = torch.empty(self.aggregator.params.numel())
@@ -184,7 +184,7 @@ class MPIClient:
         process_policy.apply(process_policy.side_by_side(channel.host, at_once), channel)
         self.channel = channel
         x, y = (t.to(device) for t in data)
-        self.client = Client(channel.rank - 1, x, y, lenet5(args.seed).to(device), args)
+        self.client = Client(channel.rank - 1, x, y, build(args.model, args.seed).to(device), args)
         self.global_params = torch.empty(sum(p.numel() for p in self.client.model.parameters()))
         self.handlers = {Tag.ROUND: self.train_round}
 

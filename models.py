@@ -1,42 +1,63 @@
-"""LeNet-5 with ReLU, and its split into a client part and a server part at a cut layer.
+"""The networks the suite trains, and their splits into a client part and a server part at a cut point.
 
-The network is a flat ``nn.Sequential`` of blocks, so a split is a slice: ``model[:cut]`` runs on the client
+Every network is a flat ``nn.Sequential`` of blocks, so a split is a slice: ``model[:cut]`` runs on the client
 and ``model[cut:]`` on the server, and the two together are exactly the whole network (same modules, same
-weights, same order of operations).
+weights, same order of operations). The cut points are the block boundaries before the last block (the
+classifier); what the server receives at a cut, and what a U-shaped client's head receives, are derived from
+the network, not written down.
+
+    lenet5         LeNet-5 with ReLU, first convolution padded (61,706 parameters; 6x14x14 at cut 1): the suite's
+    lenet5-report  the network of the report's own code (bt-s/Split-Learning-and-Federated-Learning): first
+                   convolution unpadded, 6x12x12 at cut 1, 16x4x4 into the classifier (44,426 parameters)
+    vgg-small      three VGG blocks of two 3x3 convolutions (16, 32, 64 channels) and a classifier of
+                   1,024-wide layers (1.72 M parameters), where the report's bandwidth argument may hold
 """
+
+from functools import lru_cache
 
 import torch
 from torch import nn
 
-# Shape of one example's activations after each cut layer (channels, height, width): what the server sees.
-CUT_SHAPES = {1: (6, 14, 14), 2: (16, 5, 5)}
-# U-shaped split: the client keeps the last ``head_layers`` fully connected layers; the server sends it the
-# activations that enter them, of this shape per example.
-HEAD_SHAPES = {1: (84,), 2: (120,)}
+IMAGE_SHAPE = (1, 28, 28)
 
 
-def lenet5(seed=None):
-    """LeNet-5 with ReLU for 1x28x28 inputs and 10 classes. Pass ``seed`` for reproducible initial weights (drawn
-    from torch's generator seeded so, which is then restored: the rest of the process's random draws are left
-    alone)."""
+def _lenet5_blocks(padding):
+    """LeNet-5 with ReLU and max pooling; ``padding`` 2 on the first convolution keeps 28x28 (the suite's), 0
+    gives the report's 24x24."""
+    flat = 16 * 5 * 5 if padding else 16 * 4 * 4
+    return [nn.Sequential(nn.Conv2d(1, 6, 5, padding=padding), nn.ReLU(), nn.MaxPool2d(2)),
+            nn.Sequential(nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2)),
+            nn.Sequential(nn.Flatten(), nn.Linear(flat, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+                          nn.Linear(84, 10))]
+
+
+def _vgg_blocks():
+    def block(inputs, outputs):
+        return nn.Sequential(nn.Conv2d(inputs, outputs, 3, padding=1), nn.ReLU(),
+                             nn.Conv2d(outputs, outputs, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    return [block(1, 16), block(16, 32), block(32, 64),  # 28 -> 14 -> 7 -> 3
+            nn.Sequential(nn.Flatten(), nn.Linear(64 * 3 * 3, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(),
+                          nn.Linear(1024, 10))]
+
+
+ARCHITECTURES = {"lenet5": lambda: _lenet5_blocks(padding=2), "lenet5-report": lambda: _lenet5_blocks(padding=0),
+                 "vgg-small": _vgg_blocks}
+MODELS = list(ARCHITECTURES)
+
+
+def build(name="lenet5", seed=None):
+    """The network ``name`` with He-initialised weights. Pass ``seed`` for reproducible weights (drawn from
+    torch's generator seeded so, which is then restored: the process's other random draws are left alone)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
     if seed is None:
-        return _lenet5()
+        return _initialised(nn.Sequential(*ARCHITECTURES[name]()))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _lenet5()
+        return _initialised(nn.Sequential(*ARCHITECTURES[name]()))
 
 
-def _lenet5():
-    model = nn.Sequential(
-        nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2)),  # block 1 -> 6x14x14
-        nn.Sequential(nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2)),  # block 2 -> 16x5x5
-        nn.Sequential(
-            nn.Flatten(),
-            nn.Linear(16 * 5 * 5, 120), nn.ReLU(),
-            nn.Linear(120, 84), nn.ReLU(),
-            nn.Linear(84, 10),
-        ),
-    )
+def _initialised(model):
     # He initialisation suits ReLU (PyTorch's default is scaled for no activation); README, "Choices".
     for layer in model.modules():
         if isinstance(layer, (nn.Conv2d, nn.Linear)):
@@ -45,21 +66,64 @@ def _lenet5():
     return model
 
 
-def split_lenet5(cut_layer=1, seed=None):
-    """Return ``(client_part, server_part)``: LeNet-5 cut after conv block ``cut_layer`` (1 or 2)."""
-    if cut_layer not in CUT_SHAPES:
-        raise ValueError(f"cut layer must be one of {sorted(CUT_SHAPES)}, not {cut_layer}")
-    model = lenet5(seed)
+def lenet5(seed=None):
+    """The suite's LeNet-5 (``build("lenet5", seed)``)."""
+    return build("lenet5", seed)
+
+
+@lru_cache(maxsize=None)
+def _block_count(name):
+    return len(ARCHITECTURES[name]())
+
+
+def cut_points(name):
+    """The cuts ``name`` can be split at: after each block but the classifier."""
+    return list(range(1, _block_count(name)))
+
+
+def head_choices(name):
+    """How many fully connected layers a U-shaped client can keep: all but the classifier's first."""
+    return list(range(1, sum(isinstance(m, nn.Linear) for m in ARCHITECTURES[name]()[-1])))
+
+
+def check_split(name, cut_layer, head_layers=None):
+    """ValueError naming the choices when ``name`` has no such cut (or U-shaped head)."""
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    if cut_layer not in cut_points(name):
+        raise ValueError(f"{name} has cut points {', '.join(map(str, cut_points(name)))}, not {cut_layer}")
+    if head_layers is not None and head_layers not in head_choices(name):
+        raise ValueError(f"a U-shaped client of {name} keeps {', '.join(map(str, head_choices(name)))} fully "
+                         f"connected layers, not {head_layers}")
+
+
+@lru_cache(maxsize=None)
+def cut_shape(name, cut_layer):
+    """Shape of one example's activations at ``cut_layer``: what the server receives for it."""
+    check_split(name, cut_layer)
+    with torch.no_grad():
+        return tuple(nn.Sequential(*ARCHITECTURES[name]()[:cut_layer])(torch.zeros(1, *IMAGE_SHAPE)).shape[1:])
+
+
+def head_shape(name, head_layers):
+    """Shape of one example's input to a U-shaped client's head of ``head_layers`` layers."""
+    linears = [m for m in ARCHITECTURES[name]()[-1] if isinstance(m, nn.Linear)]
+    return (linears[-head_layers].in_features,)
+
+
+def split(name="lenet5", cut_layer=1, seed=None):
+    """``(client_part, server_part)``: network ``name`` cut after block ``cut_layer``."""
+    check_split(name, cut_layer)
+    model = build(name, seed)
     return model[:cut_layer], model[cut_layer:]
 
 
-def split_u_shaped(cut_layer=1, head_layers=1, seed=None):
-    """Return ``(front, middle, head)``: LeNet-5 cut after conv block ``cut_layer`` and again before its last
+def split_u_shaped(name="lenet5", cut_layer=1, head_layers=1, seed=None):
+    """``(front, middle, head)``: network ``name`` cut after block ``cut_layer`` and again before its last
     ``head_layers`` fully connected layers. The client holds front and head, the server the middle."""
-    if head_layers not in HEAD_SHAPES:
-        raise ValueError(f"head layers must be one of {sorted(HEAD_SHAPES)}, not {head_layers}")
-    front, rest = split_lenet5(cut_layer, seed)
-    classifier = rest[-1]  # Flatten, Linear, ReLU, Linear, ReLU, Linear
+    check_split(name, cut_layer, head_layers)
+    front, rest = split(name, cut_layer, seed)
+    classifier = rest[-1]  # Flatten, then Linear and ReLU in turn, ending with a Linear
     keep = len(classifier) - (2 * head_layers - 1)
     return front, nn.Sequential(*rest[:-1], classifier[:keep]), classifier[keep:]
 

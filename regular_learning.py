@@ -7,7 +7,7 @@
 import runtime  # noqa: F401  (process settings that must precede torch)
 
 from data import batches, load_fashion_mnist, num_batches, shuffle_generator
-from models import lenet5
+from models import build
 from training import Results, common_parser, evaluate, fit, progress, resolve_device, run_main, set_lr, sgd, \
     train_epoch
 
@@ -19,7 +19,7 @@ def main():
 
     x_train, y_train, x_test, y_test = (t.to(device) for t in
                                         load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset))
-    model = lenet5(args.seed).to(device)
+    model = build(args.model, args.seed).to(device)
     optimizer = sgd(model.parameters(), args)
     shuffle = shuffle_generator(args.seed)
 

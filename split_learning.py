@@ -13,12 +13,13 @@ split_roles.py, the variants in split_variants.py; every message is laid out in 
 import runtime  # first: process settings that must precede torch
 
 from data import load_fashion_mnist, partition
-from models import CUT_SHAPES, HEAD_SHAPES
+from models import check_split
 from mpi_method import run_method, run_mpi_main
 from protocol import SERVER
 from split_roles import Server
 from split_variants import SplitFedV1Server, SplitFedV2Server, UShapedServer
-from training import InputError, add_client_args, add_mpi_args, common_parser, nonnegative_float, nonnegative_int
+from training import InputError, add_client_args, add_mpi_args, common_parser, nonnegative_float, nonnegative_int, \
+    positive_int
 
 SERVERS = {"vanilla": Server, "sflv1": SplitFedV1Server, "sflv2": SplitFedV2Server, "u-shaped": UShapedServer}
 
@@ -31,11 +32,12 @@ def build_parser():
     add("--variant", choices=list(SERVERS), default="vanilla",
         help="vanilla: clients take turns (the report); sflv1/sflv2: SplitFed V1/V2, clients in parallel, client "
              "parts averaged every epoch; u-shaped: the client also holds the last layers and keeps the labels")
-    add("--cut-layer", type=int, choices=sorted(CUT_SHAPES), default=1,
-        help="cut after this conv block: 1 (clients send 6x14x14) or 2 (16x5x5)")
-    add("--head-layers", type=int, choices=sorted(HEAD_SHAPES), default=1,
-        help="u-shaped: fully connected layers the client keeps at the end (1: it receives 84 values per "
-             "example, 2: 120)")
+    add("--cut-layer", type=positive_int, default=1,
+        help="cut after this block of the model: lenet5 1 (clients send 6x14x14) or 2 (16x5x5); lenet5-report 1 "
+             "(6x12x12) or 2 (16x4x4); vgg-small 1 (16x14x14), 2 (32x7x7) or 3 (64x3x3)")
+    add("--head-layers", type=positive_int, default=1,
+        help="u-shaped: fully connected layers the client keeps at the end (lenet5: 1, it receives 84 values per "
+             "example, or 2, 120)")
     add("--client-weights", choices=["keep", "pass"], default="keep",
         help="vanilla and u-shaped: keep: each client trains its own client part (the report); pass: each "
              "client starts its turn from the previous client's weights (original splitNN)")
@@ -72,6 +74,10 @@ def roles(args):
 
 
 def check(args, world_size):
+    try:
+        check_split(args.model, args.cut_layer, args.head_layers if args.variant == "u-shaped" else None)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     if args.variant in ("sflv1", "sflv2") and args.client_weights == "pass":
         raise InputError(f"--client-weights pass is for clients that take turns; {args.variant} averages the "
                          "client parts instead: leave the flag out")

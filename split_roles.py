@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from data import batches, num_batches, shuffle_generator
-from models import CUT_SHAPES, flat_parameters, flatten, split_lenet5, unflatten_into
+from models import cut_shape, flat_parameters, flatten, split, unflatten_into
 from mpi_method import stop_workers
 import process_policy
 from protocol import SERVER, ProtocolError, Tag, tag_name
@@ -45,7 +45,7 @@ class Client:
                 self.optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
                 self.state.append(self.optimizer.state[p]["momentum_buffer"])
         self.shuffle = shuffle_generator(args.seed, channel.rank - 1)
-        self.cut_grad_buf = torch.empty((args.batch_size, *CUT_SHAPES[args.cut_layer]))
+        self.cut_grad_buf = torch.empty((args.batch_size, *cut_shape(args.model, args.cut_layer)))
         self.noise = torch.Generator(device=device).manual_seed(args.seed * 1000 + channel.rank)
         self.sent_for_leakage = []  # during an evaluation: the activations sent for the first test images
         self.handlers = {Tag.TURN: self.take_turn, Tag.HAND_OVER: self.hand_over, Tag.EVALUATE: self.evaluate,
@@ -54,7 +54,7 @@ class Client:
 
     @staticmethod
     def make_parts(args):
-        return [split_lenet5(args.cut_layer, args.seed)[0]]
+        return [split(args.model, args.cut_layer, args.seed)[0]]
 
     @staticmethod
     def plan(host, num_clients):
@@ -155,7 +155,7 @@ class Server:
         self.clients = list(range(1, len(self.shard_sizes) + 1))
         self.server_part = self.make_part(args).to(device)
         self.optimizer = sgd(self.server_part.parameters(), args)
-        self.cut_shape = CUT_SHAPES[args.cut_layer]
+        self.cut_shape = cut_shape(args.model, args.cut_layer)
         most = max(args.batch_size, args.test_batch_size)
         self.smashed_buf = torch.empty((most, *self.cut_shape))  # receive buffer, allocated once
         self.holder = None  # in pass mode: the client whose part is the newest
@@ -164,7 +164,7 @@ class Server:
 
     @staticmethod
     def make_part(args):
-        return split_lenet5(args.cut_layer, args.seed)[1]
+        return split(args.model, args.cut_layer, args.seed)[1]
 
     @staticmethod
     def plan(host, num_clients):

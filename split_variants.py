@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from averaging import weighted_average
-from models import HEAD_SHAPES, flat_parameters, load_flat_parameters, split_u_shaped
+from models import flat_parameters, head_shape, load_flat_parameters, split_u_shaped
 import process_policy
 from mpi_method import take_turns
 from protocol import SERVER, ProtocolError, Tag
@@ -38,14 +38,14 @@ class UShapedClient(Client):
 
     @staticmethod
     def make_parts(args):
-        front, _, head = split_u_shaped(args.cut_layer, args.head_layers, args.seed)
+        front, _, head = split_u_shaped(args.model, args.cut_layer, args.head_layers, args.seed)
         return [front, head]
 
     def __init__(self, channel, args, data, device):
         super().__init__(channel, args, data, device)
         self.head = self.parts[1]
         most = max(args.batch_size, args.test_batch_size)
-        self.middle_buf = torch.empty((most, *HEAD_SHAPES[args.head_layers]))
+        self.middle_buf = torch.empty((most, *head_shape(args.model, args.head_layers)))
 
     def recv_middle(self, size):
         middle = self.middle_buf[:size]
@@ -88,11 +88,11 @@ class UShapedServer(Server):
 
     @staticmethod
     def make_part(args):
-        return split_u_shaped(args.cut_layer, args.head_layers, args.seed)[1]
+        return split_u_shaped(args.model, args.cut_layer, args.head_layers, args.seed)[1]
 
     def __init__(self, channel, args, data, device):
         super().__init__(channel, args, data, device)
-        self.head_grad_buf = torch.empty((args.batch_size, *HEAD_SHAPES[args.head_layers]))
+        self.head_grad_buf = torch.empty((args.batch_size, *head_shape(args.model, args.head_layers)))
 
     def train_turn(self, client, bar):
         for size in batch_sizes(self.shard_sizes[client - 1], self.args.batch_size):

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from data import load_fashion_mnist, partition, shuffle_generator
-from models import flat_parameters, flatten, lenet5, load_flat_parameters, unflatten_into
+from models import build, flat_parameters, flatten, load_flat_parameters, unflatten_into
 from mpi_method import run_method, run_mpi_main
 import process_policy
 from protocol import SERVER, Tag
@@ -100,7 +100,7 @@ class ParameterServer:
         process_policy.apply(process_policy.side_by_side(channel.host), channel)  # steps while the workers wait
         self.channel, self.args = channel, args
         self.x_test, self.y_test, self.shard_sizes = data
-        self.model = lenet5(args.seed)  # the step is a few vector operations: the server stays on the CPU
+        self.model = build(args.model, args.seed)  # the step is a few vector operations: the server stays on the CPU
         self.workers = list(range(1, len(self.shard_sizes) + 1))
         self.num_awaited = len(self.workers) - args.backup_workers
         self.optimizer = sgd(self.model.parameters(), args)
@@ -165,7 +165,7 @@ class Worker:
         process_policy.apply(process_policy.side_by_side(channel.host, channel.comm.Get_size() - 1), channel)
         self.channel, self.args, self.device = channel, args, device
         self.x, self.y = (t.to(device) for t in data)
-        self.model = lenet5(args.seed).to(device)
+        self.model = build(args.model, args.seed).to(device)
         self.shuffle = shuffle_generator(args.seed, channel.rank - 1)
         self.straggler = np.random.default_rng([args.seed, channel.rank])
         self.params_buf = torch.empty(sum(p.numel() for p in self.model.parameters()) + 1)

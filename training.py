@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from data import DataError
+from models import MODELS
 
 
 class InputError(Exception):
@@ -75,6 +76,9 @@ def common_parser(method, description):
              "noisy epoch pass")
     add("--momentum", type=nonnegative_float, default=0.9, help="SGD momentum")
     add("--weight-decay", type=nonnegative_float, default=5e-4, help="SGD weight decay (L2)")
+    add("--model", choices=MODELS, default="lenet5",
+        help="the network: lenet5 (padded first convolution, the suite's), lenet5-report (the report's own "
+             "code: unpadded), vgg-small (1.7 M parameters; models.py)")
     add("--seed", type=int, default=0, help="seed of every random choice: initial weights, shuffling, partition")
     add("--data-dir", default=None,
         help="folder with the four Fashion-MNIST files (downloaded there if missing); default: searched for "

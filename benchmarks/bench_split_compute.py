@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from data import load_fashion_mnist
-from models import CUT_SHAPES, lenet5, split_lenet5
+from models import cut_points, cut_shape, lenet5, split
 from training import common_parser, sgd, train_step
 
 BATCH = 64
@@ -44,20 +44,20 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--batches", type=int, default=3000, help="timed batches of each kind")
-    parser.add_argument("--cut-layer", type=int, choices=sorted(CUT_SHAPES), default=1, help="where to split")
+    parser.add_argument("--cut-layer", type=int, choices=cut_points("lenet5"), default=1, help="where to split")
     args = parser.parse_args()
     defaults = common_parser("bench", "").parse_args([])  # the scripts' learning rate, momentum, weight decay
 
     x, y, _, _ = load_fashion_mnist(None, DISTINCT_BATCHES * BATCH, 1)
     model = lenet5(0)
     optimizer = sgd(model.parameters(), defaults)
-    client_part, server_part = split_lenet5(args.cut_layer, 0)
+    client_part, server_part = split("lenet5", args.cut_layer, 0)
     client_optimizer = sgd(client_part.parameters(), defaults)
     server_optimizer = sgd(server_part.parameters(), defaults)
-    smashed_buf = torch.empty(BATCH, *CUT_SHAPES[args.cut_layer])
+    smashed_buf = torch.empty(BATCH, *cut_shape("lenet5", args.cut_layer))
 
     warm_up = 100
-    whole, split = [], []
+    whole, split_times = [], []
     for i in range(warm_up + args.batches):
         start = (i % DISTINCT_BATCHES) * BATCH
         xb, yb = x[start:start + BATCH], y[start:start + BATCH]
@@ -68,8 +68,8 @@ def main():
         t2 = time.perf_counter()
         if i >= warm_up:
             whole.append(t1 - t0)
-            split.append(t2 - t1)
-    whole_ms, split_ms = statistics.median(whole) * 1e3, statistics.median(split) * 1e3
+            split_times.append(t2 - t1)
+    whole_ms, split_ms = statistics.median(whole) * 1e3, statistics.median(split_times) * 1e3
     print(f"whole step   median {whole_ms:.3f} ms\nsplit steps  median {split_ms:.3f} ms\n"
           f"ratio {split_ms / whole_ms:.3f}  ({args.batches} batches of {BATCH} each, alternating, "
           f"{torch.get_num_threads()} threads)")

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import mpirun, needs_data, script
-from models import split_lenet5
+from models import split
 
 
 def assert_one_line_error(result, fragment):
@@ -25,18 +25,18 @@ def test_a_corrupt_file_is_named(tmp_path):
 
 
 def test_a_file_from_another_cut_layer_is_refused(tmp_path):
-    front, server = split_lenet5(2)
+    front, server = split("lenet5", 2)
     torch.save({"config": {"cut_layer": 2}, "client_parts": [[front.state_dict()]],
                 "server_part": server.state_dict()}, tmp_path / "cut2.pt")
     assert_one_line_error(script("attack.py", str(tmp_path / "cut2.pt"), "--cut-layer", "1"),
                           "comes from cut layer 2, not 1")
     torch.save({"config": {"cut_layer": 1}, "client_parts": [[front.state_dict()]],
                 "server_part": server.state_dict()}, tmp_path / "mislabelled.pt")
-    assert_one_line_error(script("attack.py", str(tmp_path / "mislabelled.pt")), "does not fit cut layer 1")
+    assert_one_line_error(script("attack.py", str(tmp_path / "mislabelled.pt")), "does not fit lenet5 at cut layer 1")
 
 
 def parts_file(tmp_path, client_parts, cut_layer=1):
-    front, server = split_lenet5(cut_layer)
+    front, server = split("lenet5", cut_layer)
     path = tmp_path / "parts.pt"
     torch.save({"config": {"cut_layer": cut_layer}, "client_parts": [[part] for part in client_parts],
                 "server_part": server.state_dict()}, path)
@@ -44,13 +44,13 @@ def parts_file(tmp_path, client_parts, cut_layer=1):
 
 
 def test_a_client_out_of_range_is_refused(tmp_path):
-    path = parts_file(tmp_path, [split_lenet5(1)[0].state_dict()] * 2)
+    path = parts_file(tmp_path, [split("lenet5", 1)[0].state_dict()] * 2)
     assert_one_line_error(script("attack.py", str(path), "--client", "3"), "has client parts 1..2, not 3")
 
 
 @needs_data
 def test_too_many_victims_are_refused(tmp_path):
-    path = parts_file(tmp_path, [split_lenet5(1)[0].state_dict()])
+    path = parts_file(tmp_path, [split("lenet5", 1)[0].state_dict()])
     assert_one_line_error(script("attack.py", str(path), "--victims", "6000"), "--victims must be at most 5000")
 
 

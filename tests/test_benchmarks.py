@@ -22,7 +22,7 @@ def test_ratio_table_pairs_each_round_with_the_baselines_same_round():
 def test_split_compute_benchmark_times_the_same_computation_as_the_whole_step():
     import torch
     from bench_split_compute import split_step
-    from models import CUT_SHAPES, lenet5, split_lenet5
+    from models import cut_shape, lenet5, split
     from training import train_step
 
     def sgd(params):
@@ -32,9 +32,9 @@ def test_split_compute_benchmark_times_the_same_computation_as_the_whole_step():
     x, y = torch.randn(5, 64, 1, 28, 28), torch.randint(0, 10, (5, 64))
     model = lenet5(0)
     optimizer = sgd(model.parameters())
-    client_part, server_part = split_lenet5(1, 0)
+    client_part, server_part = split("lenet5", 1, 0)
     client_optimizer, server_optimizer = sgd(client_part.parameters()), sgd(server_part.parameters())
-    smashed_buf = torch.empty(64, *CUT_SHAPES[1])
+    smashed_buf = torch.empty(64, *cut_shape("lenet5", 1))
     for xb, yb in zip(x, y):
         whole_loss = train_step(model, optimizer, xb, yb)
         split_loss = split_step(client_part, client_optimizer, server_part, server_optimizer, smashed_buf, xb, yb)

@@ -2,11 +2,12 @@
 it claims to be, moves the traffic its closed form says, and keeps what it promises to keep private."""
 
 import json
+import math
 
 import pytest
 
 from conftest import PINNED, mpirun, needs_data, script
-from models import CUT_SHAPES, HEAD_SHAPES, split_lenet5
+from models import cut_shape, head_shape, split
 
 pytestmark = needs_data
 SMALL = ["--train-subset", "600", "--test-subset", "300", "--patience", "0", "--no-progress"]
@@ -32,6 +33,29 @@ def test_with_one_client_every_variant_is_regular_learning(tmp_path, variant):
     assert losses(tmp_path / "split.json") == pytest.approx(losses(tmp_path / "regular.json"), abs=1e-4)
 
 
+@pytest.mark.parametrize("model, variant", [("lenet5-report", "vanilla"), ("lenet5-report", "u-shaped"),
+                                            ("vgg-small", "vanilla"), ("vgg-small", "sflv2")])
+def test_with_one_client_every_model_is_regular_learning(tmp_path, model, variant):
+    flags = ["--train-subset", "300", "--test-subset", "100", "--patience", "0", "--no-progress", "--epochs", "1",
+             "--model", model, "--results-dir", str(tmp_path)]
+    cut = "3" if model == "vgg-small" else "2"  # the deepest cut: every block but the classifier's on the client
+    split = mpirun(2, "split_learning.py", *flags, "--variant", variant, "--cut-layer", cut, timeout=180, env=PINNED)
+    regular = script("regular_learning.py", *flags, env=PINNED)
+    assert split.returncode == 0 and regular.returncode == 0, split.stderr + regular.stderr
+    saved = load(tmp_path / "split.json")
+    assert saved["config"]["model"] == model
+    assert {tuple(r["shape_per_example"]) for r in saved["server_received"] if r["tag"] == "SMASHED"} == \
+        {cut_shape(model, int(cut))}
+    assert losses(tmp_path / "split.json") == pytest.approx(losses(tmp_path / "regular.json"), abs=1e-4)
+
+
+def test_a_cut_the_model_does_not_have_is_refused(tmp_path):
+    result = mpirun(3, "split_learning.py", *SMALL, "--model", "lenet5-report", "--cut-layer", "3",
+                    "--results-dir", str(tmp_path), timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "error: lenet5-report has cut points 1, 2, not 3"
+
+
 def test_sflv1_is_fedavg_computed_in_two_parts(tmp_path):
     flags = [*SMALL, "--epochs", "2"]
     sfl = mpirun(4, "split_learning.py", *flags, "--variant", "sflv1", "--results-dir", str(tmp_path),
@@ -48,13 +72,14 @@ def test_sflv1_is_fedavg_computed_in_two_parts(tmp_path):
 
 def closed_form_bytes(variant, train, test, clients, cut_layer=1, head_layers=1):
     """The payload of one epoch with the test set evaluated once (README, "Traffic"), control messages aside."""
-    cut = 4 * CUT_SHAPES[cut_layer][0] * CUT_SHAPES[cut_layer][1] * CUT_SHAPES[cut_layer][2]
+    cut = 4 * math.prod(cut_shape("lenet5", cut_layer))
     if variant == "u-shaped":
-        per_train, per_test = 2 * (cut + 4 * HEAD_SHAPES[head_layers][0]), cut + 4 * HEAD_SHAPES[head_layers][0]
+        head = 4 * head_shape("lenet5", head_layers)[0]
+        per_train, per_test = 2 * (cut + head), cut + head
         return train * per_train + test * per_test
     total = train * (2 * cut + 8) + test * cut  # activations and cut gradients, labels; evaluation
     if variant in ("sflv1", "sflv2"):  # each client's part up, the average down
-        total += 2 * clients * 4 * sum(p.numel() for p in split_lenet5(cut_layer)[0].parameters())
+        total += 2 * clients * 4 * sum(p.numel() for p in split("lenet5", cut_layer)[0].parameters())
     return total
 
 
@@ -75,7 +100,7 @@ def test_u_shaped_server_receives_only_activations_of_the_two_cuts(tmp_path):
                     "--results-dir", str(tmp_path), timeout=180)
     assert result.returncode == 0, result.stderr
     kinds = {(r["tag"], tuple(r["shape_per_example"])) for r in load(tmp_path / "split.json")["server_received"]}
-    assert kinds == {("SMASHED", CUT_SHAPES[1]), ("HEAD_GRAD", HEAD_SHAPES[2]), ("TURN_DONE", ())}
+    assert kinds == {("SMASHED", cut_shape("lenet5", 1)), ("HEAD_GRAD", head_shape("lenet5", 2)), ("TURN_DONE", ())}
 
 
 def test_a_u_shaped_client_that_sends_labels_is_a_protocol_error(tmp_path):

@@ -26,7 +26,7 @@ import torch
 import split_learning
 import split_roles
 import split_variants
-from models import CUT_SHAPES, flatten
+from models import cut_shape, flatten
 from mpi_method import run_mpi_main
 from protocol import SERVER, Tag
 
@@ -63,7 +63,7 @@ def failing_save(self):
 
 
 def send_raw_images(self, x):
-    per_activation = math.prod(CUT_SHAPES[self.args.cut_layer])
+    per_activation = math.prod(cut_shape(self.args.model, self.args.cut_layer))
     images = math.lcm(x[0].numel(), per_activation) // x[0].numel()
     self.channel.send(x[:images].cpu().numpy().copy(), SERVER, Tag.SMASHED)
     return self.client_part(x)
