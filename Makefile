@@ -48,8 +48,9 @@ reproduce: setup
 	$(PYTHON) federated_learning.py --no-progress
 	@echo "== [4/5] synchronous SGD, 10 workers  -> results/sync_sgd.json"
 	$(VENV)/bin/mpirun -n 11 $(PYTHON) sync_sgd.py --no-progress
-	@echo "== [5/5] figures and table  -> results/figure1.png, results/comparison.png, results/summary.md"
+	@echo "== [5/5] figures and table  -> results/figure1.png, comparison.png, bandwidth.png, summary.md, runs.csv"
 	$(PYTHON) plot_results.py
+	$(PYTHON) traffic.py results/bandwidth.png
 	@echo "== make reproduce took $$(( $$(date +%s) - $(STARTED) )) s"
 
 variants: setup
