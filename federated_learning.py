@@ -22,8 +22,9 @@ from models import build, flat_parameters, load_flat_parameters
 from mpi_method import run_method, run_mpi_main, stop_workers, take_turns
 import process_policy
 from protocol import SERVER, ProtocolError, Tag
-from training import InputError, Results, add_client_args, add_mpi_args, common_parser, evaluate, fit, fraction, launched_by_mpi, \
-    nonnegative_float, positive_float, positive_int, resolve_device, run_main, set_lr, sgd, train_epoch
+from training import InputError, Results, add_client_args, add_mpi_args, common_parser, evaluate, fit, fraction, \
+    launched_by_mpi, nonnegative_float, positive_float, positive_int, resolve_device, run_main, set_lr, sgd, \
+    train_epoch
 
 
 ONE_PROCESS_CLIENTS = 10  # the report's data holders
@@ -85,7 +86,7 @@ def evaluate_global(aggregator, model, x_test, y_test, batch_size):
     return evaluate(model, x_test, y_test, batch_size)
 
 
-def run_one_process(args, device):
+def run_one_process(parser, args, device):
     args.clients = args.clients or ONE_PROCESS_CLIENTS
     x_train, y_train, x_test, y_test = (t.to(device) for t in
                                         load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset))
@@ -102,7 +103,7 @@ def run_one_process(args, device):
         aggregator.aggregate([params for params, _ in trained], sizes)
         return round_record([loss for _, loss in trained], sizes, model_bytes, sampled)
 
-    results = Results(args, build_parser(), "federated", device)
+    results = Results(args, parser, "federated", device)
     results.data["shard_sizes"] = [len(s) for s in shards]
     fit(args, results, train_one_round, lambda: evaluate_global(aggregator, model, x_test, y_test,
                                                                 args.test_batch_size))
@@ -207,8 +208,9 @@ def main():
         run_mpi_main(lambda: run_method(build_parser(), "federated", "mpirun -n 11 python federated_learning.py",
                                         load_for_rank, lambda args: (MPIAggregator, MPIClient), check))
     else:
-        args = build_parser().parse_args()
-        run_one_process(args, resolve_device(args.device))
+        parser = build_parser()
+        args = parser.parse_args()
+        run_one_process(parser, args, resolve_device(args.device))
 
 
 if __name__ == "__main__":

@@ -41,20 +41,20 @@ BELL_TIMEOUT = 0.1  # otherwise it sleeps until rung, or this long: a safety net
 MPI.pickle.__init__(lambda obj, *_: json.dumps(obj).encode(), lambda data, *_: json.loads(bytes(data)))
 
 
-class Stalled(RuntimeError):
-    """A peer stopped answering: no message came within the stall time-out (``rank``: the silent peer, if known)."""
+class PeerError(RuntimeError):
+    """Something another rank did or failed to do; ``rank`` is that rank where it is known."""
 
     def __init__(self, message, rank=None):
         super().__init__(message)
         self.rank = rank
 
 
-class PeerFailed(RuntimeError):
-    """Another rank failed and said so before it ended the job (``rank``: that rank)."""
+class Stalled(PeerError):
+    """A peer stopped answering: no message came within the stall time-out."""
 
-    def __init__(self, message, rank):
-        super().__init__(message)
-        self.rank = rank
+
+class PeerFailed(PeerError):
+    """Another rank failed and said so before it ended the job."""
 
 
 def mpi_description():
@@ -228,6 +228,10 @@ class Channel:
         because MPI may need this rank to drive them: a rank's first large message could stay invisible to its
         receiver until then. So on those wake-ups it rings the receivers of its unfinished sends again
         (without that, a receiver slept through its message).
+
+        On each wake-up rank 0 also looks for a FAILED message from any rank (``PeerFailed``), and a wait longer
+        than ``stall_timeout`` (``IDLE_STALL_FACTOR`` times that when ``idle``) raises ``Stalled``, naming the
+        ``awaited`` ranks.
         """
         sleep, spin, woken_by_timer = FIRST_SLEEP, self.poll_s, False
         began = time.perf_counter()
@@ -268,11 +272,9 @@ class Channel:
     def _raise_peer_failure(self):
         status = MPI.Status()
         if self.comm.Iprobe(MPI.ANY_SOURCE, Tag.FAILED, status):
-            payload = bytearray(status.Get_count())
-            self.comm.Recv(payload, status.Get_source(), Tag.FAILED)
             try:
-                error = str(json.loads(payload.decode())["error"])
-            except (ValueError, TypeError, KeyError):
+                error = str(self._take_obj(status)["error"])
+            except (ProtocolError, KeyError):
                 error = f"rank {status.Get_source()} failed (its report was unreadable)"
             raise PeerFailed(error.splitlines()[0] if error else "no message", status.Get_source())
 
@@ -314,9 +316,13 @@ class Channel:
 
     def recv_obj(self, source, tag):
         """Receive a control message sent with ``send_obj``: a dict. Anything else is a ProtocolError."""
-        status = self.probe(source, tag, awaited=source)
+        return self._take_obj(self.probe(source, tag, awaited=source))
+
+    def _take_obj(self, status):
+        """Receive the control message that ``status`` describes: a dict, or a ProtocolError."""
+        tag = status.Get_tag()
         payload = bytearray(status.Get_count())
-        self.comm.Recv(payload, status.Get_source(), status.Get_tag())
+        self.comm.Recv(payload, status.Get_source(), tag)
         self.bytes_received += len(payload)
         try:
             obj = json.loads(payload.decode())

@@ -81,9 +81,10 @@ def cut_points(name):
     return list(range(1, _block_count(name)))
 
 
+@lru_cache(maxsize=None)
 def head_choices(name):
     """How many fully connected layers a U-shaped client can keep: all but the classifier's first."""
-    return list(range(1, sum(isinstance(m, nn.Linear) for m in ARCHITECTURES[name]()[-1])))
+    return tuple(range(1, sum(isinstance(m, nn.Linear) for m in ARCHITECTURES[name]()[-1])))
 
 
 def check_split(name, cut_layer, head_layers=None):
@@ -105,6 +106,7 @@ def cut_shape(name, cut_layer):
         return tuple(nn.Sequential(*ARCHITECTURES[name]()[:cut_layer])(torch.zeros(1, *IMAGE_SHAPE)).shape[1:])
 
 
+@lru_cache(maxsize=None)
 def head_shape(name, head_layers):
     """Shape of one example's input to a U-shaped client's head of ``head_layers`` layers."""
     linears = [m for m in ARCHITECTURES[name]()[-1] if isinstance(m, nn.Linear)]

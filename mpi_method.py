@@ -26,7 +26,7 @@ from mpi4py import MPI
 import runtime
 import torch
 from data import DataError
-from messaging import Channel, PeerFailed, Stalled, mpi_description
+from messaging import Channel, PeerError, PeerFailed, mpi_description
 from protocol import SERVER, ProtocolError, Tag, tag_name
 from training import InputError, Results, check_results_dir, fit, resolve_device
 
@@ -190,7 +190,7 @@ def run_mpi_main(main):
         raise
     except BaseException as exc:
         rank = MPI.COMM_WORLD.Get_rank()
-        quiet = isinstance(exc, (KeyboardInterrupt, ProtocolError, Stalled, PeerFailed))
+        quiet = isinstance(exc, (KeyboardInterrupt, ProtocolError, PeerError))
         error = f"{type(exc).__name__}: {exc}"
         sys.stderr.write(f"{'' if quiet else traceback.format_exc()}error: rank {rank}: {error}\n")
         sys.stderr.flush()

@@ -1,4 +1,5 @@
-"""Marks a results file failed when the process that writes it dies without saying how its run ended.
+"""Marks a results file failed when the process that writes it dies without saying how its run ended; and how a
+results file is written, by the run (training.Results) and by this guard alike.
 
     python results_guard.py RESULTS_FILE     # started by training.Results; its standard input a pipe from the run
 
@@ -27,11 +28,26 @@ def mark_failed_if_running(path):
     if data.get("status") != "running":
         return
     data.update(status="failed", error=KILLED)
+    write_json_atomic(path, data)
+
+
+def write_json_atomic(path, obj):
+    """Write ``obj`` as JSON to ``path`` so that readers see the old file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes the file private; a results file is as readable as any other
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def main():

@@ -6,7 +6,6 @@ Only helpers live here; each method's script decides what one epoch is. Helpers 
 """
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -21,6 +20,7 @@ from tqdm import tqdm
 
 from data import DataError
 from models import MODELS
+from results_guard import write_json_atomic
 
 
 class InputError(Exception):
@@ -245,25 +245,6 @@ class Plateau:
 def environment(device, mpi=None):
     return {"python": platform.python_version(), "torch": torch.__version__, "mpi": mpi,
             "cpus": os.cpu_count(), "device": str(device)}
-
-
-def write_json_atomic(path, obj):
-    """Write ``obj`` as JSON to ``path`` so that readers see the old file or the new one, never half of one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes the file private; a results file is as readable as any other
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def check_results_dir(folder):
