@@ -3,6 +3,7 @@ the aggregator replaces it with the average of their models, weighted by shard s
 
     python federated_learning.py                  # 10 clients simulated in one process; results/federated.json
     mpirun -n 11 python federated_learning.py     # rank 0 the aggregator, ranks 1..10 the clients
+    mpirun -n 5 python federated_learning.py --clients 1000   # 1,000 clients on 4 ranks (placement.py)
     python federated_learning.py --help
 
 Both modes give the same numbers for the same seed and flags. One round (every sampled client
@@ -22,7 +23,7 @@ from models import build, flat_parameters, load_flat_parameters
 from mpi_method import run_method, run_mpi_main, stop_workers, take_turns
 import process_policy
 from protocol import SERVER, ProtocolError, Tag
-from training import InputError, Results, add_client_args, add_mpi_args, common_parser, evaluate, fit, fraction, \
+from training import Results, add_client_args, add_mpi_args, common_parser, evaluate, fit, fraction, \
     launched_by_mpi, nonnegative_float, positive_float, positive_int, resolve_device, run_main, set_lr, sgd, \
     train_epoch
 
@@ -32,9 +33,8 @@ ONE_PROCESS_CLIENTS = 10  # the report's data holders
 
 def build_parser():
     parser = common_parser("federated", __doc__.splitlines()[0])
-    add_client_args(parser, f"number of clients in one-process mode (default {ONE_PROCESS_CLIENTS}); under MPI the "
-                            "clients are the ranks after rank 0, and --clients, if given, must say as many")
-    add_mpi_args(parser)
+    add_client_args(parser)
+    add_mpi_args(parser, one_process_clients=ONE_PROCESS_CLIENTS)
     add = parser.add_argument
     add("--local-epochs", type=positive_int, default=1, help="passes over its shard each client makes per round")
     add("--fraction", type=fraction, default=1.0, help="share of the clients sampled each round (seeded)")
@@ -112,25 +112,25 @@ def run_one_process(parser, args, device):
 
 # ------------------------------------------------------------------------------------------- over MPI
 
-def load_for_rank(args, rank, world_size):
-    """The aggregator gets the test set and the size of each shard (it evaluates); a client its own shard,
-    nobody else's."""
+def load_for_rank(args, rank, placement):
+    """The aggregator gets the test set and the size of each shard (it evaluates); a client rank its own
+    clients' shards, nobody else's."""
     x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
-    shards = partition(y_train, world_size - 1, args.partition, args.alpha, args.seed)
+    shards = partition(y_train, placement.num_clients, args.partition, args.alpha, args.seed)
     if rank == 0:
         return x_test, y_test, [len(s) for s in shards]
-    return x_train[shards[rank - 1]], y_train[shards[rank - 1]]
+    return {k: (x_train[shards[k - 1]], y_train[shards[k - 1]]) for k in placement.clients_on(rank)}
 
 
 class MPIAggregator:
     """Rank 0: sends the global model to each sampled client, averages what comes back."""
 
-    def __init__(self, channel, args, data, device):
+    def __init__(self, channel, args, data, device, placement):
         process_policy.apply(process_policy.side_by_side(channel.host), channel)  # evaluates while clients wait
         self.channel, self.args, self.device = channel, args, device
         x_test, y_test, self.shard_sizes = data
         self.x_test, self.y_test = x_test.to(device), y_test.to(device)
-        self.num_clients = args.clients = channel.comm.Get_size() - 1
+        self.num_clients, self.num_ranks, self.rank_of = placement.num_clients, placement.num_ranks, placement.rank_of
         self.model = build(args.model, args.seed).to(device)
         self.aggregator = Aggregator(flat_parameters(self.model).cpu(), args.server_momentum, args.server_lr)
         self.model_bytes = self.aggregator.params.numel() * self.aggregator.params.element_size()
@@ -140,28 +140,31 @@ class MPIAggregator:
         sampled = [i + 1 for i in sample_clients(self.num_clients, self.args.fraction, self.args.seed, round_number)]
         params, infos = {}, {}
 
-        def start(rank):
-            self.channel.send_obj({"round": round_number, "lr": lr}, rank, Tag.ROUND)
+        def start(client):
+            rank = self.rank_of(client)
+            self.channel.send_obj({"client": client, "round": round_number, "lr": lr}, rank, Tag.ROUND)
             self.channel.send(self.aggregator.params.numpy(), rank, Tag.GLOBAL_MODEL)
 
-        def take_update(rank):
-            if rank in params:
-                raise ProtocolError(f"client {rank} sent a second UPDATE in round {round_number}")
-            self.channel.recv(self.update.numpy(), rank, Tag.UPDATE)
-            params[rank] = self.update.clone()
+        def take_update(client):
+            if client in params:
+                raise ProtocolError(f"client {client} sent a second UPDATE in round {round_number}")
+            self.channel.recv(self.update.numpy(), self.rank_of(client), Tag.UPDATE)
+            params[client] = self.update.clone()
 
-        def take_info(rank):  # the update's description ends the client's round
-            if rank not in params:
-                raise ProtocolError(f"client {rank} sent UPDATE_INFO before its UPDATE")
-            infos[rank] = self.channel.recv_obj(rank, Tag.UPDATE_INFO)
+        def take_info(client):  # the update's description ends the client's round
+            if client not in params:
+                raise ProtocolError(f"client {client} sent UPDATE_INFO before its UPDATE")
+            infos[client] = self.channel.recv_obj(self.rank_of(client), Tag.UPDATE_INFO)
             return True
 
         # In whatever order they finish...
-        at_once = process_policy.fedavg_clients_at_once(self.channel.host, self.num_clients)
-        take_turns(self.channel, sampled, at_once, start, {Tag.UPDATE: take_update, Tag.UPDATE_INFO: take_info})
-        sizes = [infos[rank]["num_examples"] for rank in sampled]
-        self.aggregator.aggregate([params[rank] for rank in sampled], sizes)  # ...but summed in client order
-        record = round_record([infos[rank]["train_loss"] for rank in sampled], sizes, self.model_bytes, sampled)
+        at_once = process_policy.fedavg_clients_at_once(self.channel.host, self.num_ranks)
+        take_turns(self.channel, sampled, at_once, start, {Tag.UPDATE: take_update, Tag.UPDATE_INFO: take_info},
+                   self.rank_of)
+        sizes = [infos[client]["num_examples"] for client in sampled]
+        self.aggregator.aggregate([params[client] for client in sampled], sizes)  # ...but summed in client order
+        record = round_record([infos[client]["train_loss"] for client in sampled], sizes, self.model_bytes,
+                              sampled)
         traffic = self.channel.traffic()
         for key in traffic:
             traffic[key] += sum(info[key] for info in infos.values())
@@ -177,36 +180,33 @@ class MPIAggregator:
         stop_workers(self.channel)
 
 
-class MPIClient:
-    """A client rank: on each ROUND, trains the global model it is sent and sends back the result."""
+class ClientRank:
+    """A client rank: its clients (placement.py), which share one model as in one-process mode; on each ROUND,
+    the client it names trains the global model it is sent and sends back the result."""
 
-    def __init__(self, channel, args, data, device):
-        at_once = process_policy.fedavg_clients_at_once(channel.host, channel.comm.Get_size() - 1)
+    def __init__(self, channel, args, data, device, placement):
+        at_once = process_policy.fedavg_clients_at_once(channel.host, placement.num_ranks)
         process_policy.apply(process_policy.side_by_side(channel.host, at_once), channel)
-        self.channel = channel
-        x, y = (t.to(device) for t in data)
-        self.client = Client(channel.rank - 1, x, y, build(args.model, args.seed).to(device), args)
-        self.global_params = torch.empty(sum(p.numel() for p in self.client.model.parameters()))
+        self.channel, self.device = channel, device
+        model = build(args.model, args.seed).to(device)
+        self.clients = {k: Client(k - 1, x.to(device), y.to(device), model, args) for k, (x, y) in data.items()}
+        self.global_params = torch.empty(sum(p.numel() for p in model.parameters()))
         self.handlers = {Tag.ROUND: self.train_round}
 
-    def train_round(self, round, lr):
+    def train_round(self, client, round, lr):
+        if client not in self.clients:
+            raise ProtocolError(f"ROUND for client {client}, which is not on rank {self.channel.rank}")
         self.channel.recv(self.global_params.numpy(), SERVER, Tag.GLOBAL_MODEL)
-        params, loss = self.client.train(self.global_params.to(self.client.x.device), lr)
+        params, loss = self.clients[client].train(self.global_params.to(self.device), lr)
         self.channel.send(params.cpu().numpy(), SERVER, Tag.UPDATE)
-        self.channel.send_obj({"num_examples": len(self.client.y), "train_loss": loss, **self.channel.traffic()},
-                              SERVER, Tag.UPDATE_INFO)
-
-
-def check(args, world_size):
-    if args.clients not in (None, world_size - 1):
-        raise InputError(f"--clients {args.clients} with {world_size} MPI processes: under MPI each client is a rank "
-                         f"after rank 0; run mpirun -n {args.clients + 1}, or leave --clients out")
+        self.channel.send_obj({"num_examples": len(self.clients[client].y), "train_loss": loss,
+                               **self.channel.traffic()}, SERVER, Tag.UPDATE_INFO)
 
 
 def main():
     if launched_by_mpi():
         run_mpi_main(lambda: run_method(build_parser(), "federated", "mpirun -n 11 python federated_learning.py",
-                                        load_for_rank, lambda args: (MPIAggregator, MPIClient), check))
+                                        load_for_rank, lambda args: (MPIAggregator, ClientRank)))
     else:
         parser = build_parser()
         args = parser.parse_args()

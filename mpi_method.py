@@ -26,6 +26,7 @@ from mpi4py import MPI
 import runtime
 import torch
 from data import DataError
+from placement import Placement
 from messaging import Channel, PeerError, PeerFailed, mpi_description
 from protocol import SERVER, ProtocolError, Tag, tag_name
 from training import InputError, Results, check_results_dir, fit, resolve_device
@@ -96,31 +97,55 @@ def serve(channel, handlers):
             return
 
 
-def take_turns(channel, clients, at_once, start, handlers):
+def take_turns(channel, clients, at_once, start, handlers, rank_of=lambda client: client):
     """Give ``clients`` their turns, at most ``at_once`` at a time: ``start(client)`` begins a turn, and the next
-    client starts whenever a turn ends. Each message from a client in its turn goes to ``handlers[tag](client)``
-    (which receives it); a handler that returns True ends that client's turn. Returns once every turn has ended.
-    A message from a client not in its turn, or with a tag no handler takes, is a ProtocolError.
+    client starts whenever a turn ends. A rank runs one client at a time (placement.py), so a client starts only
+    once no other client of its rank (``rank_of``) is in its turn: the first waiting client whose rank is free,
+    and a message from a rank belongs to that rank's client in its turn. Each message goes to
+    ``handlers[tag](client)`` (which receives it); a handler that returns True ends that client's turn. Returns
+    once every turn has ended. A message from a rank with no client in its turn, or with a tag no handler takes,
+    is a ProtocolError.
     """
-    waiting, active = list(clients), set()
+    waiting, active = list(clients), {}  # active: rank -> its client in its turn
 
     def begin():
-        client = waiting.pop(0)
-        active.add(client)
-        start(client)
+        """Start the first waiting client whose rank is free; False if there is none."""
+        for i, client in enumerate(waiting):
+            if rank_of(client) not in active:
+                active[rank_of(client)] = waiting.pop(i)
+                start(client)
+                return True
+        return False
 
-    for _ in range(min(at_once, len(waiting))):
-        begin()
+    while len(active) < at_once and begin():
+        pass
     while active:
         status = channel.probe(awaited=sorted(active))
-        client, tag = status.Get_source(), status.Get_tag()
-        if client not in active or tag not in handlers:
-            raise ProtocolError(f"rank {channel.rank} got {tag_name(tag)} from rank {client}, which "
-                                f"{'is not in its turn' if client not in active else 'may not send it now'}")
-        if handlers[tag](client):
-            active.remove(client)
-            if waiting:
-                begin()
+        rank, tag = status.Get_source(), status.Get_tag()
+        if rank not in active or tag not in handlers:
+            raise ProtocolError(f"rank {channel.rank} got {tag_name(tag)} from rank {rank}, which "
+                                f"{'has no client in its turn' if rank not in active else 'may not send it now'}")
+        if handlers[tag](active[rank]):
+            del active[rank]
+            while len(active) < at_once and begin():
+                pass
+
+
+def per_client(clients, method):
+    """A ``serve()`` handler that runs ``method`` of the client a command names in its ``client`` field (one of
+    ``clients``, a dict number -> client object). Its signature is the method's plus ``client``, so that
+    ``serve()`` checks a command's fields against the method."""
+    def handler(client, **fields):
+        if client not in clients:
+            raise ProtocolError(f"a command for client {client}, which is not on this rank (it holds "
+                                f"{min(clients)}..{max(clients)})")
+        return getattr(clients[client], method)(**fields)
+
+    params = inspect.signature(getattr(next(iter(clients.values())), method)).parameters.values()
+    handler.__signature__ = inspect.Signature(
+        [inspect.Parameter("client", inspect.Parameter.KEYWORD_ONLY)]
+        + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params])
+    return handler
 
 
 def stop_workers(channel):
@@ -138,34 +163,38 @@ def settings(channel):
 def run_method(parser, method, command, load, roles, check=None):
     """The ``main()`` of an MPI method: set up every rank alike, then drive on rank 0 and serve elsewhere.
 
-    ``load(args, rank, world_size)`` returns what this rank may hold (a client: its own shard, nobody else's);
-    ``roles(args)`` the driver and worker classes, each built as ``(channel, args, data, device)``;
-    ``check(args, world_size)``, if given, raises InputError for flags that do not fit the world.
+    ``--clients K`` (default: one a rank after rank 0) are placed on the ranks by ``placement.Placement``;
+    ``load(args, rank, placement)`` returns what this rank may hold (a client rank: its own clients' shards,
+    nobody else's); ``roles(args)`` the driver and worker classes, each built as ``(channel, args, data, device,
+    placement)``; ``check(args, world_size)``, if given, raises InputError for flags that do not fit the world.
     """
     comm = MPI.COMM_WORLD
     args = parse_args(parser, comm)
 
     def setup():
         check_world(comm, 1, command)
+        args.clients = args.clients or comm.Get_size() - 1
+        placement = Placement(args.clients, comm.Get_size() - 1)
         if check:
             check(args, comm.Get_size())
         if comm.Get_rank() == SERVER:
             check_results_dir(args.results_dir)
-        return resolve_device(args.device), load(args, comm.Get_rank(), comm.Get_size())
+        return resolve_device(args.device), placement, load(args, comm.Get_rank(), placement)
 
-    device, data = collective(comm, setup)
+    device, placement, data = collective(comm, setup)
     runtime.release_freed_memory()  # the rest of the data set, which this rank does not keep
     channel = Channel(comm)
     channel.stall_timeout = args.stall_timeout
     driver_class, worker_class = roles(args)
     if channel.rank != SERVER:
-        worker = worker_class(channel, args, data, device)
+        worker = worker_class(channel, args, data, device, placement)
         channel.gather(settings(channel))  # every rank set up: the first epoch's time is training alone
         serve(channel, worker.handlers)
         return
-    driver = driver_class(channel, args, data, device)
+    driver = driver_class(channel, args, data, device, placement)
     results = Results(args, parser, method, device, world_size=comm.Get_size(), mpi=mpi_description())
     results.data["shard_sizes"] = list(driver.shard_sizes)  # each client's training examples, in client order
+    results.data["placement"] = placement.describe()
     threads, poll = zip(*channel.gather(settings(channel)))
     results.data["environment"].update(message_wait="doorbells" if channel.bells.enabled else "polling",
                                        rank_threads=[int(t) for t in threads], rank_poll_s=list(poll))

@@ -1,7 +1,9 @@
 """The MPI message protocols of the distributed methods: named tags, message layouts, who sends what.
 
 Rank 0 is always the server (split learning), aggregator (FedAvg) or parameter server (sync SGD); ranks
-1..N are the clients or workers. Arrays travel as raw float32/int64 buffers with ``Send``/``Recv``; the small
+1..R hold the K clients or workers, numbered 1..K, in blocks (placement.py; by default K = R, client k on rank
+k). A rank runs one of its clients at a time. Below, "k" stands for client k's rank, and every control message
+to a client names it: its obj has a "client" field (k), which the rank's handler checks against its own clients. Arrays travel as raw float32/int64 buffers with ``Send``/``Recv``; the small
 control messages (marked *obj*) as JSON objects, never pickles: a peer's
 message must not be able to run code on the rank that reads it.
 
@@ -9,6 +11,7 @@ Split learning, per epoch, for each client k = 1..N in turn:
 
     [pass mode]      server -> previous client p   HAND_OVER  obj {"to": k}
                      p -> k   CLIENT_STATE  float32 [client parameters + momentum buffers]
+                     (p and k on one rank: a copy there, counted as this message sent and received)
     server -> k      TURN        obj {"epoch", "lr", "receive_from": p in pass mode, else None}
     k -> server      LABELS      int64 [n_k]  the labels of k's whole shard, in the order of this turn's batches
     per batch:  k -> server   SMASHED     float32 [B, C, H, W]  activations at the cut layer (B <= batch size)
@@ -30,7 +33,8 @@ U-shaped split learning: as vanilla, but no LABELS; per batch
 SplitFed (V1, V2), per epoch: the server gives TURN to as many clients at once as the cores allow, and the next
 one whenever a client's TURN_DONE arrives; each client's LABELS, SMASHED and CUT_GRAD are as in vanilla (the
 server takes batches in arrival order); at the end of its turn the client sends UPDATE float32 [its client part]
-before TURN_DONE. Once every client is done, server -> every client  GLOBAL_MODEL  float32 [the average].
+before TURN_DONE. Once every client is done, server -> every client rank  GLOBAL_MODEL  float32 [the average],
+one message a rank, counted once for each of its clients, which all take it.
 
 Any rank, when it fails: rank -> rank 0  FAILED  obj {"error"}, just before it ends the job; rank 0 raises
 PeerFailed wherever it waits, and its results file names that rank.
@@ -50,10 +54,11 @@ FedAvg, per round (MPI mode), for each sampled client k (clients not sampled jus
 
 Synchronous SGD with backup workers, per step s, with every worker k:
 
-    server -> k        PARAMS       float32 [P + 1]  the parameters, then s (exact: float32 holds integers < 2^24)
-    k -> server        GRADIENT     float32 [P + 2]  the gradient, then the step it is for, then the batch loss
-  the server uses the first N gradients for s; later ones for s are dropped and counted. A slow worker skips
-  to the newest PARAMS waiting for it. At the end: server -> every worker STOP obj {}; each worker answers
+    server -> rank     PARAMS       float32 [P + 1]  the parameters, then s (exact: float32 holds integers < 2^24);
+                                    one message a rank, counted once for each of its workers
+    k -> server        GRADIENT     float32 [P + 3]  the gradient, then the step it is for, the batch loss and k
+  the server uses the first N gradients for s; later ones for s are dropped and counted. A slow worker rank skips
+  to the newest PARAMS waiting for it. At the end: server -> every worker rank STOP obj {}; each answers
   STOPPED obj {}, and the server drops the gradients that arrive before that.
 """
 

@@ -1,7 +1,8 @@
-"""Split learning (splitNN) over MPI: rank 0 is the server, ranks 1..N the clients (N = world size - 1).
+"""Split learning (splitNN) over MPI: rank 0 is the server, ranks 1..R hold the clients (one each by default).
 
     mpirun -n 11 python split_learning.py                      # the report's experiment (10 clients, vanilla)
     mpirun -n 11 python split_learning.py --variant sflv2      # SplitFed V2; also sflv1, u-shaped
+    mpirun -n 5 python split_learning.py --clients 1000        # 1,000 clients on 4 client ranks (placement.py)
     mpirun -n 11 python split_learning.py --help
 
 Vanilla: each client holds LeNet-5 up to the cut layer and its own shard of the training data; the server holds
@@ -25,7 +26,8 @@ SERVERS = {"vanilla": Server, "sflv1": SplitFedV1Server, "sflv2": SplitFedV2Serv
 
 
 def build_parser():
-    parser = common_parser("split", "Split learning over MPI: rank 0 is the server, ranks 1..N the clients.")
+    parser = common_parser("split", "Split learning over MPI: rank 0 is the server, the other ranks hold the "
+                                    "clients.")
     add_client_args(parser)
     add_mpi_args(parser)
     add = parser.add_argument
@@ -51,26 +53,30 @@ def build_parser():
         help="the first N test images on which each evaluation measures the leakage (distance correlation "
              "between images and the activations sent); 0: not measured")
     add("--client-eval", choices=["end", "epoch"], default="end",
-        help="when to evaluate every client's part (each epoch evaluates the last client's): "
+        help="when to evaluate the parts of the evaluation sample (each epoch evaluates the last client's): "
              "once at the end, or after every epoch (10 test passes an epoch with 10 clients)")
+    add("--eval-clients", type=positive_int, default=10, metavar="M",
+        help="client parts evaluated on the test set at the end (and every epoch with --client-eval epoch): "
+             "every client's when there are at most M, else a seeded sample of M that includes the last "
+             "client's (a test pass each; the sample is in the results, 'evaluated_clients')")
     return parser
 
 
-def load(args, rank, world_size):
+def load(args, rank, placement):
     """The server gets no images: the test labels (none in U-shaped split learning), how many test images
-    there are and the size of each shard; a client its own shard and the test set."""
+    there are and the size of each shard; a client rank its own clients' shards and the test set."""
     x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
-    shards = partition(y_train, world_size - 1, args.partition, args.alpha, args.seed)
+    shards = partition(y_train, placement.num_clients, args.partition, args.alpha, args.seed)
     if rank == SERVER:
         return None if args.variant == "u-shaped" else y_test, len(y_test), [len(s) for s in shards]
-    shard = shards[rank - 1]
-    return x_train[shard], y_train[shard], x_test, y_test
+    mine = {client: (x_train[shards[client - 1]], y_train[shards[client - 1]]) for client in placement.clients_on(rank)}
+    return mine, (x_test, y_test)
 
 
 def roles(args):
-    """The server and client classes of ``args.variant``."""
+    """The server and client-rank classes of ``args.variant``."""
     server = SERVERS[args.variant]
-    return server, server.client_class
+    return server, server.rank_class
 
 
 def check(args, world_size):

@@ -8,6 +8,7 @@ steps its layers and sends back the gradient at the cut, and the client finishes
 layers. Every message is laid out in protocol.py.
 """
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,21 @@ import torch.nn.functional as F
 
 from data import batches, num_batches, shuffle_generator
 from models import cut_shape, flat_parameters, flatten, split, unflatten_into
-from mpi_method import stop_workers
+from mpi_method import per_client, stop_workers
 import process_policy
 from protocol import SERVER, ProtocolError, Tag, tag_name
 from leakage import leakage_report, distance_correlation
 from training import Scores, progress, set_lr, sgd
+
+
+def evaluation_sample(clients, size, seed):
+    """The clients whose parts are evaluated at the end (and every epoch with --client-eval epoch): all of
+    them when there are at most ``size``, else a seeded sample of ``size`` that ends with the last client, whose
+    part is the report's measure. A test pass a client: 1,000 clients would make the evaluation the run."""
+    if len(clients) <= size:
+        return list(clients)
+    others = np.random.default_rng(seed).choice(clients[:-1], size - 1, replace=False)
+    return sorted(int(k) for k in others) + [clients[-1]]
 
 
 def batch_sizes(num_examples, batch_size):
@@ -29,14 +40,21 @@ def batch_sizes(num_examples, batch_size):
 
 
 class Client:
-    """Holds the layers up to the cut and one shard of the training data; obeys the server's commands.
-    Subclasses change what one batch is (``train_batch``, ``evaluate_batch``)."""
+    """One data holder: its shard of the training data, its layers up to the cut with their optimizer, its
+    shuffling and noise. It lives on a ``ClientRank`` beside that rank's other clients and obeys the server's
+    commands (``commands``: tag -> method). Subclasses change what one batch is (``train_batch``,
+    ``evaluate``)."""
 
-    def __init__(self, channel, args, data, device):
-        self.channel, self.args, self.device = channel, args, device
-        x_train, self.y_train, x_test, self.y_test = data
-        self.x_train, self.x_test = x_train.to(device), x_test.to(device)
-        self.parts = [part.to(device) for part in self.make_parts(args)]
+    commands = {Tag.TURN: "take_turn", Tag.HAND_OVER: "hand_over", Tag.EVALUATE: "evaluate", Tag.EXPORT: "export"}
+
+    def __init__(self, number, shard, rank):
+        self.number, self.rank = number, rank
+        self.channel, self.args, self.device = rank.channel, rank.args, rank.device
+        args = self.args
+        x_train, self.y_train = shard
+        self.x_train = x_train.to(self.device)
+        self.x_test, self.y_test = rank.x_test, rank.y_test
+        self.parts = copy.deepcopy(rank.initial_parts)
         self.client_part = self.parts[0]
         self.state = [p for part in self.parts for p in part.parameters()]
         self.optimizer = sgd(list(self.state), args)
@@ -44,32 +62,31 @@ class Client:
             for p in list(self.state):  # (zeros give the same first step as torch's lazy buffers)
                 self.optimizer.state[p]["momentum_buffer"] = torch.zeros_like(p)
                 self.state.append(self.optimizer.state[p]["momentum_buffer"])
-        self.shuffle = shuffle_generator(args.seed, channel.rank - 1)
-        self.cut_grad_buf = torch.empty((args.batch_size, *cut_shape(args.model, args.cut_layer)))
-        self.noise = torch.Generator(device=device).manual_seed(args.seed * 1000 + channel.rank)
+        # Seeded by the client's number, not its rank: a client computes the same wherever it runs.
+        self.shuffle = shuffle_generator(args.seed, number - 1)
+        self.noise = torch.Generator(device=self.device).manual_seed(args.seed * 1000 + number)
+        self.cut_grad_buf = rank.buffer("cut_grad", (args.batch_size, *cut_shape(args.model, args.cut_layer)))
         self.sent_for_leakage = []  # during an evaluation: the activations sent for the first test images
-        self.handlers = {Tag.TURN: self.take_turn, Tag.HAND_OVER: self.hand_over, Tag.EVALUATE: self.evaluate,
-                         Tag.EXPORT: self.export}
-        process_policy.apply(self.plan(channel.host, channel.comm.Get_size() - 1), channel)
 
     @staticmethod
     def make_parts(args):
         return [split(args.model, args.cut_layer, args.seed)[0]]
 
     @staticmethod
-    def plan(host, num_clients):
+    def plan(host, num_ranks):
         return process_policy.one_at_a_time(host)  # clients take turns with the server, one at a time
 
     def report(self, **extra):
-        """Tell the server this turn is over, with this client's traffic since its last report."""
+        """Tell the server this turn is over, with this rank's traffic since its last report."""
         self.channel.send_obj({**self.channel.traffic(), **extra}, SERVER, Tag.TURN_DONE)
 
     def take_turn(self, epoch, lr, receive_from=None):
-        """One pass over this client's shard, batch by batch with the server."""
+        """One pass over this client's shard, batch by batch with the server (in pass mode, first the parts
+        of ``receive_from``, the client before it: already here if that client is on this rank)."""
         set_lr(self.optimizer, lr)
-        if receive_from is not None:
+        if receive_from is not None and self.rank.placement.rank_of(receive_from) != self.channel.rank:
             flat = torch.empty(sum(t.numel() for t in self.state))
-            self.channel.recv(flat.numpy(), receive_from, Tag.CLIENT_STATE)
+            self.channel.recv(flat.numpy(), self.rank.placement.rank_of(receive_from), Tag.CLIENT_STATE)
             unflatten_into(self.state, flat.to(self.device))
         for part in self.parts:
             part.train()
@@ -78,7 +95,6 @@ class Client:
         for x, y in turn:
             self.train_batch(x, y)
         self.end_turn()
-
     def start_turn(self, turn):
         # All the turn's labels in one message: one hand-over less per batch than labels sent with each batch.
         self.channel.send(torch.cat([y for _, y in turn]).numpy(), SERVER, Tag.LABELS)
@@ -114,8 +130,15 @@ class Client:
         self.backward_cut(smashed, x)
 
     def hand_over(self, to):
-        """Pass this client's parts (weights and momentum) to the client whose turn is next."""
-        self.channel.send(flatten(self.state).cpu().numpy(), to, Tag.CLIENT_STATE)
+        """Pass this client's parts (weights and momentum) to client ``to``, whose turn is next: a message to
+        its rank, or, on this rank, a copy counted as the message it stands for."""
+        flat = flatten(self.state)
+        rank = self.rank.placement.rank_of(to)
+        if rank == self.channel.rank:
+            unflatten_into(self.rank.clients[to].state, flat)
+            self.channel.count_unsent(flat.nbytes, flat.nbytes)
+        else:
+            self.channel.send(flat.cpu().numpy(), rank, Tag.CLIENT_STATE)
 
     @torch.no_grad()
     def evaluate(self):
@@ -141,18 +164,43 @@ class Client:
         self.channel.send(flat_parameters(torch.nn.ModuleList(self.parts)).cpu().numpy(), SERVER, Tag.UPDATE)
 
 
-class Server:
-    """Holds the layers after the cut; gives the clients their turns one after another and evaluates through
-    their parts. Subclasses change what one batch is (``train_turn``, ``evaluate_client``) and name their
-    ``client_class``."""
+class ClientRank:
+    """A client rank: its clients (placement.py), each with its own shard and state, and what they share: the
+    test set, the receive buffers, the rank's threads. It runs the client each command names; subclasses name
+    their ``client_class``."""
 
     client_class = Client
 
-    def __init__(self, channel, args, data, device):
+    def __init__(self, channel, args, data, device, placement):
+        self.channel, self.args, self.device, self.placement = channel, args, device, placement
+        shards, (x_test, self.y_test) = data
+        self.x_test = x_test.to(device)
+        self.buffers = {}
+        self.initial_parts = [part.to(device) for part in self.client_class.make_parts(args)]  # copied by each
+        self.clients = {number: self.client_class(number, shard, self) for number, shard in shards.items()}
+        self.handlers = {tag: per_client(self.clients, method) for tag, method in self.client_class.commands.items()}
+        process_policy.apply(self.client_class.plan(channel.host, placement.num_ranks), channel)
+
+    def buffer(self, name, shape):
+        """A receive buffer that this rank's clients share (they run one at a time), allocated once."""
+        if name not in self.buffers:
+            self.buffers[name] = torch.empty(shape)
+        return self.buffers[name]
+
+
+class Server:
+    """Holds the layers after the cut; gives the clients their turns one after another and evaluates through
+    their parts. Subclasses change what one batch is (``train_turn``, ``evaluate_client``) and name their
+    ``rank_class`` (that of their client ranks)."""
+
+    rank_class = ClientRank
+
+    def __init__(self, channel, args, data, device, placement):
         self.channel, self.args, self.device = channel, args, device
         y_test, self.num_test, self.shard_sizes = data
         self.y_test = None if y_test is None else y_test.to(device)
-        self.clients = list(range(1, len(self.shard_sizes) + 1))
+        self.clients, self.rank_of = placement.clients, placement.rank_of
+        self.evaluated = evaluation_sample(self.clients, args.eval_clients, args.seed)
         self.server_part = self.make_part(args).to(device)
         self.optimizer = sgd(self.server_part.parameters(), args)
         self.cut_shape = cut_shape(args.model, args.cut_layer)
@@ -160,26 +208,31 @@ class Server:
         self.smashed_buf = torch.empty((most, *self.cut_shape))  # receive buffer, allocated once
         self.holder = None  # in pass mode: the client whose part is the newest
         self.received = {}  # what the server has been sent: (tag, shape per example) -> messages
-        process_policy.apply(self.plan(channel.host, len(self.clients)), channel)
+        process_policy.apply(self.plan(channel.host, placement.num_ranks), channel)
 
     @staticmethod
     def make_part(args):
         return split(args.model, args.cut_layer, args.seed)[1]
 
     @staticmethod
-    def plan(host, num_clients):
+    def plan(host, num_ranks):
         return process_policy.one_at_a_time(host)  # the server and the client whose turn it is alternate
 
-    # -------------------------------------------------------------------------------- checked receiving
+    # ------------------------------------------------------------------- sending, and checked receiving
+
+    def command(self, client, tag, **fields):
+        """A control message to ``client`` (on its rank, which runs the client the message names)."""
+        self.channel.send_obj({"client": client, **fields}, self.rank_of(client), tag)
 
     def expect(self, client, tag, shape):
         """Wait for the next message; one from another sender or with another tag is a protocol error.
         Records what arrived (for ``server_received``)."""
-        status = self.channel.probe(awaited=client)
+        rank = self.rank_of(client)
+        status = self.channel.probe(awaited=rank)
         source, got = status.Get_source(), status.Get_tag()
-        if source != client or got != tag:
-            raise ProtocolError(f"server expected {tag.name} from client {client}, got {tag_name(got)} from rank "
-                                f"{source}")
+        if source != rank or got != tag:
+            raise ProtocolError(f"server expected {tag.name} from client {client} (rank {rank}), got "
+                                f"{tag_name(got)} from rank {source}")
         key = (tag.name, tuple(shape))
         self.received[key] = self.received.get(key, 0) + 1
 
@@ -187,7 +240,7 @@ class Server:
         """Receive ``tag`` from ``client`` into ``buffer``, which has exactly the expected size: another sender,
         tag or size (raw images instead of activations, say) is a protocol error."""
         self.expect(client, tag, buffer.shape[1:])
-        self.channel.recv(buffer.numpy(), client, tag)
+        self.channel.recv(buffer.numpy(), self.rank_of(client), tag)
         return buffer.to(self.device)
 
     def recv_smashed(self, client, batch):
@@ -195,7 +248,7 @@ class Server:
 
     def finish_turn(self, client):
         self.expect(client, Tag.TURN_DONE, ())
-        return self.channel.recv_obj(client, Tag.TURN_DONE)
+        return self.channel.recv_obj(self.rank_of(client), Tag.TURN_DONE)
 
     # ------------------------------------------------------------------------------------------ training
 
@@ -210,7 +263,7 @@ class Server:
             loss.backward()
             self.optimizer.step()
             loss_sum += loss.item() * size
-            self.channel.send(smashed.grad.cpu().numpy(), client, Tag.CUT_GRAD)
+            self.channel.send(smashed.grad.cpu().numpy(), self.rank_of(client), Tag.CUT_GRAD)
             seen += size
             bar.update()
         return loss_sum, seen, self.finish_turn(client)
@@ -226,8 +279,8 @@ class Server:
                 receive_from = None
                 if self.args.client_weights == "pass" and self.holder not in (None, client):
                     receive_from = self.holder
-                    self.channel.send_obj({"to": client}, receive_from, Tag.HAND_OVER)
-                self.channel.send_obj({"epoch": epoch, "lr": lr, "receive_from": receive_from}, client, Tag.TURN)
+                    self.command(receive_from, Tag.HAND_OVER, to=client)
+                self.command(client, Tag.TURN, epoch=epoch, lr=lr, receive_from=receive_from)
                 turn_loss, turn_seen, report = self.train_turn(client, bar)
                 loss_sum, seen = loss_sum + turn_loss, seen + turn_seen
                 reports.append(report)
@@ -248,7 +301,7 @@ class Server:
     def evaluate_client(self, client):
         """Test loss and accuracy of ``client``'s part followed by the server part; and the client's report."""
         self.server_part.eval()
-        self.channel.send_obj({}, client, Tag.EVALUATE)
+        self.command(client, Tag.EVALUATE)
         scores = Scores()
         for start, size in zip(range(0, self.num_test, self.args.test_batch_size),
                                batch_sizes(self.num_test, self.args.test_batch_size)):
@@ -256,17 +309,18 @@ class Server:
         return scores.result(), self.finish_turn(client)
 
     def evaluate(self):
-        """The report's measure: the last client's part; with --client-eval epoch, every client's too. The
-        leakage keys are the evaluated client's (README, "Leakage")."""
+        """The report's measure: the last client's part; with --client-eval epoch, those of the evaluation
+        sample too (``evaluation_sample``). The leakage keys are the last client's (README, "Leakage")."""
         if self.args.client_eval == "epoch":
             return self.evaluate_all_clients()
         scores, report = self.evaluate_client(self.clients[-1])
         return {**scores, **report.pop("leakage"), **self.traffic([report])}
 
     def evaluate_all_clients(self):
-        """Every client's part (the last client's last, as the report's measure), with mean and spread."""
+        """The parts of the evaluation sample (every client's, up to --eval-clients; the last client's last, as
+        the report's measure), with mean and spread."""
         accuracies, leakages, reports = [], [], []
-        for client in self.clients:
+        for client in self.evaluated:
             scores, report = self.evaluate_client(client)
             accuracies.append(scores["test_acc"])
             leakages.append(report.pop("leakage"))
@@ -277,11 +331,12 @@ class Server:
                 **self.traffic(reports)}
 
     def final_summary(self):
-        """For the results file: every client's part evaluated, and every kind of message the server saw.
-        The trained parts go to <results-dir>/<run-name>.pt, for the attacks (attack.py)."""
+        """For the results file: the evaluation sample's parts evaluated, and every kind of message the server
+        saw. The trained parts go to <results-dir>/<run-name>.pt, for the attacks (attack.py)."""
         final = self.evaluate_all_clients()
         self.save_parts()
-        return {"final_client_test_acc": final["client_test_acc"],
+        return {"evaluated_clients": self.evaluated,
+                "final_client_test_acc": final["client_test_acc"],
                 "final_client_test_acc_mean": final["client_test_acc_mean"],
                 "final_client_test_acc_std": final["client_test_acc_std"],
                 "final_client_leakage": final["client_leakage"],
@@ -293,10 +348,10 @@ class Server:
         save them with the server part and the configuration."""
         client_parts = []
         for client in self.clients:
-            self.channel.send_obj({}, client, Tag.EXPORT)
-            parts = self.client_class.make_parts(self.args)
+            self.command(client, Tag.EXPORT)
+            parts = self.rank_class.client_class.make_parts(self.args)
             flat = torch.empty(sum(p.numel() for part in parts for p in part.parameters()))
-            self.channel.recv(flat.numpy(), client, Tag.UPDATE)
+            self.channel.recv(flat.numpy(), self.rank_of(client), Tag.UPDATE)
             unflatten_into([p for part in parts for p in part.parameters()], flat)
             client_parts.append([part.state_dict() for part in parts])
         path = Path(self.args.results_dir) / f"{self.args.run_name}.pt"

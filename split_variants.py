@@ -27,7 +27,7 @@ from models import flat_parameters, head_shape, load_flat_parameters, split_u_sh
 import process_policy
 from mpi_method import take_turns
 from protocol import SERVER, ProtocolError, Tag
-from split_roles import Client, Server, batch_sizes
+from split_roles import Client, ClientRank, Server, batch_sizes
 from training import Scores, progress, set_lr
 
 
@@ -41,11 +41,11 @@ class UShapedClient(Client):
         front, _, head = split_u_shaped(args.model, args.cut_layer, args.head_layers, args.seed)
         return [front, head]
 
-    def __init__(self, channel, args, data, device):
-        super().__init__(channel, args, data, device)
+    def __init__(self, number, shard, rank):
+        super().__init__(number, shard, rank)
         self.head = self.parts[1]
-        most = max(args.batch_size, args.test_batch_size)
-        self.middle_buf = torch.empty((most, *head_shape(args.model, args.head_layers)))
+        most = max(self.args.batch_size, self.args.test_batch_size)
+        self.middle_buf = rank.buffer("middle", (most, *head_shape(self.args.model, self.args.head_layers)))
 
     def recv_middle(self, size):
         middle = self.middle_buf[:size]
@@ -81,29 +81,33 @@ class UShapedClient(Client):
         self.report(scores=scores.sums(), leakage=self.measure_leakage())
 
 
+class UShapedRank(ClientRank):
+    client_class = UShapedClient
+
+
 class UShapedServer(Server):
     """Holds the middle layers; never receives a label: the clients take the loss."""
 
-    client_class = UShapedClient
+    rank_class = UShapedRank
 
     @staticmethod
     def make_part(args):
         return split_u_shaped(args.model, args.cut_layer, args.head_layers, args.seed)[1]
 
-    def __init__(self, channel, args, data, device):
-        super().__init__(channel, args, data, device)
+    def __init__(self, channel, args, data, device, placement):
+        super().__init__(channel, args, data, device, placement)
         self.head_grad_buf = torch.empty((args.batch_size, *head_shape(args.model, args.head_layers)))
 
     def train_turn(self, client, bar):
         for size in batch_sizes(self.shard_sizes[client - 1], self.args.batch_size):
             smashed = self.recv_smashed(client, size).requires_grad_()
             middle = self.server_part(smashed)
-            self.channel.send(middle.detach().cpu().numpy(), client, Tag.MIDDLE)
+            self.channel.send(middle.detach().cpu().numpy(), self.rank_of(client), Tag.MIDDLE)
             head_grad = self.recv(client, Tag.HEAD_GRAD, self.head_grad_buf[:size])
             self.optimizer.zero_grad(set_to_none=True)
             middle.backward(head_grad)
             self.optimizer.step()
-            self.channel.send(smashed.grad.cpu().numpy(), client, Tag.CUT_GRAD)
+            self.channel.send(smashed.grad.cpu().numpy(), self.rank_of(client), Tag.CUT_GRAD)
             bar.update()
         report = self.finish_turn(client)
         return report.pop("loss_sum"), report.pop("examples"), report
@@ -111,10 +115,10 @@ class UShapedServer(Server):
     @torch.no_grad()
     def evaluate_client(self, client):
         self.server_part.eval()
-        self.channel.send_obj({}, client, Tag.EVALUATE)
+        self.command(client, Tag.EVALUATE)
         for size in batch_sizes(self.num_test, self.args.test_batch_size):
             middle = self.server_part(self.recv_smashed(client, size))
-            self.channel.send(middle.cpu().numpy(), client, Tag.MIDDLE)
+            self.channel.send(middle.cpu().numpy(), self.rank_of(client), Tag.MIDDLE)
         report = self.finish_turn(client)
         scores = Scores()
         scores.merge(report.pop("scores"))
@@ -124,21 +128,13 @@ class UShapedServer(Server):
 # ------------------------------------------------------------------------------------------------ SplitFed
 
 class SplitFedClient(Client):
-    """Sends its client part back at the end of its turn; takes the averaged one when the server sends it."""
+    """Sends its client part back at the end of its turn; takes the average from its rank (SplitFedRank)."""
 
-    def __init__(self, channel, args, data, device):
-        super().__init__(channel, args, data, device)
-        self.flat_buf = torch.empty(sum(p.numel() for p in self.client_part.parameters()))
-        del self.handlers[Tag.HAND_OVER]
-        self.handlers[Tag.GLOBAL_MODEL] = self.take_average
+    commands = {Tag.TURN: "take_turn", Tag.EVALUATE: "evaluate", Tag.EXPORT: "export"}
 
     @staticmethod
-    def plan(host, num_clients):
-        return process_policy.splitfed_client(host, num_clients)
-
-    def take_average(self):
-        self.channel.recv(self.flat_buf.numpy(), SERVER, Tag.GLOBAL_MODEL)
-        load_flat_parameters(self.client_part, self.flat_buf.to(self.device))
+    def plan(host, num_ranks):
+        return process_policy.splitfed_client(host, num_ranks)
 
     def take_turn(self, epoch, lr):
         for state in self.optimizer.state.values():  # FedAvg's rule: momentum starts from zero every round
@@ -150,18 +146,37 @@ class SplitFedClient(Client):
         self.report()
 
 
+class SplitFedRank(ClientRank):
+    """Receives the averaged client part once and gives it to each of its clients: each counts it received, as
+    it would between separate data holders."""
+
+    client_class = SplitFedClient
+
+    def __init__(self, channel, args, data, device, placement):
+        super().__init__(channel, args, data, device, placement)
+        self.average = torch.empty(sum(p.numel() for p in self.initial_parts[0].parameters()))
+        self.handlers[Tag.GLOBAL_MODEL] = self.take_average
+
+    def take_average(self):
+        self.channel.recv(self.average.numpy(), SERVER, Tag.GLOBAL_MODEL)
+        for client in self.clients.values():
+            load_flat_parameters(client.client_part, self.average.to(self.device))
+        self.channel.count_unsent(0, self.average.nbytes * (len(self.clients) - 1))
+
+
 class SplitFedServer(Server):
     """Serves the batches of several clients at once (``take_turns``) and averages the client parts at the end
     of every epoch. The subclasses say which server part a client's batches train."""
 
-    client_class = SplitFedClient
+    rank_class = SplitFedRank
 
     @staticmethod
-    def plan(host, num_clients):
+    def plan(host, num_ranks):
         return process_policy.splitfed_server(host)
 
-    def __init__(self, channel, args, data, device):
-        super().__init__(channel, args, data, device)
+    def __init__(self, channel, args, data, device, placement):
+        super().__init__(channel, args, data, device, placement)
+        self.num_ranks = placement.num_ranks
         self.update_buf = torch.empty(sum(p.numel() for p in Client.make_parts(args)[0].parameters()))
         self.turns = {}  # this epoch: client -> its Turn
 
@@ -178,17 +193,17 @@ class SplitFedServer(Server):
         total = sum(len(batch_sizes(n, self.args.batch_size)) for n in self.shard_sizes)
         with progress(self.args, None, total, f"epoch {epoch}") as self.bar:
             take_turns(self.channel, self.clients,
-                       process_policy.splitfed_clients_at_once(self.channel.host, len(self.clients)),
+                       process_policy.splitfed_clients_at_once(self.channel.host, self.num_ranks),
                        lambda client: self.start_turn(client, epoch, lr),
                        {Tag.LABELS: self.take_labels, Tag.SMASHED: self.train_batch, Tag.UPDATE: self.take_update,
-                        Tag.TURN_DONE: self.end_turn})
+                        Tag.TURN_DONE: self.end_turn}, self.rank_of)
         self.average([self.turns[c].update for c in self.clients])
         reports = [self.turns[c].report for c in self.clients]
         return {"train_loss": self.loss_sum / sum(self.shard_sizes), **self.traffic(reports)}
 
     def start_turn(self, client, epoch, lr):
         self.turns[client] = Turn(client)
-        self.channel.send_obj({"epoch": epoch, "lr": lr}, client, Tag.TURN)
+        self.command(client, Tag.TURN, epoch=epoch, lr=lr)
 
     def take_labels(self, client):
         turn = self.turns[client]
@@ -210,7 +225,7 @@ class SplitFedServer(Server):
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        self.channel.send(smashed.grad.cpu().numpy(), client, Tag.CUT_GRAD)
+        self.channel.send(smashed.grad.cpu().numpy(), self.rank_of(client), Tag.CUT_GRAD)
         self.loss_sum += loss.item() * size
         self.bar.update()
 
@@ -227,10 +242,11 @@ class SplitFedServer(Server):
 
     def average(self, client_parts):
         """The fed server's step: average the client parts by shard size; every client gets the average at
-        once (so that the evaluation after the epoch sees it)."""
+        once (so that the evaluation after the epoch sees it): one message a rank, counted once a client."""
         average = weighted_average(client_parts, self.shard_sizes)
-        for client in self.clients:
-            self.channel.send(average.numpy(), client, Tag.GLOBAL_MODEL)
+        for rank in range(1, self.num_ranks + 1):
+            self.channel.send(average.numpy(), rank, Tag.GLOBAL_MODEL)
+        self.channel.count_unsent(average.nbytes * (len(self.clients) - self.num_ranks), 0)
 
 
 class Turn:
@@ -248,8 +264,8 @@ class SplitFedV1Server(SplitFedServer):
     """V1: one copy of the server part per client, averaged with the client parts: FedAvg computed in two parts.
     Local momentum starts from zero every epoch, as in FedAvg."""
 
-    def __init__(self, channel, args, data, device):
-        super().__init__(channel, args, data, device)
+    def __init__(self, channel, args, data, device, placement):
+        super().__init__(channel, args, data, device, placement)
         self.copies = {c: copy.deepcopy(self.server_part) for c in self.clients}
         self.optimizers = {c: type(self.optimizer)(part.parameters(), **self.optimizer.defaults)
                            for c, part in self.copies.items()}

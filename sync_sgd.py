@@ -3,8 +3,11 @@
     mpirun -n 11 python sync_sgd.py                      # 10 workers, all awaited (N = 10, b = 0)
     mpirun -n 11 python sync_sgd.py --backup-workers 2   # 10 workers, the first 8 gradients of a step used
     mpirun -n 5 python sync_sgd.py --backup-workers 1 --straggler-delay-ms 20
+    mpirun -n 5 python sync_sgd.py --clients 100         # 100 workers on 4 ranks (placement.py)
 
-Rank 0 is the parameter server, ranks 1..N+b the workers, each with its own shard. Each step the server sends
+Rank 0 is the parameter server, the other ranks hold the N+b workers (one a rank by default), each with its own
+shard. A rank computes its workers' gradients one after another, so with backup workers which gradients come
+first depends on the placement; with every gradient awaited the run does not. Each step the server sends
 the parameters to every worker; each computes a gradient on its next mini-batch and sends it back; the server
 averages the first N to arrive, takes one SGD step, and goes on. A gradient that arrives for an old step is
 dropped and counted, never applied. An epoch is one pass of every worker over its shard: as many steps as a
@@ -36,7 +39,7 @@ def build_parser():
     add_mpi_args(parser)
     add = parser.add_argument
     add("--backup-workers", type=nonnegative_int, default=0,
-        help="b: workers whose gradients are not awaited each step (N = world size - 1 - b are)")
+        help="b: workers whose gradients are not awaited each step (N = --clients - b are)")
     add("--lr-scaling", choices=["linear", "none"], default="linear",
         help="linear: learning rate x N for the N-times larger batch, reached by a linear warm-up; none: --lr")
     add("--warmup-epochs", type=nonnegative_float, default=1.0, help="epochs of warm-up with --lr-scaling linear")
@@ -96,26 +99,26 @@ def scaled_lr(base_lr, step, args, num_awaited, steps_per_epoch):
 class ParameterServer:
     """Rank 0: sends the parameters to every worker, steps with the first N gradients of each step."""
 
-    def __init__(self, channel, args, data, device):
+    def __init__(self, channel, args, data, device, placement):
         process_policy.apply(process_policy.side_by_side(channel.host), channel)  # steps while the workers wait
         self.channel, self.args = channel, args
         self.x_test, self.y_test, self.shard_sizes = data
         self.model = build(args.model, args.seed)  # the step is a few vector operations: the server stays on the CPU
-        self.workers = list(range(1, len(self.shard_sizes) + 1))
+        self.workers, self.ranks = placement.clients, list(range(1, placement.num_ranks + 1))
         self.num_awaited = len(self.workers) - args.backup_workers
         self.optimizer = sgd(self.model.parameters(), args)
         for p in self.model.parameters():
             p.grad = torch.zeros_like(p)
         self.steps_per_epoch = max(1, min(self.shard_sizes) // args.batch_size)
         self.step = 0
-        self.grad_buf = torch.empty(sum(p.numel() for p in self.model.parameters()) + 2)
+        self.grad_buf = torch.empty(sum(p.numel() for p in self.model.parameters()) + 3)
 
     def _arrivals(self):
         """Gradient messages in arrival order, as ``(worker, step, gradient, loss)``; the buffer is reused."""
         while True:
-            source = self.channel.probe(tag=Tag.GRADIENT, awaited=self.workers).Get_source()
+            source = self.channel.probe(tag=Tag.GRADIENT, awaited=self.ranks).Get_source()
             self.channel.recv(self.grad_buf.numpy(), source, Tag.GRADIENT)
-            yield source, int(self.grad_buf[-2]), self.grad_buf[:-2], float(self.grad_buf[-1])
+            yield int(self.grad_buf[-1]), int(self.grad_buf[-3]), self.grad_buf[:-3], float(self.grad_buf[-2])
 
     def train_epoch(self, epoch, lr):
         dropped, losses, start = 0, [], time.perf_counter()
@@ -124,8 +127,9 @@ class ParameterServer:
                 group["lr"] = scaled_lr(lr, self.step, self.args, self.num_awaited, self.steps_per_epoch)
             # A new array each step: a straggler takes its copy only when it is done with its step.
             message = torch.cat([flat_parameters(self.model), torch.tensor([float(self.step)])]).numpy()
-            for worker in self.workers:
-                self.channel.send(message, worker, Tag.PARAMS)
+            for rank in self.ranks:  # one message a rank, counted once a worker
+                self.channel.send(message, rank, Tag.PARAMS)
+            self.channel.count_unsent(message.nbytes * (len(self.workers) - len(self.ranks)), 0)
             gradients, step_losses, late = collect(self._arrivals(), self.step, self.num_awaited)
             apply_average(self.model, self.optimizer, gradients)
             dropped += late
@@ -145,11 +149,11 @@ class ParameterServer:
 
     def stop(self):
         """Tell every worker to stop, and take in (and drop) the gradients still on their way."""
-        for worker in self.workers:
-            self.channel.send_obj({}, worker, Tag.STOP)
+        for rank in self.ranks:
+            self.channel.send_obj({}, rank, Tag.STOP)
         stopped = 0
-        while stopped < len(self.workers):
-            status = self.channel.probe(awaited=self.workers)
+        while stopped < len(self.ranks):
+            status = self.channel.probe(awaited=self.ranks)
             if status.Get_tag() == Tag.GRADIENT:
                 self.channel.recv(self.grad_buf.numpy(), status.Get_source(), Tag.GRADIENT)
             else:
@@ -159,60 +163,71 @@ class ParameterServer:
 
 
 class Worker:
-    """A worker rank: for the newest parameters, a gradient on its next mini-batch; its own shard only."""
+    """One worker: its shard, its shuffling and its straggler delays (seeded by its number, not its rank)."""
 
-    def __init__(self, channel, args, data, device):
-        process_policy.apply(process_policy.side_by_side(channel.host, channel.comm.Get_size() - 1), channel)
-        self.channel, self.args, self.device = channel, args, device
-        self.x, self.y = (t.to(device) for t in data)
-        self.model = build(args.model, args.seed).to(device)
-        self.shuffle = shuffle_generator(args.seed, channel.rank - 1)
-        self.straggler = np.random.default_rng([args.seed, channel.rank])
-        self.params_buf = torch.empty(sum(p.numel() for p in self.model.parameters()) + 1)
+    def __init__(self, number, x, y, args):
+        self.number, self.x, self.y, self.args = number, x, y, args
+        self.shuffle = shuffle_generator(args.seed, number - 1)
+        self.straggler = np.random.default_rng([args.seed, number])
         self.order, self.position = torch.randperm(len(self.y), generator=self.shuffle), 0
-        self.handlers = {Tag.PARAMS: self.compute_gradient, Tag.STOP: self.stopped}
 
     def next_batch(self):
         if self.position + self.args.batch_size > len(self.y):  # a new pass over the shard
             self.order, self.position = torch.randperm(len(self.y), generator=self.shuffle), 0
-        idx = self.order[self.position:self.position + self.args.batch_size].to(self.device)
+        idx = self.order[self.position:self.position + self.args.batch_size].to(self.x.device)
         self.position += self.args.batch_size
         return self.x[idx], self.y[idx]
 
-    def compute_gradient(self):
+
+class WorkerRank:
+    """A worker rank: for the newest parameters, a gradient from each of its workers (placement.py) on that
+    worker's next mini-batch, one worker after another; its own workers' shards only."""
+
+    def __init__(self, channel, args, data, device, placement):
+        process_policy.apply(process_policy.side_by_side(channel.host, placement.num_ranks), channel)
+        self.channel, self.args, self.device = channel, args, device
+        self.workers = [Worker(k, x.to(device), y.to(device), args) for k, (x, y) in data.items()]
+        self.model = build(args.model, args.seed).to(device)
+        self.params_buf = torch.empty(sum(p.numel() for p in self.model.parameters()) + 1)
+        self.handlers = {Tag.PARAMS: self.compute_gradients, Tag.STOP: self.stopped}
+
+    def compute_gradients(self):
         self.channel.recv(self.params_buf.numpy(), SERVER, Tag.PARAMS)
         while self.channel.comm.Iprobe(SERVER, Tag.PARAMS):  # a straggler skips to the newest parameters
             self.channel.recv(self.params_buf.numpy(), SERVER, Tag.PARAMS)
         load_flat_parameters(self.model, self.params_buf[:-1].to(self.device))
-        gradient, loss = worker_gradient(self.model, *self.next_batch())
-        if self.args.straggler_delay_ms:
-            time.sleep(self.straggler.exponential(self.args.straggler_delay_ms) / 1000)
-        message = torch.cat([gradient.cpu(), self.params_buf[-1:], torch.tensor([loss])])  # new: sends do not wait
-        self.channel.send(message.numpy(), SERVER, Tag.GRADIENT)
+        for worker in self.workers:
+            gradient, loss = worker_gradient(self.model, *worker.next_batch())
+            if self.args.straggler_delay_ms:
+                time.sleep(worker.straggler.exponential(self.args.straggler_delay_ms) / 1000)
+            # a new array: sends do not wait
+            message = torch.cat([gradient.cpu(), self.params_buf[-1:], torch.tensor([loss, float(worker.number)])])
+            self.channel.send(message.numpy(), SERVER, Tag.GRADIENT)
 
     def stopped(self):
         self.channel.send_obj({}, SERVER, Tag.STOPPED)
 
 
-def load(args, rank, world_size):
-    """The server gets the test set and the size of each shard; a worker its own shard, nobody else's."""
+def load(args, rank, placement):
+    """The server gets the test set and the size of each shard; a worker rank its own workers' shards, nobody
+    else's."""
     x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
-    shards = partition(y_train, world_size - 1, args.partition, args.alpha, args.seed)
+    shards = partition(y_train, placement.num_clients, args.partition, args.alpha, args.seed)
     if rank == SERVER:
         return x_test, y_test, [len(s) for s in shards]
-    shard = shards[rank - 1]
-    return x_train[shard], y_train[shard]
+    return {k: (x_train[shards[k - 1]], y_train[shards[k - 1]]) for k in placement.clients_on(rank)}
 
 
 def check(args, world_size):
-    if args.backup_workers >= world_size - 1:
+    workers = args.clients or world_size - 1
+    if args.backup_workers >= workers:
         raise InputError(f"--backup-workers {args.backup_workers} leaves no gradient to wait for with "
-                         f"{world_size - 1} workers; use fewer backup workers or more ranks")
+                         f"{workers} workers; use fewer backup workers or more workers (--clients)")
 
 
 def main():
     run_method(build_parser(), "sync_sgd", "mpirun -n 11 python sync_sgd.py", load,
-               lambda args: (ParameterServer, Worker), check)
+               lambda args: (ParameterServer, WorkerRank), check)
 
 
 if __name__ == "__main__":

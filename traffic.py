@@ -16,7 +16,7 @@ formula but for its control messages (small JSON objects: a few hundred bytes a 
     u-shaped      2n x 4(c + h) + t 4(c + h)                [+ hand-overs as vanilla]
     sflv1, sflv2  vanilla's + 2N x 4p                       (each client's part up, the average down)
     FedAvg        2N x 4P                                   (the sampled clients: the model down and up)
-    sync SGD      s N x 4 (2P + 3)                          (parameters and the step down; gradient, step, loss up)
+    sync SGD      s N x 4 (2P + 4)                          (parameters and step down; gradient, step, loss, worker up)
 
 With ``--client-weights pass`` a client hands its part and momentum to the next: N - 1 hand-overs in the first
 epoch, N in every later one (the last client of an epoch hands over to the first of the next).
@@ -44,8 +44,8 @@ def fedavg_round_bytes(sampled, P):
 
 def sync_sgd_epoch_bytes(steps, workers, P):
     """Bytes of one epoch of sync SGD: per step and worker, the parameters and the step number down, the
-    gradient, the step and the batch loss up."""
-    return steps * workers * FLOAT * ((P + 1) + (P + 2))
+    gradient, the step, the batch loss and the worker's number up."""
+    return steps * workers * FLOAT * ((P + 1) + (P + 3))
 
 
 # ------------------------------------------------------------------------------------------------ the figure

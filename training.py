@@ -92,11 +92,9 @@ def common_parser(method, description):
     return parser
 
 
-def add_client_args(parser, clients_help=None):
-    """``--partition`` and ``--alpha``; ``--clients`` too where the client count is not the MPI world's."""
+def add_client_args(parser):
+    """``--partition`` and ``--alpha``: how the training set is divided among the clients."""
     add = parser.add_argument
-    if clients_help:
-        add("--clients", type=positive_int, default=None, help=clients_help)
     add("--partition", choices=["iid", "dirichlet"], default="iid",
         help="how the training set is divided among clients")
     add("--alpha", type=positive_float, default=0.5,
@@ -106,8 +104,15 @@ def add_client_args(parser, clients_help=None):
 STALL_TIMEOUT_S = 300.0
 
 
-def add_mpi_args(parser):
-    """``--stall-timeout``: the flags of a method that runs over MPI."""
+def add_mpi_args(parser, one_process_clients=None):
+    """``--clients`` and ``--stall-timeout``: the flags of a method that runs over MPI (``one_process_clients``:
+    the default number of clients of a method that also runs in one process)."""
+    one_process = f"; in one process {one_process_clients}" if one_process_clients else ""
+    parser.add_argument(
+        "--clients", type=positive_int, default=None, metavar="K",
+        help=f"number of clients (data holders), spread over the ranks after rank 0 in contiguous blocks, one "
+             f"client at a time per rank (placement.py); at least the number of those ranks. Default: one a "
+             f"rank{one_process}. K clients give the same numbers on any number of ranks")
     parser.add_argument(
         "--stall-timeout", type=positive_float, default=STALL_TIMEOUT_S, metavar="S",
         help="end the job, naming the rank, when a rank waits S seconds for a message that should come (a peer "

@@ -36,7 +36,7 @@ take_turn, start_turn, send_smashed = Client.take_turn, Client.start_turn, Clien
 
 
 def faulty_turn(self, **command):
-    if self.channel.rank == 2:
+    if self.number == 2:
         if plant in ("kill", "stop"):
             os.kill(os.getpid(), signal.SIGKILL if plant == "kill" else signal.SIGSTOP)
         raise RuntimeError("planted fault in client 2")
@@ -75,7 +75,7 @@ def send_labels(self, turn):
 
 
 def recording_turn(self, **command):
-    self.record_path = os.path.join(folder, f"epoch{command['epoch']}-client{self.channel.rank}")
+    self.record_path = os.path.join(folder, f"epoch{command['epoch']}-client{self.number}")
     take_turn(self, **command)
     torch.save(flatten(self.state), self.record_path + "-end.pt")
 
