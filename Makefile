@@ -4,6 +4,7 @@
 # make variants   SplitFed V1, V2 and U-shaped split learning, 10 epochs each, then the figures and table
 # make study      the non-IID study (study.py's default grid), then the figures and table
 # make privacy    split learning under each defence, attacked (privacy.py), then the figures and table
+# make scale      10, 100 and 1,000 clients on 4 client ranks: split learning (cuts 1, 2), SplitFed V2, FedAvg
 # make bench      the speed benchmarks (ratios measured side by side)
 # make bench-cores  split learning and FedAvg across CORES (default 2,4,8,16), with a per-batch trace at each
 
@@ -14,7 +15,7 @@ STARTED := $(shell date +%s)
 CORES  ?= 2,4,8,16
 comma  := ,
 
-.PHONY: setup data test reproduce variants study privacy bench bench-cores
+.PHONY: setup data test reproduce variants study privacy scale bench bench-cores
 
 setup: $(VENV)/.installed data
 
@@ -52,6 +53,15 @@ reproduce: setup
 	$(PYTHON) plot_results.py
 	$(PYTHON) traffic.py results/bandwidth.png
 	@echo "== make reproduce took $$(( $$(date +%s) - $(STARTED) )) s"
+
+# Clients are not ranks (placement.py): every K on the same 5 ranks; resumable, as study.py is.
+SCALE_EPOCHS ?= 5
+scale: setup
+	$(PYTHON) study.py --methods split,split-cut2,sflv2,federated --partitions iid,0.5 --seeds 0 \
+		--clients 10,100,1000 --client-ranks 4 --epochs $(SCALE_EPOCHS) --results-dir results/scale
+	$(PYTHON) plot_results.py
+	$(PYTHON) traffic.py results/bandwidth.png
+	@echo "== make scale took $$(( $$(date +%s) - $(STARTED) )) s"
 
 variants: setup
 	for variant in sflv1 sflv2 u-shaped; do \

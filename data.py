@@ -106,21 +106,39 @@ def read_idx(path, magic, shape):
     return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(shape)
 
 
-def _load_split(directory, split, subset):
-    """Images (N, 1, 28, 28) float32, standardised, and labels (N,) int64 of ``train`` or ``t10k``."""
+def _read_split(directory, split, subset):
+    """Images (N, 28, 28) uint8, as in the file, and labels (N,) int64 of ``train`` or ``t10k``."""
     images_name, labels_name = f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"
     images = read_idx(_file_in(directory, images_name), *FILES[images_name])[:subset]
     labels = read_idx(_file_in(directory, labels_name), *FILES[labels_name])[:subset]
     if labels.max() >= NUM_CLASSES:
         raise DataError(f"{_file_in(directory, labels_name)} has label {labels.max()}, outside 0..9; {HOW_TO_GET}")
-    x = torch.from_numpy(images.astype(np.float32)).div_(255).sub_(MEAN).div_(STD).unsqueeze(1)
-    return x, torch.from_numpy(labels.astype(np.int64))
+    return images, torch.from_numpy(labels.astype(np.int64))
+
+
+def _standardise(images):
+    """uint8 images (N, 28, 28) -> float32 (N, 1, 28, 28), standardised."""
+    return torch.from_numpy(images.astype(np.float32)).div_(255).sub_(MEAN).div_(STD).unsqueeze(1)
 
 
 def load_fashion_mnist(data_dir=None, train_subset=None, test_subset=None):
     """``(x_train, y_train, x_test, y_test)`` as tensors; the subsets keep the first N images."""
     directory = find_data_dir(data_dir)
-    return (*_load_split(directory, "train", train_subset), *_load_split(directory, "t10k", test_subset))
+    (train_images, y_train), (test_images, y_test) = (_read_split(directory, "train", train_subset),
+                                                      _read_split(directory, "t10k", test_subset))
+    return _standardise(train_images), y_train, _standardise(test_images), y_test
+
+
+def load_shards(args, num_clients, clients=()):
+    """What a rank of a method with clients loads: ``(shard_sizes, shards, (x_test, y_test))``, the size of every
+    client's shard, ``{client: (x, y)}`` for ``clients`` (numbered from 1) and the test set. Only those clients'
+    images are turned into floats: a rank holds its own clients' data, not the training set (issue 21)."""
+    directory = find_data_dir(args.data_dir)
+    train_images, train_labels = _read_split(directory, "train", args.train_subset)
+    test_images, y_test = _read_split(directory, "t10k", args.test_subset)
+    indices = partition(train_labels, num_clients, args.partition, args.alpha, args.seed)
+    shards = {k: (_standardise(train_images[indices[k - 1].numpy()]), train_labels[indices[k - 1]]) for k in clients}
+    return [len(i) for i in indices], shards, (_standardise(test_images), y_test)
 
 
 def iid_partition(num_examples, num_clients, seed):

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from averaging import Aggregator, sample_clients
-from data import batches, load_fashion_mnist, partition, shuffle_generator
+from data import batches, load_shards, shuffle_generator
 from models import build, flat_parameters, load_flat_parameters
-from mpi_method import run_method, run_mpi_main, stop_workers, take_turns
+from mpi_method import load_clients, run_method, run_mpi_main, stop_workers, take_turns
 import process_policy
 from protocol import SERVER, ProtocolError, Tag
 from training import Results, add_client_args, add_mpi_args, common_parser, evaluate, fit, fraction, \
@@ -88,11 +88,10 @@ def evaluate_global(aggregator, model, x_test, y_test, batch_size):
 
 def run_one_process(parser, args, device):
     args.clients = args.clients or ONE_PROCESS_CLIENTS
-    x_train, y_train, x_test, y_test = (t.to(device) for t in
-                                        load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset))
-    shards = partition(y_train.cpu(), args.clients, args.partition, args.alpha, args.seed)
+    shard_sizes, shards, (x_test, y_test) = load_shards(args, args.clients, range(1, args.clients + 1))
+    x_test, y_test = x_test.to(device), y_test.to(device)
     model = build(args.model, args.seed).to(device)  # one model, which each client in turn trains
-    clients = [Client(i, x_train[s.to(device)], y_train[s.to(device)], model, args) for i, s in enumerate(shards)]
+    clients = [Client(k - 1, x.to(device), y.to(device), model, args) for k, (x, y) in shards.items()]
     aggregator = Aggregator(flat_parameters(model), args.server_momentum, args.server_lr)
     model_bytes = aggregator.params.numel() * aggregator.params.element_size()
 
@@ -104,23 +103,13 @@ def run_one_process(parser, args, device):
         return round_record([loss for _, loss in trained], sizes, model_bytes, sampled)
 
     results = Results(args, parser, "federated", device)
-    results.data["shard_sizes"] = [len(s) for s in shards]
+    results.data["shard_sizes"] = shard_sizes
     fit(args, results, train_one_round, lambda: evaluate_global(aggregator, model, x_test, y_test,
                                                                 args.test_batch_size))
     print(f"results: {results.path}")
 
 
 # ------------------------------------------------------------------------------------------- over MPI
-
-def load_for_rank(args, rank, placement):
-    """The aggregator gets the test set and the size of each shard (it evaluates); a client rank its own
-    clients' shards, nobody else's."""
-    x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
-    shards = partition(y_train, placement.num_clients, args.partition, args.alpha, args.seed)
-    if rank == 0:
-        return x_test, y_test, [len(s) for s in shards]
-    return {k: (x_train[shards[k - 1]], y_train[shards[k - 1]]) for k in placement.clients_on(rank)}
-
 
 class MPIAggregator:
     """Rank 0: sends the global model to each sampled client, averages what comes back."""
@@ -206,7 +195,7 @@ class ClientRank:
 def main():
     if launched_by_mpi():
         run_mpi_main(lambda: run_method(build_parser(), "federated", "mpirun -n 11 python federated_learning.py",
-                                        load_for_rank, lambda args: (MPIAggregator, ClientRank)))
+                                        load_clients, lambda args: (MPIAggregator, ClientRank)))
     else:
         parser = build_parser()
         args = parser.parse_args()

@@ -25,7 +25,7 @@ from mpi4py import MPI
 
 import runtime
 import torch
-from data import DataError
+from data import DataError, load_shards
 from placement import Placement
 from messaging import Channel, PeerError, PeerFailed, mpi_description
 from protocol import SERVER, ProtocolError, Tag, tag_name
@@ -146,6 +146,14 @@ def per_client(clients, method):
         [inspect.Parameter("client", inspect.Parameter.KEYWORD_ONLY)]
         + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params])
     return handler
+
+
+def load_clients(args, rank, placement):
+    """What a rank holds in a method whose rank 0 evaluates a whole model: rank 0 the test set and the size of
+    every shard; a client rank its own clients' shards (``{client: (x, y)}``), nobody else's."""
+    mine = placement.clients_on(rank) if rank != SERVER else ()
+    shard_sizes, shards, (x_test, y_test) = load_shards(args, placement.num_clients, mine)
+    return (x_test, y_test, shard_sizes) if rank == SERVER else shards
 
 
 def stop_workers(channel):

@@ -1,8 +1,8 @@
 """Regenerate the report's Figure 1, the comparison figure, the non-IID study's figure and the summary table.
 
-    python plot_results.py                     # reads results/*.json (and results/study/, results/privacy/
+    python plot_results.py                     # reads results/*.json (and results/study/, privacy/, scale/
                                                # if there), writes figure1.png, comparison.png, noniid.png,
-                                               # privacy.png, summary.md and runs.csv
+                                               # privacy.png, scale.png, summary.md and runs.csv
     python plot_results.py --results-dir DIR --out DIR/figure1.png
 
 Reads whatever results exist: a missing method is named and left out, a corrupt file is reported by name. A run
@@ -37,7 +37,8 @@ REPORT = {"split": (0.880, 10, 26.2), "federated": (0.880, 25, 51.5), "regular":
 NOT_SETTINGS = {"run_name", "results_dir", "data_dir", "no_progress", "device", "world_size", "clients",
                 "leakage_images", "client_eval"}
 STUDY_LABELS = {"regular": "Regular learning", "split": "Split learning", "sflv1": "SplitFed V1",
-                "sflv2": "SplitFed V2", "u-shaped": "U-shaped", "federated": "FedAvg", "sync_sgd": "Sync SGD"}
+                "sflv2": "SplitFed V2", "u-shaped": "U-shaped", "federated": "FedAvg", "sync_sgd": "Sync SGD",
+                "split-cut2": "Split learning, cut 2"}
 
 
 def differences(run, expected_variant=None):
@@ -280,6 +281,73 @@ def noniid_figure(study):
     return fig
 
 
+# ------------------------------------------------------------------------------------ many clients
+
+def load_scale(scale_dir):
+    """(method, partition) -> {K: finished run}, from the runs of ``make scale`` (study.py with --clients)."""
+    scale = {}
+    for path in sorted(Path(scale_dir).glob("*.json")):
+        try:
+            run = json.loads(path.read_text())
+        except ValueError:
+            continue
+        name = re.fullmatch(r"(.+)-(iid|a[0-9.]+)-s-?[0-9]+(?:-k[0-9]+)?", path.stem)
+        if not name or run.get("status") not in ("completed", "stopped_early") or not run.get("epochs"):
+            continue
+        clients = len(run.get("shard_sizes") or []) or run["config"].get("clients")
+        method, partition = name.groups()
+        scale.setdefault((method, partition.removeprefix("a")), {})[clients] = run
+    return scale
+
+
+def epoch_bytes(run):
+    """Bytes over the network in one epoch (round): the last epoch's, which carries no set-up."""
+    last = run["epochs"][-1]
+    return last.get("bytes_sent") or last.get("model_bytes_down", 0) + last.get("model_bytes_up", 0)
+
+
+def scale_rows(scale):
+    """``(method, partition, K, best accuracy, bytes an epoch, seconds an epoch)``."""
+    return [(method, partition, k, max(e["test_acc"] for e in run["epochs"]), epoch_bytes(run),
+             statistics.mean(e["epoch_time_s"] for e in run["epochs"]))
+            for (method, partition), runs in scale.items() for k, run in sorted(runs.items())]
+
+
+def scale_markdown(scale):
+    lines = ["| method | partition | clients | best test accuracy | MB an epoch (round) | s an epoch |",
+             "|---|---|---|---|---|---|"]
+    for method, partition, k, acc, moved, seconds in scale_rows(scale):
+        lines.append(f"| {STUDY_LABELS.get(method, method)} | {'IID' if partition == 'iid' else 'α=' + partition} "
+                     f"| {k:,} | {acc:.1%} | {moved / 1e6:,.1f} | {seconds:.1f} |")
+    epochs = sorted({len(run["epochs"]) for runs in scale.values() for run in runs.values()})
+    lines.append(f"\nBest test accuracy within {', '.join(map(str, epochs))} epochs (rounds); traffic of the last "
+                 "epoch, summed over every rank; time on the machine that ran them.")
+    return "\n".join(lines) + "\n"
+
+
+def scale_figure(scale):
+    """Best test accuracy and bytes an epoch against the number of clients, a line per method and partition."""
+    fig, (by_acc, by_bytes) = plt.subplots(1, 2, figsize=(13, 5))
+    rows = scale_rows(scale)
+    for k, (method, partition) in enumerate(scale):
+        mine = [r for r in rows if r[:2] == (method, partition)]
+        style = dict(marker="o", color=f"C{sorted({m for m, _ in scale}).index(method)}",
+                     linestyle="-" if partition == "iid" else "--",
+                     label=f"{STUDY_LABELS.get(method, method)}, {'IID' if partition == 'iid' else 'α=' + partition}")
+        by_acc.plot([r[2] for r in mine], [r[3] for r in mine], **style)
+        by_bytes.plot([r[2] for r in mine], [r[4] for r in mine], **style)
+    by_acc.set(xscale="log", xlabel="clients (data holders)", ylabel="best test accuracy",
+               title="accuracy as the shards shrink")
+    by_acc.yaxis.set_major_formatter(PercentFormatter(1.0))
+    by_bytes.set(xscale="log", yscale="log", xlabel="clients (data holders)", ylabel="bytes an epoch (FedAvg: round)",
+                 title="traffic (closed forms: results/bandwidth.png)")
+    for ax in (by_acc, by_bytes):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 # ------------------------------------------------------------------------------------------ privacy
 
 def load_privacy(privacy_dir):
@@ -383,6 +451,7 @@ def main():
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--results-dir", default="results", help="where the <method>.json results files are")
     parser.add_argument("--study", default=None, help="the study's results (default: <results-dir>/study, if any)")
+    parser.add_argument("--scale", default=None, help="make scale's results (default: <results-dir>/scale, if any)")
     parser.add_argument("--out", default=None, help="Figure 1's file (default: <results-dir>/figure1.png); "
                                                     "the others go beside it")
     args = parser.parse_args()
@@ -392,7 +461,8 @@ def main():
         print(problem, file=sys.stderr)
     study = load_study(args.study or Path(args.results_dir) / "study")
     privacy = load_privacy(Path(args.results_dir) / "privacy")
-    if not runs and not study and not privacy:
+    scale = load_scale(args.scale or Path(args.results_dir) / "scale")
+    if not runs and not study and not privacy and not scale:
         print(f"error: no readable results in {args.results_dir}; run the training scripts first",
               file=sys.stderr)
         sys.exit(2)
@@ -411,6 +481,10 @@ def main():
         privacy_figure(privacy).savefig(out.parent / "privacy.png", dpi=120)
         written.append(out.parent / "privacy.png")
         summary += "\n## Leakage and defences (privacy.py)\n\n" + privacy_markdown(privacy)
+    if scale:
+        scale_figure(scale).savefig(out.parent / "scale.png", dpi=120)
+        written.append(out.parent / "scale.png")
+        summary += "\n## Many clients (make scale)\n\n" + scale_markdown(scale)
     (out.parent / "summary.md").write_text(summary)
     write_runs_table(runs_table(args.results_dir), out.parent / "runs.csv")
     print(f"wrote {', '.join(map(str, written))}, {out.parent / 'summary.md'}, {out.parent / 'runs.csv'}")

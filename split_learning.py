@@ -13,7 +13,7 @@ split_roles.py, the variants in split_variants.py; every message is laid out in 
 
 import runtime  # first: process settings that must precede torch
 
-from data import load_fashion_mnist, partition
+from data import load_shards
 from models import check_split
 from mpi_method import run_method, run_mpi_main
 from protocol import SERVER
@@ -65,12 +65,11 @@ def build_parser():
 def load(args, rank, placement):
     """The server gets no images: the test labels (none in U-shaped split learning), how many test images
     there are and the size of each shard; a client rank its own clients' shards and the test set."""
-    x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
-    shards = partition(y_train, placement.num_clients, args.partition, args.alpha, args.seed)
+    mine = placement.clients_on(rank) if rank != SERVER else ()
+    shard_sizes, shards, (x_test, y_test) = load_shards(args, placement.num_clients, mine)
     if rank == SERVER:
-        return None if args.variant == "u-shaped" else y_test, len(y_test), [len(s) for s in shards]
-    mine = {client: (x_train[shards[client - 1]], y_train[shards[client - 1]]) for client in placement.clients_on(rank)}
-    return mine, (x_test, y_test)
+        return None if args.variant == "u-shaped" else y_test, len(y_test), shard_sizes
+    return shards, (x_test, y_test)
 
 
 def roles(args):

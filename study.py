@@ -3,9 +3,12 @@
     python study.py                     # the default study (README, "Non-IID data"), into results/study/
     python study.py --methods split,federated --partitions iid,0.1 --seeds 0 --epochs 2   # a quick look
     python plot_results.py --study results/study                                         # results/noniid.png
+    python study.py --methods split,federated --clients 10,100,1000 --client-ranks 4     # many clients (make scale)
 
 Partitions are ``iid`` or a Dirichlet concentration alpha (smaller: more skewed shards). Regular learning has
-no data holders, so it runs once per seed (under ``iid``). A run whose results file says ``completed`` or
+no data holders, so it runs once per seed (under ``iid``). With several ``--clients`` values every method runs at
+each (its name ends ``-k<K>`` where K is not 10); MPI runs place the K clients on at most ``--client-ranks``
+ranks (placement.py). A run whose results file says ``completed`` or
 ``stopped_early`` is skipped, so an interrupted study resumes where it stopped. Runs under MPI take every
 core and go one at a time; single-process runs go ``--jobs`` at a time, with the cores shared among them.
 Each progress line prints the command that repeats that run alone.
@@ -30,6 +33,7 @@ MPIRUN = str(Path(sys.executable).parent / "mpirun")
 METHODS = {
     "regular": ("regular_learning.py", [], False),
     "split": ("split_learning.py", [], True),
+    "split-cut2": ("split_learning.py", ["--cut-layer", "2"], True),
     "sflv1": ("split_learning.py", ["--variant", "sflv1"], True),
     "sflv2": ("split_learning.py", ["--variant", "sflv2"], True),
     "u-shaped": ("split_learning.py", ["--variant", "u-shaped"], True),
@@ -89,7 +93,10 @@ def build_parser():
         help="comma-separated: iid and/or Dirichlet alphas")
     add("--seeds", type=comma_list(seed_value), default=[0, 1, 2], metavar="LIST", help="comma-separated seeds")
     add("--epochs", type=int, default=5, help="epochs (FedAvg: rounds) of every run; patience 0, so all run")
-    add("--clients", type=int, default=10, help="data holders (MPI runs: this many + 1 ranks)")
+    add("--clients", type=comma_list(int), default=[10], metavar="LIST",
+        help="comma-separated numbers of data holders")
+    add("--client-ranks", type=int, default=10,
+        help="MPI runs: the K clients on min(K, this) ranks after rank 0")
     add("--jobs", type=int, default=max(1, len(os.sched_getaffinity(0))),
         help="single-process runs at the same time (MPI runs always go alone)")
     add("--results-dir", default="results/study")
@@ -116,22 +123,23 @@ def same_settings(flags, config):
 class Run:
     """One experiment of the grid: its name, its command, and its results file."""
 
-    def __init__(self, method, partition, seed, args):
-        self.method, self.partition, self.seed = method, partition, seed
+    def __init__(self, method, partition, seed, clients, args):
+        self.method, self.partition, self.seed, self.clients = method, partition, seed, clients
         script, extra, self.mpi = METHODS[method]
         part = "iid" if partition == "iid" else f"a{partition}"
-        self.name = f"{method}-{part}-s{seed}"
+        self.name = f"{method}-{part}-s{seed}" + ("" if clients == 10 else f"-k{clients}")
         self.path = Path(args.results_dir) / f"{self.name}.json"
         flags = ["--seed", str(seed), "--epochs", str(args.epochs), "--patience", "0", "--no-progress",
                  "--results-dir", args.results_dir, "--run-name", self.name, *extra, *shlex.split(args.extra)]
         if method != "regular":
             flags += ["--partition", "iid"] if partition == "iid" else ["--partition", "dirichlet", "--alpha", partition]
-        if method == "federated":
-            flags += ["--clients", str(args.clients)]
+        ranks = min(clients, args.client_ranks) if self.mpi else 0
+        if method == "federated" or (method != "regular" and clients != ranks):
+            flags += ["--clients", str(clients)]  # MPI runs with a client a rank need not say it (the default)
         self.flags = flags
         python = sys.executable
         if self.mpi:
-            self.command, self.env = [MPIRUN, "-n", str(args.clients + 1), python, script, *flags], {}
+            self.command, self.env = [MPIRUN, "-n", str(ranks + 1), python, script, *flags], {}
         else:  # share the cores among the runs that go at once (the thread count is part of the command)
             threads = threads_per_job(args.jobs)
             self.command, self.env = [python, script, *flags], {"OMP_NUM_THREADS": str(threads)}
@@ -162,19 +170,20 @@ class Run:
 
 def grid(args):
     """Every run of the study, MPI runs first (they go one at a time)."""
-    cells = {(method, "iid" if method == "regular" else partition, seed)
-             for method, partition, seed in itertools.product(args.methods, args.partitions, args.seeds)}
+    cells = {(method, "iid" if method == "regular" else partition, seed, 10 if method == "regular" else clients)
+             for method, partition, seed, clients in itertools.product(args.methods, args.partitions, args.seeds,
+                                                                       args.clients)}
     order = {}
     for name in [*args.methods, "iid", *args.partitions]:
         order.setdefault(name, len(order))
-    runs = [Run(*cell, args) for cell in sorted(cells, key=lambda c: (order[c[0]], order[c[1]], c[2]))]
+    runs = [Run(*cell, args) for cell in sorted(cells, key=lambda c: (order[c[0]], order[c[1]], c[2], c[3]))]
     return sorted(runs, key=lambda run: not run.mpi)
 
 
 def main():
     args = build_parser().parse_args()
-    if args.jobs < 1 or args.epochs < 1 or args.clients < 1:
-        build_parser().error("--jobs, --epochs and --clients must be at least 1")
+    if args.jobs < 1 or args.epochs < 1 or args.client_ranks < 1 or min(args.clients) < 1:
+        build_parser().error("--jobs, --epochs, --clients and --client-ranks must be at least 1")
     runs = grid(args)
     todo = [run for run in runs if not run.finished()]
     print(f"study: {len(runs)} runs, {len(runs) - len(todo)} already finished, {len(todo)} to go "

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from data import load_fashion_mnist, partition, shuffle_generator
+from data import shuffle_generator
 from models import build, flat_parameters, flatten, load_flat_parameters, unflatten_into
-from mpi_method import run_method, run_mpi_main
+from mpi_method import load_clients, run_method, run_mpi_main
 import process_policy
 from protocol import SERVER, Tag
 from training import InputError, add_client_args, add_mpi_args, common_parser, evaluate, nonnegative_float, \
@@ -208,16 +208,6 @@ class WorkerRank:
         self.channel.send_obj({}, SERVER, Tag.STOPPED)
 
 
-def load(args, rank, placement):
-    """The server gets the test set and the size of each shard; a worker rank its own workers' shards, nobody
-    else's."""
-    x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset)
-    shards = partition(y_train, placement.num_clients, args.partition, args.alpha, args.seed)
-    if rank == SERVER:
-        return x_test, y_test, [len(s) for s in shards]
-    return {k: (x_train[shards[k - 1]], y_train[shards[k - 1]]) for k in placement.clients_on(rank)}
-
-
 def check(args, world_size):
     workers = args.clients or world_size - 1
     if args.backup_workers >= workers:
@@ -226,7 +216,7 @@ def check(args, world_size):
 
 
 def main():
-    run_method(build_parser(), "sync_sgd", "mpirun -n 11 python sync_sgd.py", load,
+    run_method(build_parser(), "sync_sgd", "mpirun -n 11 python sync_sgd.py", load_clients,
                lambda args: (ParameterServer, WorkerRank), check)
 
 

@@ -55,9 +55,10 @@ def crossover(split_bytes, fedavg_bytes_per_client):
     return split_bytes / fedavg_bytes_per_client
 
 
-def figure(path, results_dir="results", n=60000, t=10000):
+def figure(path, results_dirs=("results",), n=60000, t=10000):
     """Bytes per epoch against the number of clients for every model: FedAvg's line, vanilla split learning's
-    at each cut, the crossovers marked, and the measured epochs of the results files as points."""
+    at each cut, the crossovers marked, and the measured epochs of the results files in ``results_dirs`` (full
+    data only) as points: the last epoch, which carries no set-up."""
     import json
     from pathlib import Path
 
@@ -82,13 +83,13 @@ def figure(path, results_dir="results", n=60000, t=10000):
             ax.plot([k], [fedavg_round_bytes(k, P)], "o", color=colour, markerfacecolor="white")
             ax.annotate(f"{k:,.0f}", (k, fedavg_round_bytes(k, P)), textcoords="offset points", xytext=(4, -12),
                         fontsize=7, color=colour)
-    for path_ in sorted(Path(results_dir).glob("*.json")):  # the measured points
+    for path_ in sorted(p for folder in results_dirs for p in Path(folder).glob("*.json")):  # the measured points
         try:
             run = json.loads(path_.read_text())
             model = run["config"].get("model", "lenet5")
             k = len(run["shard_sizes"]) if run.get("shard_sizes") else run["config"].get("clients")
             if run["method"] in ("split", "federated") and k and run["config"].get("train_subset") is None:
-                measured = run["epochs"][0]["bytes_sent"] or run["epochs"][0].get("model_bytes_up", 0) * 2
+                measured = run["epochs"][-1]["bytes_sent"] or run["epochs"][-1].get("model_bytes_up", 0) * 2
                 colour = f"C{MODELS.index(model)}"
                 ax.plot([k], [measured], "x", color=colour, markersize=9)
         except (OSError, ValueError, KeyError, TypeError, IndexError):
@@ -102,7 +103,8 @@ def figure(path, results_dir="results", n=60000, t=10000):
     plt.close(fig)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # python traffic.py [FIGURE [RESULTS_DIR ...]]
     import sys
-    figure(sys.argv[1] if len(sys.argv) > 1 else "results/bandwidth.png")
-    print(f"wrote {sys.argv[1] if len(sys.argv) > 1 else 'results/bandwidth.png'}")
+    out = sys.argv[1] if len(sys.argv) > 1 else "results/bandwidth.png"
+    figure(out, sys.argv[2:] or ["results", "results/scale"])
+    print(f"wrote {out}")
