@@ -17,7 +17,7 @@ import runtime  # first: process settings that must precede torch
 import numpy as np
 import torch
 
-from averaging import Aggregator, sample_clients
+from averaging import Aggregator, OrderedAverage, sample_clients
 from data import batches, load_shards, shuffle_generator
 from models import build, flat_parameters, load_flat_parameters
 from mpi_method import load_clients, run_method, run_mpi_main, stop_workers, take_turns
@@ -97,10 +97,14 @@ def run_one_process(parser, args, device):
 
     def train_one_round(round_number, lr):
         sampled = sample_clients(len(clients), args.fraction, args.seed, round_number)
-        trained = [clients[i].train(aggregator.params, lr) for i in sampled]
         sizes = [len(clients[i].y) for i in sampled]
-        aggregator.aggregate([params for params, _ in trained], sizes)
-        return round_record([loss for _, loss in trained], sizes, model_bytes, sampled)
+        average, losses = OrderedAverage(sampled, sizes), []
+        for i in sampled:
+            params, loss = clients[i].train(aggregator.params, lr)
+            average.add(i, params)
+            losses.append(loss)
+        aggregator.step(average.result())
+        return round_record(losses, sizes, model_bytes, sampled)
 
     results = Results(args, parser, "federated", device)
     results.data["shard_sizes"] = shard_sizes
@@ -127,7 +131,9 @@ class MPIAggregator:
 
     def train_epoch(self, round_number, lr):
         sampled = [i + 1 for i in sample_clients(self.num_clients, self.args.fraction, self.args.seed, round_number)]
-        params, infos = {}, {}
+        sizes = [self.shard_sizes[client - 1] for client in sampled]
+        # in whatever order the updates come, summed in client order
+        average, updated, infos = OrderedAverage(sampled, sizes), set(), {}
 
         def start(client):
             rank = self.rank_of(client)
@@ -135,23 +141,22 @@ class MPIAggregator:
             self.channel.send(self.aggregator.params.numpy(), rank, Tag.GLOBAL_MODEL)
 
         def take_update(client):
-            if client in params:
+            if client in updated:
                 raise ProtocolError(f"client {client} sent a second UPDATE in round {round_number}")
             self.channel.recv(self.update.numpy(), self.rank_of(client), Tag.UPDATE)
-            params[client] = self.update.clone()
+            updated.add(client)
+            average.add(client, self.update.clone())
 
         def take_info(client):  # the update's description ends the client's round
-            if client not in params:
+            if client not in updated:
                 raise ProtocolError(f"client {client} sent UPDATE_INFO before its UPDATE")
             infos[client] = self.channel.recv_obj(self.rank_of(client), Tag.UPDATE_INFO)
             return True
 
-        # In whatever order they finish...
         at_once = process_policy.fedavg_clients_at_once(self.channel.host, self.num_ranks)
         take_turns(self.channel, sampled, at_once, start, {Tag.UPDATE: take_update, Tag.UPDATE_INFO: take_info},
                    self.rank_of)
-        sizes = [infos[client]["num_examples"] for client in sampled]
-        self.aggregator.aggregate([params[client] for client in sampled], sizes)  # ...but summed in client order
+        self.aggregator.step(average.result())
         record = round_record([infos[client]["train_loss"] for client in sampled], sizes, self.model_bytes,
                               sampled)
         traffic = self.channel.traffic()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import PINNED, mpirun, needs_data, script
-from averaging import Aggregator, sample_clients, weighted_average
+from averaging import Aggregator, OrderedAverage, sample_clients, weighted_average
 from traffic import fedavg_round_bytes
 
 
@@ -21,6 +21,19 @@ def test_weighted_average_matches_numpy_for_unequal_shards():
     assert np.allclose(ours.numpy(), np.average(np.stack(vectors), axis=0, weights=sizes), atol=1e-6)
 
 
+def test_vectors_arriving_in_any_order_are_summed_in_key_order_holding_only_those_ahead_of_their_turn():
+    vectors = [torch.randn(1000) * 10 ** k for k in range(5)]  # magnitudes apart: the order of the sum shows
+    sizes = [3, 1, 4, 1, 5]
+    average = OrderedAverage([10, 20, 30, 40, 50], sizes)
+    for key in (30, 50, 10, 40):
+        average.add(key, vectors[key // 10 - 1])
+    assert len(average.waiting) == 3  # 10 summed; 30, 40, 50 wait for 20
+    with pytest.raises(ValueError, match="1 of 5 vectors have not arrived"):
+        average.result()
+    average.add(20, vectors[1])
+    assert not average.waiting and torch.equal(average.result(), weighted_average(vectors, sizes))
+
+
 def test_average_of_one_model_is_that_model_exactly():
     vector = torch.randn(1000)
     assert torch.equal(weighted_average([vector], [6000]), vector)
@@ -28,18 +41,18 @@ def test_average_of_one_model_is_that_model_exactly():
 
 def test_server_momentum_accumulates_the_pseudo_gradient():
     aggregator = Aggregator(torch.zeros(3), server_momentum=0.5)
-    aggregator.aggregate([torch.ones(3)], [1])  # pseudo-gradient -1: velocity -1, params 1
+    aggregator.step(torch.ones(3))  # pseudo-gradient -1: velocity -1, params 1
     assert torch.allclose(aggregator.params, torch.ones(3))
-    aggregator.aggregate([torch.ones(3)], [1])  # pseudo-gradient 0: velocity -0.5, params 1.5
+    aggregator.step(torch.ones(3))  # pseudo-gradient 0: velocity -0.5, params 1.5
     assert torch.allclose(aggregator.params, torch.full((3,), 1.5))
 
 
 def test_server_lr_scales_the_step_towards_the_average():
     aggregator = Aggregator(torch.zeros(3), server_lr=2.0)
-    aggregator.aggregate([torch.ones(3), 3 * torch.ones(3)], [1, 1])  # average 2: the step is twice that
+    aggregator.step(weighted_average([torch.ones(3), 3 * torch.ones(3)], [1, 1]))  # average 2: the step is twice that
     assert torch.allclose(aggregator.params, torch.full((3,), 4.0))
     plain = Aggregator(torch.zeros(3))
-    plain.aggregate([torch.ones(3), 3 * torch.ones(3)], [1, 1])
+    plain.step(weighted_average([torch.ones(3), 3 * torch.ones(3)], [1, 1]))
     assert torch.allclose(plain.params, torch.full((3,), 2.0))
 
 
