@@ -22,7 +22,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
-from averaging import weighted_average
+from averaging import OrderedAverage, weighted_average
 from models import flat_parameters, head_shape, load_flat_parameters, split_u_shaped
 import process_policy
 from mpi_method import take_turns
@@ -261,29 +261,32 @@ class Turn:
 
 
 class SplitFedV1Server(SplitFedServer):
-    """V1: one copy of the server part per client, averaged with the client parts: FedAvg computed in two parts.
-    Local momentum starts from zero every epoch, as in FedAvg."""
-
-    def __init__(self, channel, args, data, device, placement):
-        super().__init__(channel, args, data, device, placement)
-        self.copies = {c: copy.deepcopy(self.server_part) for c in self.clients}
-        self.optimizers = {c: type(self.optimizer)(part.parameters(), **self.optimizer.defaults)
-                           for c, part in self.copies.items()}
-
-    def server_part_of(self, client):
-        return self.copies[client], self.optimizers[client]
+    """V1: a copy of the server part for each client, averaged with the client parts: FedAvg computed in two parts.
+    A client's copy lives for its turn (from the average, with fresh momentum, as in FedAvg) and is folded into
+    the epoch's average when the turn ends, so that the server holds as many copies as clients in their turn."""
 
     def start_epoch(self, lr):
-        for client in self.clients:
-            set_lr(self.optimizers[client], lr)
-            self.optimizers[client].state.clear()
-            self.copies[client].train()
+        self.lr, self.copies = lr, {}
+        self.server_average = OrderedAverage(self.clients, self.shard_sizes)
+
+    def start_turn(self, client, epoch, lr):
+        part = copy.deepcopy(self.server_part).train()
+        optimizer = type(self.optimizer)(part.parameters(), **self.optimizer.defaults)
+        set_lr(optimizer, lr)
+        self.copies[client] = part, optimizer
+        super().start_turn(client, epoch, lr)
+
+    def server_part_of(self, client):
+        return self.copies[client]
+
+    def end_turn(self, client):
+        part, _ = self.copies.pop(client)
+        self.server_average.add(client, flat_parameters(part))
+        return super().end_turn(client)
 
     def average(self, client_parts):
         super().average(client_parts)
-        average = weighted_average([flat_parameters(self.copies[c]) for c in self.clients], self.shard_sizes)
-        for part in [self.server_part, *self.copies.values()]:
-            load_flat_parameters(part, average.to(self.device))
+        load_flat_parameters(self.server_part, self.server_average.result().to(self.device))
 
 
 class SplitFedV2Server(SplitFedServer):
