@@ -49,6 +49,9 @@ def build_parser():
     add("--noise-std", type=nonnegative_float, default=0.0, metavar="S",
         help="noise defence: clients add Gaussian noise of this standard deviation to every activation they "
              "send, in training and in evaluation (the server sees activations at inference too)")
+    add("--grad-noise-std", type=nonnegative_float, default=0.0, metavar="S",
+        help="u-shaped: label defence: clients add Gaussian noise of this standard deviation to the gradient they "
+             "return to the server (whose label attacks are scored each epoch: label_leakage.py)")
     add("--leakage-images", type=nonnegative_int, default=2000,
         help="the first N test images on which each evaluation measures the leakage (distance correlation "
              "between images and the activations sent); 0: not measured")
@@ -83,6 +86,9 @@ def check(args, world_size):
         check_split(args.model, args.cut_layer, args.head_layers if args.variant == "u-shaped" else None)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    if args.grad_noise_std and args.variant != "u-shaped":
+        raise InputError("--grad-noise-std protects the labels a U-shaped client keeps; the other variants send "
+                         "their labels: use it with --variant u-shaped")
     if args.variant in ("sflv1", "sflv2") and args.client_weights == "pass":
         raise InputError(f"--client-weights pass is for clients that take turns; {args.variant} averages the "
                          "client parts instead: leave the flag out")

@@ -19,10 +19,12 @@ on timing, and is not repeatable to the digit). As in FedAvg, local momentum sta
 
 import copy
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from averaging import OrderedAverage, weighted_average
+from label_leakage import label_leakage_report
 from models import flat_parameters, head_shape, load_flat_parameters, split_u_shaped
 import process_policy
 from mpi_method import take_turns
@@ -54,6 +56,7 @@ class UShapedClient(Client):
 
     def start_turn(self, turn):
         self.loss_sum, self.examples = 0.0, 0  # the labels stay here
+        self.head_grads_sent, self.labels_kept = [], []  # to score the label attacks on (label_leakage.py)
 
     def train_batch(self, x, y):
         smashed = self.send_smashed(x)
@@ -61,13 +64,23 @@ class UShapedClient(Client):
         loss = F.cross_entropy(self.head(middle), y.to(self.device))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.channel.send(middle.grad.cpu().numpy(), SERVER, Tag.HEAD_GRAD)
+        head_grad = middle.grad
+        if self.args.grad_noise_std:  # the defence: noise on the gradient the server sees and steps with
+            noise = torch.randn(head_grad.shape, generator=self.noise, device=self.device)
+            head_grad = head_grad + self.args.grad_noise_std * noise
+        self.channel.send(head_grad.cpu().numpy(), SERVER, Tag.HEAD_GRAD)
+        self.head_grads_sent.append(head_grad.cpu())
+        self.labels_kept.append(y)
         self.backward_cut(smashed, x)
         self.loss_sum += loss.item() * len(y)
         self.examples += len(y)
 
     def end_turn(self):
-        self.report(loss_sum=self.loss_sum, examples=self.examples)
+        """Report the turn's loss, and what the server could read of its labels from the gradients it was sent
+        (scored here, where the labels are)."""
+        leak = label_leakage_report(torch.cat(self.head_grads_sent).numpy(), torch.cat(self.labels_kept).numpy(),
+                                    seed=self.args.seed)
+        self.report(loss_sum=self.loss_sum, examples=self.examples, label_leakage=leak)
 
     @torch.no_grad()
     def evaluate(self):
@@ -98,6 +111,16 @@ class UShapedServer(Server):
         super().__init__(channel, args, data, device, placement)
         self.head_grad_buf = torch.empty((args.batch_size, *head_shape(args.model, args.head_layers)))
 
+    def train_epoch(self, epoch, lr):
+        """Vanilla's epoch, and the label attacks' scores over the epoch's turns (each client's weighted by its
+        shard)."""
+        self.label_leakage = []
+        record = super().train_epoch(epoch, lr)
+        scored = [(leak, n) for leak, n in zip(self.label_leakage, self.shard_sizes) if leak]
+        for key in sorted({key for leak, _ in scored for key in leak}):
+            record[key] = float(np.average([leak[key] for leak, _ in scored], weights=[n for _, n in scored]))
+        return record
+
     def train_turn(self, client, bar):
         for size in batch_sizes(self.shard_sizes[client - 1], self.args.batch_size):
             smashed = self.recv_smashed(client, size).requires_grad_()
@@ -110,6 +133,7 @@ class UShapedServer(Server):
             self.channel.send(smashed.grad.cpu().numpy(), self.rank_of(client), Tag.CUT_GRAD)
             bar.update()
         report = self.finish_turn(client)
+        self.label_leakage.append(report.pop("label_leakage"))
         return report.pop("loss_sum"), report.pop("examples"), report
 
     @torch.no_grad()

@@ -33,6 +33,7 @@ from protocol import SERVER, Tag
 plant = sys.argv.pop(1)
 Client = split_roles.Client
 take_turn, start_turn, send_smashed = Client.take_turn, Client.start_turn, Client.send_smashed
+u_shaped_start = split_variants.UShapedClient.start_turn
 
 
 def faulty_turn(self, **command):
@@ -71,7 +72,7 @@ def send_raw_images(self, x):
 
 def send_labels(self, turn):
     self.channel.send(torch.cat([y for _, y in turn]).numpy(), SERVER, Tag.LABELS)
-    self.loss_sum, self.examples = 0.0, 0
+    u_shaped_start(self, turn)
 
 
 def recording_turn(self, **command):
