@@ -4,6 +4,7 @@
 # make variants   SplitFed V1, V2 and U-shaped split learning, 10 epochs each, then the figures and table
 # make study      the non-IID study (study.py's default grid), then the figures and table
 # make privacy    split learning under each defence, attacked (privacy.py), then the figures and table
+# make labels     U-shaped split learning under label-gradient noise: what the server reads of the labels
 # make scale      10, 100 and 1,000 clients on 4 client ranks: split learning (cuts 1, 2), SplitFed V2, FedAvg
 # make bench      the speed benchmarks (ratios measured side by side)
 # make bench-cores  split learning and FedAvg across CORES (default 2,4,8,16), with a per-batch trace at each
@@ -15,7 +16,7 @@ STARTED := $(shell date +%s)
 CORES  ?= 2,4,8,16
 comma  := ,
 
-.PHONY: setup data test reproduce variants study privacy scale bench bench-cores
+.PHONY: setup data test reproduce variants study privacy labels scale bench bench-cores
 
 setup: $(VENV)/.installed data
 
@@ -53,6 +54,16 @@ reproduce: setup
 	$(PYTHON) plot_results.py
 	$(PYTHON) traffic.py results/bandwidth.png
 	@echo "== make reproduce took $$(( $$(date +%s) - $(STARTED) )) s"
+
+# U-shaped split learning, the report's 10 clients, under label-gradient noise: what the server reads of the labels.
+labels: setup
+	for noise in 0 0.001 0.003 0.01; do \
+		$(VENV)/bin/mpirun -n 11 $(PYTHON) split_learning.py --variant u-shaped --epochs 5 --patience 0 \
+			--grad-noise-std $$noise --leakage-images 0 --no-progress --results-dir results/labels \
+			--run-name u-shaped-noise$$noise || exit 1; \
+	done
+	$(PYTHON) plot_results.py
+	@echo "== make labels took $$(( $$(date +%s) - $(STARTED) )) s"
 
 # Clients are not ranks (placement.py): every K on the same 5 ranks; resumable, as study.py is.
 SCALE_EPOCHS ?= 5

@@ -141,10 +141,11 @@ def per_client(clients, method):
                                 f"{min(clients)}..{max(clients)})")
         return getattr(clients[client], method)(**fields)
 
+    keyword = inspect.Parameter.KEYWORD_ONLY
     params = inspect.signature(getattr(next(iter(clients.values())), method)).parameters.values()
     handler.__signature__ = inspect.Signature(
-        [inspect.Parameter("client", inspect.Parameter.KEYWORD_ONLY)]
-        + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in params])
+        [inspect.Parameter("client", keyword)]
+        + [p if p.kind == inspect.Parameter.VAR_KEYWORD else p.replace(kind=keyword) for p in params])
     return handler
 
 

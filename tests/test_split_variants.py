@@ -104,7 +104,7 @@ def test_a_u_shaped_client_that_sends_labels_is_a_protocol_error(tmp_path):
     result = mpirun(3, "tests/helpers/split_learning_planted.py", "labels", *SMALL, "--epochs", "1",
                     "--variant", "u-shaped", "--results-dir", str(tmp_path), timeout=120)
     assert result.returncode != 0
-    assert "ProtocolError: server expected SMASHED from client 1, got LABELS" in result.stderr
+    assert "ProtocolError: server expected SMASHED from client 1 (rank 1), got LABELS" in result.stderr
 
 
 def test_sflv_with_passed_weights_is_refused(tmp_path):

@@ -10,7 +10,7 @@ import signal
 import federated_learning
 from mpi_method import run_mpi_main
 
-train_round = federated_learning.MPIClient.train_round
+train_round = federated_learning.ClientRank.train_round
 
 
 def stopping_round(self, **command):
@@ -19,5 +19,5 @@ def stopping_round(self, **command):
     train_round(self, **command)
 
 
-federated_learning.MPIClient.train_round = stopping_round
+federated_learning.ClientRank.train_round = stopping_round
 run_mpi_main(federated_learning.main)

@@ -8,12 +8,12 @@ import sync_sgd
 from mpi_method import run_mpi_main
 from protocol import SERVER
 
-compute_gradient = sync_sgd.Worker.compute_gradient
+compute_gradients = sync_sgd.WorkerRank.compute_gradients
 
 
-def late_gradient(self):
+def late_gradients(self):
     if self.channel.rank != self.channel.comm.Get_size() - 1:
-        return compute_gradient(self)
+        return compute_gradients(self)
     send = self.channel.send
 
     def send_once_the_server_moved_on(array, dest, tag):
@@ -21,10 +21,10 @@ def late_gradient(self):
         send(array, dest, tag)
     self.channel.send = send_once_the_server_moved_on
     try:
-        compute_gradient(self)
+        compute_gradients(self)
     finally:
         del self.channel.send
 
 
-sync_sgd.Worker.compute_gradient = late_gradient
+sync_sgd.WorkerRank.compute_gradients = late_gradients
 run_mpi_main(sync_sgd.main)

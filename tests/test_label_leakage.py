@@ -1,0 +1,56 @@
+"""The label attacks on U-shaped split learning (label_leakage.py): exact where the gradients carry the labels,
+near chance where they do not, and scored on the gradients a run really sent."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import PINNED, mpirun, needs_data
+from label_leakage import best_naming_accuracy, label_leakage_report, norm_auc
+
+
+def planted_gradients(n=600, features=84, seed=0):
+    """The gradient at a linear head's input, W^T (p - e_y), for random W, predictions p and labels y."""
+    rng = np.random.default_rng(seed)
+    weights, labels = rng.normal(size=(10, features)), rng.integers(0, 10, n)
+    logits = rng.normal(size=(n, 10))
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    return (p - np.eye(10)[labels]) @ weights, labels
+
+
+def test_the_direction_attack_reads_planted_labels_exactly_and_random_gradients_at_chance():
+    gradients, labels = planted_gradients()
+    assert label_leakage_report(gradients, labels)["label_direction_acc"] == 1.0
+    noise = np.random.default_rng(1).normal(size=gradients.shape)
+    assert label_leakage_report(noise, labels)["label_direction_acc"] < 0.25  # chance 0.1, the best naming a bit more
+
+
+def test_the_best_naming_is_found_whatever_the_cluster_numbers():
+    labels = np.array([0, 0, 1, 1, 2, 2, 3])
+    assert best_naming_accuracy(np.array([5, 5, 7, 7, 1, 1, 0]), labels) == 1.0
+    assert best_naming_accuracy(np.array([5, 5, 5, 5, 1, 1, 0]), labels) == pytest.approx(5 / 7)
+
+
+def test_the_norm_attack_sees_a_class_with_larger_gradients_and_nothing_in_equal_norms():
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(10), 50)
+    unit = np.eye(84)[rng.integers(0, 84, 500)]  # norms exactly 1
+    assert norm_auc(unit, labels) == pytest.approx(0.5, abs=1e-6)  # every norm 1: ties everywhere
+    unit[labels == 3] *= 2
+    aucs_one_class = (1.0 + 9 * (0.5 + 0.5 / 9)) / 10  # class 3 fully separated; each other class slightly
+    assert norm_auc(unit, labels) == pytest.approx(aucs_one_class, abs=1e-6)
+
+
+@needs_data
+def test_a_u_shaped_server_reads_the_labels_from_its_gradients_unless_they_are_noisy(tmp_path):
+    flags = ["--variant", "u-shaped", "--train-subset", "2000", "--test-subset", "500", "--epochs", "1",
+             "--patience", "0", "--no-progress", "--leakage-images", "0"]
+    runs = {}
+    for name, extra in (("plain", []), ("noisy", ["--grad-noise-std", "0.05"])):
+        result = mpirun(3, "split_learning.py", *flags, *extra, "--results-dir", str(tmp_path / name), env=PINNED,
+                        timeout=180)
+        assert result.returncode == 0, result.stderr
+        runs[name] = json.loads((tmp_path / name / "split.json").read_text())["epochs"][0]
+    assert runs["plain"]["label_direction_acc"] > 0.8
+    assert runs["noisy"]["label_direction_acc"] < runs["plain"]["label_direction_acc"] - 0.3
