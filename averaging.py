@@ -21,15 +21,24 @@ class OrderedAverage:
     def __init__(self, keys, weights):
         weights = torch.tensor(weights, dtype=torch.float64)
         self.order, self.shares = list(keys), weights / weights.sum()
-        self.waiting, self.total, self.summed = {}, 0, 0
+        self.waiting, self.total, self.term, self.summed = {}, None, None, 0
 
     def add(self, key, vector):
-        """Take ``key``'s vector (kept only until its turn: pass one that nothing changes meanwhile)."""
-        self.waiting[key] = vector
+        """Take ``key``'s vector: summed now if it is its turn, else copied until it is (so a receive buffer
+        may be passed and reused). The sum is made in place: no new model-sized tensor per vector."""
+        if self.summed == len(self.order) or key != self.order[self.summed]:
+            self.waiting[key] = vector.clone()
+            return
+        self._sum(vector)
         while self.summed < len(self.order) and self.order[self.summed] in self.waiting:
-            vector = self.waiting.pop(self.order[self.summed])
-            self.total = self.total + self.shares[self.summed].to(vector.dtype) * vector
-            self.summed += 1
+            self._sum(self.waiting.pop(self.order[self.summed]))
+
+    def _sum(self, vector):
+        if self.total is None:
+            self.total, self.term = torch.zeros_like(vector), torch.empty_like(vector)
+        torch.mul(vector, self.shares[self.summed].to(vector.dtype), out=self.term)
+        self.total += self.term
+        self.summed += 1
 
     def result(self):
         if self.summed < len(self.order):

@@ -64,12 +64,12 @@ class Client:
     def train(self, global_params, lr):
         """Start from the global model, train locally; return (parameters, mean training loss)."""
         load_flat_parameters(self.model, global_params)
-        if self.args.client_momentum == "reset":
-            self.optimizer.state.clear()
         set_lr(self.optimizer, lr)
         for _ in range(self.args.local_epochs):
             loss = train_epoch(self.model, self.optimizer,
                                batches(self.x, self.y, self.args.batch_size, self.shuffle))
+        if self.args.client_momentum == "reset":  # the next round starts from zero: nothing to hold till then
+            self.optimizer.state.clear()
         return flat_parameters(self.model), loss
 
 
@@ -133,19 +133,23 @@ class MPIAggregator:
         sampled = [i + 1 for i in sample_clients(self.num_clients, self.args.fraction, self.args.seed, round_number)]
         sizes = [self.shard_sizes[client - 1] for client in sampled]
         # in whatever order the updates come, summed in client order
-        average, updated, infos = OrderedAverage(sampled, sizes), set(), {}
+        average, updated, infos, has_model = OrderedAverage(sampled, sizes), set(), {}, set()
 
         def start(client):
             rank = self.rank_of(client)
             self.channel.send_obj({"client": client, "round": round_number, "lr": lr}, rank, Tag.ROUND)
-            self.channel.send(self.aggregator.params.numpy(), rank, Tag.GLOBAL_MODEL)
+            if rank in has_model:  # the rank has this round's model: counted as sent again, to this client
+                self.channel.count_unsent(self.model_bytes, 0)
+            else:
+                self.channel.send(self.aggregator.params.numpy(), rank, Tag.GLOBAL_MODEL)
+                has_model.add(rank)
 
         def take_update(client):
             if client in updated:
                 raise ProtocolError(f"client {client} sent a second UPDATE in round {round_number}")
             self.channel.recv(self.update.numpy(), self.rank_of(client), Tag.UPDATE)
             updated.add(client)
-            average.add(client, self.update.clone())
+            average.add(client, self.update)
 
         def take_info(client):  # the update's description ends the client's round
             if client not in updated:
@@ -185,12 +189,17 @@ class ClientRank:
         model = build(args.model, args.seed).to(device)
         self.clients = {k: Client(k - 1, x.to(device), y.to(device), model, args) for k, (x, y) in data.items()}
         self.global_params = torch.empty(sum(p.numel() for p in model.parameters()))
+        self.model_round = None  # the round whose global model this rank holds
         self.handlers = {Tag.ROUND: self.train_round}
 
     def train_round(self, client, round, lr):
         if client not in self.clients:
             raise ProtocolError(f"ROUND for client {client}, which is not on rank {self.channel.rank}")
-        self.channel.recv(self.global_params.numpy(), SERVER, Tag.GLOBAL_MODEL)
+        if round == self.model_round:  # sent once a round and rank; counted as received by each client
+            self.channel.count_unsent(0, self.global_params.nbytes)
+        else:
+            self.channel.recv(self.global_params.numpy(), SERVER, Tag.GLOBAL_MODEL)
+            self.model_round = round
         params, loss = self.clients[client].train(self.global_params.to(self.device), lr)
         self.channel.send(params.cpu().numpy(), SERVER, Tag.UPDATE)
         self.channel.send_obj({"num_examples": len(self.clients[client].y), "train_loss": loss,

@@ -14,6 +14,7 @@ a worker class whose ``handlers`` map each tag to a method; :func:`run_method` d
 ``process_policy.py`` when it is made.
 """
 
+import collections
 import contextlib
 import inspect
 import io
@@ -79,6 +80,7 @@ def serve(channel, handlers):
     missing, is a ProtocolError); a handler for an array tag receives the array itself (it knows the buffer).
     A handler for STOP, if any, runs before the loop ends.
     """
+    signatures = {tag: inspect.signature(handler) for tag, handler in handlers.items()}
     while True:
         tag = channel.probe(SERVER, idle=True).Get_tag()
         if tag not in handlers and tag != Tag.STOP:
@@ -87,7 +89,7 @@ def serve(channel, handlers):
         command = channel.recv_obj(SERVER, tag) if tag.is_control else {}
         if tag in handlers:
             try:
-                inspect.signature(handlers[tag]).bind(**command)
+                signatures[tag].bind(**command)
             except TypeError as exc:
                 raise ProtocolError(f"rank {channel.rank}: {tag.name} from the server with fields "
                                     f"{sorted(command)}: {exc}") from None
@@ -97,27 +99,37 @@ def serve(channel, handlers):
             return
 
 
-def take_turns(channel, clients, at_once, start, handlers, rank_of=lambda client: client):
-    """Give ``clients`` their turns, at most ``at_once`` at a time: ``start(client)`` begins a turn, and the next
-    client starts whenever a turn ends. A rank runs one client at a time (placement.py), so a client starts only
-    once no other client of its rank (``rank_of``) is in its turn: the first waiting client whose rank is free,
-    and a message from a rank belongs to that rank's client in its turn. Each message goes to
-    ``handlers[tag](client)`` (which receives it); a handler that returns True ends that client's turn. Returns
-    once every turn has ended. A message from a rank with no client in its turn, or with a tag no handler takes,
-    is a ProtocolError.
+def take_turns(channel, clients, at_once, start, handlers, rank_of=lambda client: client, ahead=2):
+    """Give ``clients`` their turns on at most ``at_once`` ranks at a time: ``start(client)`` begins a turn, and
+    the next client starts whenever a turn ends. A rank (``rank_of``) runs its clients one at a time, in the order
+    they were started, so a rank at work is given up to ``ahead`` clients: the next one's command waits there and
+    it starts without a round trip to this rank (1,000 clients of a few batches each would otherwise wait for
+    one after every turn). A message from a rank belongs to the oldest of its clients in their turns. Each
+    message goes to ``handlers[tag](client)`` (which receives it); a handler that returns True ends that client's
+    turn. Returns once every turn has ended. A message from a rank with no client in its turn, or with a tag no
+    handler takes, is a ProtocolError.
     """
-    waiting, active = list(clients), {}  # active: rank -> its client in its turn
+    waiting, active = {}, {}  # rank -> its clients not yet started / in their turns, in order
+    for client in clients:
+        waiting.setdefault(rank_of(client), collections.deque()).append(client)
+    position = {client: i for i, client in enumerate(clients)}
 
     def begin():
-        """Start the first waiting client whose rank is free; False if there is none."""
-        for i, client in enumerate(waiting):
-            if rank_of(client) not in active:
-                active[rank_of(client)] = waiting.pop(i)
-                start(client)
-                return True
-        return False
+        """Start the first waiting client whose rank may take it; False if there is none."""
+        ready = [queue[0] for rank, queue in waiting.items()
+                 if len(active.get(rank, ())) < ahead and (rank in active or len(active) < at_once)]
+        if not ready:
+            return False
+        client = min(ready, key=position.get)
+        rank = rank_of(client)
+        waiting[rank].popleft()
+        if not waiting[rank]:
+            del waiting[rank]
+        active.setdefault(rank, []).append(client)
+        start(client)
+        return True
 
-    while len(active) < at_once and begin():
+    while begin():
         pass
     while active:
         status = channel.probe(awaited=sorted(active))
@@ -125,9 +137,11 @@ def take_turns(channel, clients, at_once, start, handlers, rank_of=lambda client
         if rank not in active or tag not in handlers:
             raise ProtocolError(f"rank {channel.rank} got {tag_name(tag)} from rank {rank}, which "
                                 f"{'has no client in its turn' if rank not in active else 'may not send it now'}")
-        if handlers[tag](active[rank]):
-            del active[rank]
-            while len(active) < at_once and begin():
+        if handlers[tag](active[rank][0]):
+            active[rank].pop(0)
+            if not active[rank]:
+                del active[rank]
+            while begin():
                 pass
 
 

@@ -44,8 +44,9 @@ message against that layout (sender, tag, size) and stops with a ProtocolError o
 
 FedAvg, per round (MPI mode), for each sampled client k (clients not sampled just wait):
 
-    aggregator -> k    ROUND         obj {"round", "lr"}
-    aggregator -> k    GLOBAL_MODEL  float32 [P]  the global model's parameters
+    aggregator -> k    ROUND         obj {"client", "round", "lr"}
+    aggregator -> k    GLOBAL_MODEL  float32 [P]  the global model's parameters (once a round to each rank, with
+                                     its first ROUND; counted once for each of its clients)
     k -> aggregator    UPDATE        float32 [P]  k's parameters after local training, then
     k -> aggregator    UPDATE_INFO   obj {"num_examples", "train_loss", "bytes_sent", "bytes_received"}
   at most one client per core trains at a time: the aggregator starts the next sampled client whenever an

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from common import MPIRUN, PYTHON, ROOT, bench_parser
 
-METHODS = {"split learning": "split_learning.py", "FedAvg over MPI": "federated_learning.py"}
+METHODS = {"split": ("split learning", "split_learning.py"), "fedavg": ("FedAvg over MPI", "federated_learning.py")}
 
 
 def descendants(pid):
@@ -79,11 +79,13 @@ def main():
     parser = bench_parser(__doc__.splitlines()[0], cores=False)
     parser.add_argument("--clients", default="10,1000", help="comma-separated client counts; the first is the base")
     parser.add_argument("--ranks", type=int, default=4, help="client ranks (the job has one more)")
+    parser.add_argument("--methods", default="split,fedavg", help=f"comma-separated, from {', '.join(METHODS)}")
     args = parser.parse_args()
     counts = [int(k) for k in args.clients.split(",")]
-    results = {(name, k): [] for name in METHODS for k in counts}
+    methods = dict(METHODS[m] for m in args.methods.split(","))
+    results = {(name, k): [] for name in methods for k in counts}
     for r in range(args.rounds):
-        for name, script in METHODS.items():
+        for name, script in methods.items():
             for k in counts:
                 results[name, k].append(run(script, k, args.ranks))
                 seconds, mb = results[name, k][-1]
@@ -91,7 +93,7 @@ def main():
                       flush=True)
     print(f"\n{args.ranks} client ranks + rank 0, one epoch of the full data, median of {args.rounds} round(s)")
     print(f"{'method':<18} {'clients':>7} {'train s':>8} {'x base':>7} {'peak PSS MB':>12} {'x base':>7}")
-    for name in METHODS:
+    for name in methods:
         base_s = statistics.median(s for s, _ in results[name, counts[0]])
         base_mb = statistics.median(mb for _, mb in results[name, counts[0]])
         for k in counts:

@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -41,3 +42,19 @@ def script(name, *args, **kwargs):
 def mpirun(n, name, *args, **kwargs):
     """``mpirun -n N python NAME ARGS`` from the project folder (NAME relative to it)."""
     return run([MPIRUN, "-n", str(n), sys.executable, str(ROOT / name), *args], **kwargs)
+
+
+@pytest.fixture(scope="session")
+def regular_losses(tmp_path_factory):
+    """``regular_losses(*flags)``: regular learning's test losses with ``flags``, pinned threads; run once per
+    flags in a session (the reference of every "one client is regular learning" test)."""
+    cache = {}
+
+    def losses(*flags):
+        if flags not in cache:
+            folder = tmp_path_factory.mktemp("regular")
+            result = script("regular_learning.py", *flags, "--results-dir", str(folder), env=PINNED)
+            assert result.returncode == 0, result.stderr
+            cache[flags] = [e["test_loss"] for e in json.loads((folder / "regular.json").read_text())["epochs"]]
+        return cache[flags]
+    return losses

@@ -75,37 +75,41 @@ def losses(path):
 
 
 @needs_data
-def test_one_client_one_local_epoch_is_regular_learning(tmp_path):
-    flags = [*FLAGS, "--epochs", "3", "--results-dir", str(tmp_path)]
-    federated = script("federated_learning.py", *flags, "--clients", "1", "--client-momentum", "keep", env=PINNED)
-    regular = script("regular_learning.py", *flags, env=PINNED)
-    assert federated.returncode == 0 and regular.returncode == 0, federated.stderr + regular.stderr
-    assert losses(tmp_path / "federated.json") == pytest.approx(losses(tmp_path / "regular.json"), abs=1e-4)
+def test_one_client_one_local_epoch_is_regular_learning(tmp_path, regular_losses):
+    flags = [*FLAGS, "--epochs", "3"]
+    federated = script("federated_learning.py", *flags, "--clients", "1", "--client-momentum", "keep",
+                       "--results-dir", str(tmp_path), env=PINNED)
+    assert federated.returncode == 0, federated.stderr
+    assert losses(tmp_path / "federated.json") == pytest.approx(regular_losses(*flags), abs=1e-4)
 
 
 @needs_data
-def test_momentum_reset_matches_regular_learning_only_in_the_first_round(tmp_path):
-    flags = [*FLAGS, "--epochs", "2", "--results-dir", str(tmp_path)]
-    assert script("federated_learning.py", *flags, "--clients", "1", env=PINNED).returncode == 0
-    assert script("regular_learning.py", *flags, env=PINNED).returncode == 0
-    federated, regular = losses(tmp_path / "federated.json"), losses(tmp_path / "regular.json")
+def test_momentum_reset_matches_regular_learning_only_in_the_first_round(tmp_path, regular_losses):
+    flags = [*FLAGS, "--epochs", "2"]
+    assert script("federated_learning.py", *flags, "--clients", "1", "--results-dir", str(tmp_path),
+                  env=PINNED).returncode == 0
+    federated, regular = losses(tmp_path / "federated.json"), regular_losses(*FLAGS, "--epochs", "3")[:2]
     assert federated[0] == pytest.approx(regular[0], abs=1e-4)
     assert federated[1] != pytest.approx(regular[1], abs=1e-4)
 
 
 @needs_data
-@pytest.mark.parametrize("extra", [[], ["--fraction", "0.5", "--server-momentum", "0.5"]])
-def test_one_process_and_mpi_modes_agree(tmp_path, extra):
-    flags = [*FLAGS, "--epochs", "2", *extra]
-    one = script("federated_learning.py", *flags, "--clients", "3", "--results-dir", str(tmp_path / "one"),
-                 env=PINNED)
-    mpi = mpirun(4, "federated_learning.py", *flags, "--results-dir", str(tmp_path / "mpi"), timeout=180, env=PINNED)
+@pytest.mark.parametrize("ranks, extra, env", [
+    (4, [], {}),  # a client a rank
+    (3, ["--fraction", "0.5", "--server-momentum", "0.5"], {"DOORBELLS": "off"}),  # 3 clients on 2 ranks, polling
+], ids=["a client a rank", "two ranks polling"])
+def test_one_process_and_mpi_modes_agree(tmp_path, ranks, extra, env):
+    flags = [*FLAGS, "--epochs", "2", "--clients", "3", *extra]
+    one = script("federated_learning.py", *flags, "--results-dir", str(tmp_path / "one"), env=PINNED)
+    mpi = mpirun(ranks, "federated_learning.py", *flags, "--results-dir", str(tmp_path / "mpi"), timeout=180,
+                 env={**PINNED, **env})
     assert one.returncode == 0 and mpi.returncode == 0, one.stderr + mpi.stderr
     one_run = json.loads((tmp_path / "one" / "federated.json").read_text())
     mpi_run = json.loads((tmp_path / "mpi" / "federated.json").read_text())
     assert [e["test_loss"] for e in mpi_run["epochs"]] == pytest.approx(
         [e["test_loss"] for e in one_run["epochs"]], abs=1e-4)
-    assert mpi_run["config"]["world_size"] == 4 and mpi_run["config"]["clients"] == 3
+    assert mpi_run["config"]["world_size"] == ranks and mpi_run["config"]["clients"] == 3
+    assert mpi_run["environment"]["message_wait"] == ("polling" if env else "doorbells")
     for one_epoch, mpi_epoch in zip(one_run["epochs"], mpi_run["epochs"]):
         assert one_epoch["clients"] == mpi_epoch["clients"]
         assert one_epoch["model_bytes_up"] == mpi_epoch["model_bytes_up"] == mpi_epoch["clients"] * 61706 * 4

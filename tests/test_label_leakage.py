@@ -48,7 +48,7 @@ def test_a_u_shaped_server_reads_the_labels_from_its_gradients_unless_they_are_n
              "--patience", "0", "--no-progress", "--leakage-images", "0"]
     runs = {}
     for name, extra in (("plain", []), ("noisy", ["--grad-noise-std", "0.05"])):
-        result = mpirun(3, "split_learning.py", *flags, *extra, "--results-dir", str(tmp_path / name), env=PINNED,
+        result = mpirun(2, "split_learning.py", *flags, *extra, "--results-dir", str(tmp_path / name), env=PINNED,
                         timeout=180)
         assert result.returncode == 0, result.stderr
         runs[name] = json.loads((tmp_path / name / "split.json").read_text())["epochs"][0]

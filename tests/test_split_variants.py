@@ -24,30 +24,30 @@ def losses(path):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_with_one_client_every_variant_is_regular_learning(tmp_path, variant):
-    flags = [*SMALL, "--epochs", "1", "--results-dir", str(tmp_path)]
-    split = mpirun(2, "split_learning.py", *flags, "--variant", variant, timeout=180, env=PINNED)
-    regular = script("regular_learning.py", *flags, env=PINNED)
-    assert split.returncode == 0 and regular.returncode == 0, split.stderr + regular.stderr
+def test_with_one_client_every_variant_is_regular_learning(tmp_path, variant, regular_losses):
+    flags = [*SMALL, "--epochs", "1"]
+    split = mpirun(2, "split_learning.py", *flags, "--variant", variant, "--results-dir", str(tmp_path),
+                   timeout=180, env=PINNED)
+    assert split.returncode == 0, split.stderr
     saved = load(tmp_path / "split.json")
     assert saved["method"] == "split" and saved["config"]["variant"] == variant
-    assert losses(tmp_path / "split.json") == pytest.approx(losses(tmp_path / "regular.json"), abs=1e-4)
+    assert losses(tmp_path / "split.json") == pytest.approx(regular_losses(*flags), abs=1e-4)
 
 
 @pytest.mark.parametrize("model, variant", [("lenet5-report", "vanilla"), ("lenet5-report", "u-shaped"),
                                             ("vgg-small", "vanilla"), ("vgg-small", "sflv2")])
-def test_with_one_client_every_model_is_regular_learning(tmp_path, model, variant):
+def test_with_one_client_every_model_is_regular_learning(tmp_path, model, variant, regular_losses):
     flags = ["--train-subset", "300", "--test-subset", "100", "--patience", "0", "--no-progress", "--epochs", "1",
-             "--model", model, "--results-dir", str(tmp_path)]
+             "--model", model]
     cut = "3" if model == "vgg-small" else "2"  # the deepest cut: every block but the classifier's on the client
-    split = mpirun(2, "split_learning.py", *flags, "--variant", variant, "--cut-layer", cut, timeout=180, env=PINNED)
-    regular = script("regular_learning.py", *flags, env=PINNED)
-    assert split.returncode == 0 and regular.returncode == 0, split.stderr + regular.stderr
+    split = mpirun(2, "split_learning.py", *flags, "--variant", variant, "--cut-layer", cut,
+                   "--results-dir", str(tmp_path), timeout=180, env=PINNED)
+    assert split.returncode == 0, split.stderr
     saved = load(tmp_path / "split.json")
     assert saved["config"]["model"] == model
     assert {tuple(r["shape_per_example"]) for r in saved["server_received"] if r["tag"] == "SMASHED"} == \
         {cut_shape(model, int(cut))}
-    assert losses(tmp_path / "split.json") == pytest.approx(losses(tmp_path / "regular.json"), abs=1e-4)
+    assert losses(tmp_path / "split.json") == pytest.approx(regular_losses(*flags), abs=1e-4)
 
 
 def test_a_cut_the_model_does_not_have_is_refused(tmp_path):
@@ -57,18 +57,15 @@ def test_a_cut_the_model_does_not_have_is_refused(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == "error: lenet5-report has cut points 1, 2, not 3"
 
 
-def test_sflv1_is_fedavg_computed_in_two_parts(tmp_path):
-    flags = [*SMALL, "--epochs", "2"]
-    sfl = mpirun(4, "split_learning.py", *flags, "--variant", "sflv1", "--results-dir", str(tmp_path),
+def test_sflv1_is_fedavg_computed_in_two_parts_on_any_placement(tmp_path):
+    """Three clients on two client ranks (placement.py) against FedAvg's three clients in one process."""
+    flags = [*SMALL, "--epochs", "2", "--clients", "3"]
+    sfl = mpirun(3, "split_learning.py", *flags, "--variant", "sflv1", "--results-dir", str(tmp_path),
                  timeout=180, env=PINNED)
-    fedavg = script("federated_learning.py", *flags, "--clients", "3", "--results-dir", str(tmp_path), env=PINNED)
+    fedavg = script("federated_learning.py", *flags, "--results-dir", str(tmp_path), env=PINNED)
     assert sfl.returncode == 0 and fedavg.returncode == 0, sfl.stderr + fedavg.stderr
     assert losses(tmp_path / "split.json") == pytest.approx(losses(tmp_path / "federated.json"), abs=1e-4)
-    # Not a coincidence of the first epoch: vanilla split learning, on the same data, is elsewhere.
-    vanilla = mpirun(4, "split_learning.py", *flags, "--results-dir", str(tmp_path / "vanilla"), timeout=180)
-    assert vanilla.returncode == 0, vanilla.stderr
-    assert losses(tmp_path / "vanilla" / "split.json")[-1] != pytest.approx(losses(tmp_path / "split.json")[-1],
-                                                                            abs=1e-2)
+    assert losses(tmp_path / "split.json")[1] < losses(tmp_path / "split.json")[0]  # it learns: no trivial match
 
 
 def closed_form(variant, train, test, clients, cut_layer=1, head_layers=1, **extra):
@@ -79,8 +76,10 @@ def closed_form(variant, train, test, clients, cut_layer=1, head_layers=1, **ext
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_traffic_is_the_closed_form(tmp_path, variant):
-    result = mpirun(4, "split_learning.py", *SMALL, "--epochs", "1", "--variant", variant,
+def test_traffic_is_the_closed_form_whatever_the_placement(tmp_path, variant):
+    """Four clients on two client ranks: what would cross the network between four data holders is counted,
+    whether or not it crosses between processes here (placement.py)."""
+    result = mpirun(3, "split_learning.py", *SMALL, "--epochs", "1", "--variant", variant, "--clients", "4",
                     "--results-dir", str(tmp_path), timeout=180)
     assert result.returncode == 0, result.stderr
     epoch = load(tmp_path / "split.json")["epochs"][0]
@@ -88,7 +87,7 @@ def test_traffic_is_the_closed_form(tmp_path, variant):
     # epoch (a report itself, SplitFed's averaged part) is counted in the next epoch, a few kB at most.
     assert epoch["bytes_sent"] == pytest.approx(epoch["bytes_received"], abs=4000)
     # Every array is a term of the formula; what is left is the JSON control messages, well under 0.1 %.
-    formula = closed_form(variant, 600, 300, 3)
+    formula = closed_form(variant, 600, 300, 4)
     assert formula <= epoch["bytes_sent"] <= formula * 1.001
 
 
