@@ -56,9 +56,10 @@ reproduce: setup
 	@echo "== make reproduce took $$(( $$(date +%s) - $(STARTED) )) s"
 
 # U-shaped split learning, the report's 10 clients, under label-gradient noise: what the server reads of the labels.
+LABEL_EPOCHS ?= 5
 labels: setup
 	for noise in 0 0.001 0.003 0.01; do \
-		$(VENV)/bin/mpirun -n 11 $(PYTHON) split_learning.py --variant u-shaped --epochs 5 --patience 0 \
+		$(VENV)/bin/mpirun -n 11 $(PYTHON) split_learning.py --variant u-shaped --epochs $(LABEL_EPOCHS) --patience 0 \
 			--grad-noise-std $$noise --leakage-images 0 --no-progress --results-dir results/labels \
 			--run-name u-shaped-noise$$noise || exit 1; \
 	done

@@ -42,7 +42,8 @@ class OrderedAverage:
 
     def result(self):
         if self.summed < len(self.order):
-            raise ValueError(f"{len(self.order) - self.summed} of {len(self.order)} vectors have not arrived")
+            missing = len(self.order) - self.summed - len(self.waiting)
+            raise ValueError(f"{missing} of {len(self.order)} vectors have not arrived")
         return self.total
 
 
