@@ -136,3 +136,24 @@ def test_plotting_imports_no_training_code():
     probe = "import sys, plot_results; print([m for m in ('torch', 'mpi4py', 'training') if m in sys.modules])"
     result = run([sys.executable, "-c", probe])
     assert result.returncode == 0 and result.stdout.strip() == "[]", result.stderr
+
+
+def test_scale_and_label_tables_from_fixture_results(tmp_path):
+    from plot_results import labels_markdown, load_labels, load_scale, scale_markdown
+    (tmp_path / "scale").mkdir()
+    (tmp_path / "labels").mkdir()
+    for k, acc, moved in ((10, 0.88, 612e6), (1000, 0.80, 614e6)):
+        epochs = [{"epoch": 1, "test_acc": acc - 0.1, "epoch_time_s": 20.0, "bytes_sent": moved + 5e6},
+                  {"epoch": 2, "test_acc": acc, "epoch_time_s": 22.0, "bytes_sent": moved}]
+        run = {"status": "completed", "config": {"clients": k}, "shard_sizes": [1] * k, "epochs": epochs}
+        (tmp_path / "scale" / f"split-iid-s0{'' if k == 10 else f'-k{k}'}.json").write_text(json.dumps(run))
+    (tmp_path / "scale" / "split-iid-s0-k100.json").write_text('{"status": "running", "epo')  # cut off: skipped
+    table = scale_markdown(load_scale(tmp_path / "scale"))
+    assert "| Split learning | IID | 10 | 88.0% | 612.0 | 21.0 |" in table  # the last epoch's bytes, mean time
+    assert "| Split learning | IID | 1,000 | 80.0% | 614.0 | 21.0 |" in table and "| 100 |" not in table
+    for noise, direction in ((0.0, 0.97), (0.01, 0.31)):
+        run = {"status": "completed", "config": {"grad_noise_std": noise},
+               "epochs": [{"epoch": 1, "test_acc": 0.8, "label_direction_acc": direction, "label_norm_auc": 0.6}]}
+        (tmp_path / "labels" / f"u-{noise}.json").write_text(json.dumps(run))
+    table = labels_markdown(load_labels(tmp_path / "labels"))
+    assert table.index("| 0 | 80.00% | 97.0% | 0.600 |") < table.index("| 0.01 | 80.00% | 31.0% | 0.600 |")
