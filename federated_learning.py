@@ -202,8 +202,7 @@ class ClientRank:
             self.model_round = round
         params, loss = self.clients[client].train(self.global_params.to(self.device), lr)
         self.channel.send(params.cpu().numpy(), SERVER, Tag.UPDATE)
-        self.channel.send_obj({"num_examples": len(self.clients[client].y), "train_loss": loss,
-                               **self.channel.traffic()}, SERVER, Tag.UPDATE_INFO)
+        self.channel.send_obj({"train_loss": loss, **self.channel.traffic()}, SERVER, Tag.UPDATE_INFO)
 
 
 def main():

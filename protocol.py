@@ -48,7 +48,8 @@ FedAvg, per round (MPI mode), for each sampled client k (clients not sampled jus
     aggregator -> k    GLOBAL_MODEL  float32 [P]  the global model's parameters (once a round to each rank, with
                                      its first ROUND; counted once for each of its clients)
     k -> aggregator    UPDATE        float32 [P]  k's parameters after local training, then
-    k -> aggregator    UPDATE_INFO   obj {"num_examples", "train_loss", "bytes_sent", "bytes_received"}
+    k -> aggregator    UPDATE_INFO   obj {"train_loss", "bytes_sent", "bytes_received"} (the aggregator
+                                     weights by the shard sizes it was given at set-up)
   at most one client per core trains at a time: the aggregator starts the next sampled client whenever an
   update arrives; it takes the updates in the order they arrive and averages them in client order;
   at the end: aggregator -> every client  STOP  obj {}

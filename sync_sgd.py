@@ -209,10 +209,9 @@ class WorkerRank:
 
 
 def check(args, world_size):
-    workers = args.clients or world_size - 1
-    if args.backup_workers >= workers:
+    if args.backup_workers >= args.clients:  # run_method has set --clients' default by now
         raise InputError(f"--backup-workers {args.backup_workers} leaves no gradient to wait for with "
-                         f"{workers} workers; use fewer backup workers or more workers (--clients)")
+                         f"{args.clients} workers; use fewer backup workers or more workers (--clients)")
 
 
 def main():
