@@ -6,6 +6,7 @@
 # make privacy    split learning under each defence, attacked (privacy.py), then the figures and table
 # make labels     U-shaped split learning under label-gradient noise: what the server reads of the labels
 # make scale      10, 100 and 1,000 clients on 4 client ranks: split learning (cuts 1, 2), SplitFed V2, FedAvg
+# make work       what a data holder pays: every method, 10 clients, for the models WORK_MODELS
 # make bench      the speed benchmarks (ratios measured side by side)
 # make bench-cores  split learning and FedAvg across CORES (default 2,4,8,16), with a per-batch trace at each
 
@@ -16,7 +17,7 @@ STARTED := $(shell date +%s)
 CORES  ?= 2,4,8,16
 comma  := ,
 
-.PHONY: setup data test reproduce variants study privacy labels scale bench bench-cores
+.PHONY: setup data test reproduce variants study privacy labels scale work bench bench-cores
 
 setup: $(VENV)/.installed data
 
@@ -74,6 +75,26 @@ scale: setup
 	$(PYTHON) plot_results.py
 	$(PYTHON) traffic.py results/bandwidth.png
 	@echo "== make scale took $$(( $$(date +%s) - $(STARTED) )) s"
+
+# What a data holder pays (work.py): every method with the report's 10 clients, the full data, WORK_EPOCHS epochs
+# (the last is read: the first carries set-up), for each model; results/work/<model>/, then work.png and summary.md.
+WORK_EPOCHS ?= 2
+WORK_MODELS ?= lenet5 lenet5-report
+work: setup
+	@for model in $(WORK_MODELS); do \
+		flags="--epochs $(WORK_EPOCHS) --patience 0 --model $$model --results-dir results/work/$$model --no-progress"; \
+		echo "== $$model: regular learning, split learning and its variants, FedAvg, sync SGD"; \
+		$(PYTHON) regular_learning.py $$flags || exit 1; \
+		$(VENV)/bin/mpirun -n 11 $(PYTHON) split_learning.py $$flags || exit 1; \
+		for variant in u-shaped sflv1 sflv2; do \
+			$(VENV)/bin/mpirun -n 11 $(PYTHON) split_learning.py $$flags --variant $$variant \
+				--run-name split-$$variant || exit 1; \
+		done; \
+		$(VENV)/bin/mpirun -n 11 $(PYTHON) federated_learning.py $$flags || exit 1; \
+		$(VENV)/bin/mpirun -n 11 $(PYTHON) sync_sgd.py $$flags || exit 1; \
+	done
+	$(PYTHON) plot_results.py
+	@echo "== make work took $$(( $$(date +%s) - $(STARTED) )) s"
 
 variants: setup
 	for variant in sflv1 sflv2 u-shaped; do \

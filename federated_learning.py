@@ -26,6 +26,7 @@ from protocol import SERVER, ProtocolError, Tag
 from training import Results, add_client_args, add_mpi_args, common_parser, evaluate, fit, fraction, \
     launched_by_mpi, nonnegative_float, positive_float, positive_int, resolve_device, run_main, set_lr, sgd, \
     train_epoch
+from work import Work, epoch_keys, peak_rss_mb
 
 
 ONE_PROCESS_CLIENTS = 10  # the report's data holders
@@ -54,8 +55,9 @@ class Client:
     """One data holder: its shard, its shuffling and its local optimizer (whose momentum buffers it keeps
     between rounds with --client-momentum keep)."""
 
-    def __init__(self, index, x, y, model, args):
+    def __init__(self, index, x, y, model, args, channel=None):
         self.x, self.y, self.model, self.args = x, y, model, args
+        self.work = Work(channel)  # what it computes and sends in its rounds (work.py)
         self.shuffle = shuffle_generator(args.seed, index)
         # Made once: torch's first optimizer in a process costs seconds of imports, which would otherwise land
         # in every MPI client's first round.
@@ -67,7 +69,7 @@ class Client:
         set_lr(self.optimizer, lr)
         for _ in range(self.args.local_epochs):
             loss = train_epoch(self.model, self.optimizer,
-                               batches(self.x, self.y, self.args.batch_size, self.shuffle))
+                               batches(self.x, self.y, self.args.batch_size, self.shuffle), self.work)
         if self.args.client_momentum == "reset":  # the next round starts from zero: nothing to hold till then
             self.optimizer.state.clear()
         return flat_parameters(self.model), loss
@@ -94,17 +96,25 @@ def run_one_process(parser, args, device):
     clients = [Client(k - 1, x.to(device), y.to(device), model, args) for k, (x, y) in shards.items()]
     aggregator = Aggregator(flat_parameters(model), args.server_momentum, args.server_lr)
     model_bytes = aggregator.params.numel() * aggregator.params.element_size()
+    server_work = Work()  # the aggregator's (work.py)
 
     def train_one_round(round_number, lr):
         sampled = sample_clients(len(clients), args.fraction, args.seed, round_number)
         sizes = [len(clients[i].y) for i in sampled]
-        average, losses = OrderedAverage(sampled, sizes), []
+        average, losses, works = OrderedAverage(sampled, sizes), [], {}
         for i in sampled:
-            params, loss = clients[i].train(aggregator.params, lr)
-            average.add(i, params)
+            with clients[i].work.active():
+                params, loss = clients[i].train(aggregator.params, lr)
+            # the model's way down and up, as over MPI
+            works[i] = {**clients[i].work.take(), "bytes_sent": model_bytes, "bytes_received": model_bytes,
+                        "peak_rss_mb": peak_rss_mb()}
+            with server_work.active():
+                average.add(i, params)
             losses.append(loss)
-        aggregator.step(average.result())
-        return round_record(losses, sizes, model_bytes, sampled)
+        with server_work.active():
+            aggregator.step(average.result())
+        return {**round_record(losses, sizes, model_bytes, sampled),
+                **epoch_keys(server_work.take(), [works.get(i, {}) for i in range(len(clients))])}
 
     results = Results(args, parser, "federated", device)
     results.data["shard_sizes"] = shard_sizes
@@ -128,6 +138,7 @@ class MPIAggregator:
         self.aggregator = Aggregator(flat_parameters(self.model).cpu(), args.server_momentum, args.server_lr)
         self.model_bytes = self.aggregator.params.numel() * self.aggregator.params.element_size()
         self.update = torch.empty(self.aggregator.params.numel())
+        self.work = Work(channel)  # the aggregator's (work.py)
 
     def train_epoch(self, round_number, lr):
         sampled = [i + 1 for i in sample_clients(self.num_clients, self.args.fraction, self.args.seed, round_number)]
@@ -158,15 +169,18 @@ class MPIAggregator:
             return True
 
         at_once = process_policy.fedavg_clients_at_once(self.channel.host, self.num_ranks)
-        take_turns(self.channel, sampled, at_once, start, {Tag.UPDATE: take_update, Tag.UPDATE_INFO: take_info},
-                   self.rank_of)
-        self.aggregator.step(average.result())
+        with self.work.active():
+            take_turns(self.channel, sampled, at_once, start,
+                       {Tag.UPDATE: take_update, Tag.UPDATE_INFO: take_info}, self.rank_of)
+            self.aggregator.step(average.result())
         record = round_record([infos[client]["train_loss"] for client in sampled], sizes, self.model_bytes,
                               sampled)
         traffic = self.channel.traffic()
         for key in traffic:
             traffic[key] += sum(info[key] for info in infos.values())
-        return {**record, **traffic}
+        work = epoch_keys(self.work.take(), [infos[k]["work"] if k in infos else {}
+                                             for k in range(1, self.num_clients + 1)])
+        return {**record, **traffic, **work}
 
     def evaluate(self):
         return evaluate_global(self.aggregator, self.model, self.x_test, self.y_test, self.args.test_batch_size)
@@ -187,7 +201,9 @@ class ClientRank:
         process_policy.apply(process_policy.side_by_side(channel.host, at_once), channel)
         self.channel, self.device = channel, device
         model = build(args.model, args.seed).to(device)
-        self.clients = {k: Client(k - 1, x.to(device), y.to(device), model, args) for k, (x, y) in data.items()}
+        shards, _ = data
+        self.clients = {k: Client(k - 1, x.to(device), y.to(device), model, args, channel)
+                        for k, (x, y) in shards.items()}
         self.global_params = torch.empty(sum(p.numel() for p in model.parameters()))
         self.model_round = None  # the round whose global model this rank holds
         self.handlers = {Tag.ROUND: self.train_round}
@@ -195,14 +211,17 @@ class ClientRank:
     def train_round(self, client, round, lr):
         if client not in self.clients:
             raise ProtocolError(f"ROUND for client {client}, which is not on rank {self.channel.rank}")
-        if round == self.model_round:  # sent once a round and rank; counted as received by each client
-            self.channel.count_unsent(0, self.global_params.nbytes)
-        else:
-            self.channel.recv(self.global_params.numpy(), SERVER, Tag.GLOBAL_MODEL)
-            self.model_round = round
-        params, loss = self.clients[client].train(self.global_params.to(self.device), lr)
-        self.channel.send(params.cpu().numpy(), SERVER, Tag.UPDATE)
-        self.channel.send_obj({"train_loss": loss, **self.channel.traffic()}, SERVER, Tag.UPDATE_INFO)
+        work = self.clients[client].work
+        with work.active():
+            if round == self.model_round:  # sent once a round and rank; counted as received by each client
+                self.channel.count_unsent(0, self.global_params.nbytes)
+            else:
+                self.channel.recv(self.global_params.numpy(), SERVER, Tag.GLOBAL_MODEL)
+                self.model_round = round
+            params, loss = self.clients[client].train(self.global_params.to(self.device), lr)
+            self.channel.send(params.cpu().numpy(), SERVER, Tag.UPDATE)
+        self.channel.send_obj({"train_loss": loss, **self.channel.traffic(),
+                               "work": {**work.take(), "peak_rss_mb": peak_rss_mb()}}, SERVER, Tag.UPDATE_INFO)
 
 
 def main():

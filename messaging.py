@@ -10,10 +10,17 @@ wakes at once. Sends do not wait for delivery, so a sender goes straight back to
 all on one machine, waiting falls back to looking now and then, each sleep at most an eighth of the time
 waited so far (``no_bells_sleep``); ``DOORBELLS=off`` in the environment forces that path on one machine.
 Where the cores leave room, a rank polls flat out for a while before it sleeps (process_policy.py says when).
+
+``LINK=10mbit,20ms`` in the environment emulates a network on one machine (off by default, and then free): each
+rank's messages leave it one after another over a link of that bandwidth, and one reaches MPI only once its last
+byte would have arrived after that latency (``Link``). The kernel's own emulation (``tc netem``) needs
+privileges and MPI over TCP; this needs neither, and delays exactly the messages the methods send.
 """
 
+import collections
 import json
 import os
+import re
 import select
 import shutil
 import tempfile
@@ -61,6 +68,32 @@ def mpi_description():
     """Vendor and version of the MPI library, for the results file."""
     vendor, version = MPI.get_vendor()
     return f"{vendor} {'.'.join(map(str, version))}"
+
+
+class Link:
+    """An emulated network link out of this rank (``LINK=<bandwidth>,<latency>``: for example ``10mbit,20ms``,
+    ``1gbit,1ms``): messages take their turn on it, each for size / bandwidth, and arrive ``latency`` after
+    their last byte left. A message is handed to MPI at that moment."""
+
+    UNITS = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9, "s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+    def __init__(self, bits_per_s, latency_s):
+        self.bits_per_s, self.latency_s = bits_per_s, latency_s
+        self.free_at = 0.0  # when the link has sent everything handed to it so far
+
+    @classmethod
+    def parse(cls, text):
+        """A Link from ``LINK``'s text; ValueError, naming the form, if it is not ``<number><unit>,<number><unit>``."""
+        found = re.fullmatch(r"\s*([0-9.]+)\s*([kmg]?bit)\s*,\s*([0-9.]+)\s*(m?s|us)\s*", text.lower())
+        if not found or float(found[1]) <= 0:
+            raise ValueError(f"LINK={text!r}: expected <bandwidth>,<latency> such as 10mbit,20ms "
+                             f"(bandwidth in bit, kbit, mbit or gbit a second; latency in s, ms or us)")
+        return cls(float(found[1]) * cls.UNITS[found[2]], float(found[3]) * cls.UNITS[found[4]])
+
+    def arrival(self, nbytes):
+        """When a message of ``nbytes`` handed to the link now arrives (its perf_counter time)."""
+        self.free_at = max(time.perf_counter(), self.free_at) + 8 * nbytes / self.bits_per_s
+        return self.free_at + self.latency_s
 
 
 def no_bells_sleep(waited):
@@ -129,48 +162,71 @@ class Channel:
 
     current = None  # this process's channel, once made (for report_failure on the way out)
 
-    def __init__(self, comm):
+    def __init__(self, comm, link=None):
         self.comm = comm
         self.rank = comm.Get_rank()
         self.bells = Doorbells(comm)
         self.host = Host.of(comm)  # what process_policy decides from
         self.poll_s = 0.0  # how long a wait polls flat out before it sleeps (process_policy.apply sets it)
-        self.bytes_sent = 0
-        self.bytes_received = 0
+        self.sent_total = self.received_total = 0  # bytes since the start (work.py reads them)
+        self.reported = (0, 0)  # the totals at the last traffic()
+        self.wait_cpu_s = 0.0  # CPU seconds spent waiting for messages (polling), which work.py leaves out
         self.sending = []  # (request, destination) of sends not known to be complete; requests keep buffers alive
         self.unrung = set()  # ranks this rank has sent messages to since it last rang them
-        # CHANNEL_TRACE=folder: every send and every wait, timed, written there when the rank ends
-        # (benchmarks/trace_split.py reads them)
+        # CHANNEL_TRACE=folder: every send, wait and receive, timed, written there when the rank ends
+        # (benchmarks/trace_split.py and link_estimate.py read them)
         self.trace_dir = os.environ.get("CHANNEL_TRACE")
         self.trace = []
+        self.waiting_since = None  # when this rank began to wait for the message it receives next
         self.stall_timeout = None  # seconds a wait for a message may last before Stalled (None: for ever)
+        self.link = link  # an emulated network (Link) that every message crosses, or None
+        self.held = collections.deque()  # with a link: (arrival, buffer, dest, tag) of sends still on their way
         Channel.current = self  # the channel report_failure() uses
 
     def traffic(self):
         """Bytes sent and received since the last call (and reset the counters)."""
-        counts = {"bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received}
-        self.bytes_sent = self.bytes_received = 0
-        return counts
+        sent, received = self.reported
+        self.reported = (self.sent_total, self.received_total)
+        return {"bytes_sent": self.sent_total - sent, "bytes_received": self.received_total - received}
 
     def count_unsent(self, nbytes_sent=0, nbytes_received=0):
         """Count bytes that would cross the network between separate data holders but do not here: a hand-over
         between two clients of this rank, or one copy of the average received for all of this rank's clients
         (placement.py). So a run's traffic does not depend on how its clients are placed on ranks."""
-        self.bytes_sent += nbytes_sent
-        self.bytes_received += nbytes_received
+        self.sent_total += nbytes_sent
+        self.received_total += nbytes_received
 
     def _post_send(self, buffer, nbytes, dest, tag):
+        self.sent_total += nbytes
+        self._record("send", dest, tag, time.perf_counter(), nbytes)
+        if self.link:
+            self.held.append((self.link.arrival(nbytes), buffer, dest, tag))
+            self._release_arrived()
+            return
+        self._isend(buffer, dest, tag)
+
+    def _isend(self, buffer, dest, tag):
         self._forget_delivered()
         request = self.comm.Isend(buffer, dest, tag)
         request.Test()  # MPI may only enqueue the message when it is next driven: do it before anyone is rung
         self.unrung.add(dest)
-        self.bytes_sent += nbytes
         self.sending.append((request, dest))
-        self._record("send", dest, tag, time.perf_counter())
 
-    def _record(self, event, peer, tag, start):
+    def _release_arrived(self):
+        """With an emulated link: hand to MPI the held messages whose time has come."""
+        while self.held and self.held[0][0] <= time.perf_counter():
+            _, buffer, dest, tag = self.held.popleft()
+            self._isend(buffer, dest, tag)
+
+    def _record(self, event, peer, tag, start, nbytes=None):
         if self.trace_dir:
-            self.trace.append((event, peer, tag, start, time.perf_counter()))
+            self.trace.append((event, peer, tag, start, time.perf_counter(), nbytes))
+
+    def _received(self, source, tag, nbytes):
+        """Count and trace a message taken in: from when this rank began waiting for it, until now."""
+        self.received_total += nbytes
+        start, self.waiting_since = self.waiting_since, None
+        self._record("recv", source, tag, start if start is not None else time.perf_counter(), nbytes)
 
     def _ring_unrung(self):
         """Ring every rank this rank has sent messages to since its last ring.
@@ -200,7 +256,7 @@ class Channel:
 
     def flush(self):
         """Wait until every message sent has been delivered."""
-        self._wait(lambda: MPI.Request.Testall([request for request, _ in self.sending]))
+        self._wait(lambda: not self.held and MPI.Request.Testall([request for request, _ in self.sending]))
         self.sending = []
         if self.trace_dir:
             path = os.path.join(self.trace_dir, f"rank-{self.rank}.json")
@@ -241,12 +297,15 @@ class Channel:
         ``awaited`` ranks.
         """
         sleep, spin, woken_by_timer = FIRST_SLEEP, self.poll_s, False
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         while True:
             start, polls = time.perf_counter(), 0
             while polls < POLLS or time.perf_counter() - start < spin:
+                if self.held:
+                    self._release_arrived()
                 if done():
                     self._ring_unrung()
+                    self.wait_cpu_s += time.process_time() - cpu
                     return
                 polls += 1
                 if polls == POLLS:  # before polling on, wake those this rank has sent to, and the helper
@@ -259,7 +318,10 @@ class Channel:
             needed = progress or self.sending or not self.bells.enabled
             self._ring_unrung()
             timer = sleep if self.bells.enabled else no_bells_sleep(time.perf_counter() - began)
-            rung = self.bells.sleep(timer if needed else BELL_TIMEOUT)
+            timer = timer if needed else BELL_TIMEOUT
+            if self.held:  # wake when the next held message arrives
+                timer = min(timer, max(0.0, self.held[0][0] - time.perf_counter()))
+            rung = self.bells.sleep(timer)
             spin, woken_by_timer = (RUNG_SPIN_SECONDS if rung else 0.0), not rung
             sleep = min(sleep * 2, MAX_SLEEP)
             if self.rank == SERVER:
@@ -307,13 +369,15 @@ class Channel:
         # A large message may need the sender's help to move (without single-copy transfers, MPICH and Open
         # MPI pipeline it through shared memory): wake it if the message does not arrive at once.
         self._wait(request.Test, helper=status.Get_source(), awaited=status.Get_source())
-        self.bytes_received += array.nbytes
+        self._received(status.Get_source(), tag, array.nbytes)
 
     def probe(self, source=MPI.ANY_SOURCE, tag=MPI.ANY_TAG, awaited=None, idle=False):
         """Wait for a message and return its status (source, tag, size) without receiving it. ``awaited``: the
         rank or ranks that owe it (for the stall message; default ``source``); ``idle``: a worker waiting for
         its next command, which may take the other clients' turns."""
         status, start = MPI.Status(), time.perf_counter()
+        if self.waiting_since is None:
+            self.waiting_since = start
         awaited = source if awaited is None and source != MPI.ANY_SOURCE else awaited
         self._wait(lambda: self.comm.Iprobe(source, tag, status), awaited=awaited, idle=idle)
         if status.Get_tag() == Tag.FAILED:  # a failing rank's last word comes before whatever was awaited
@@ -330,7 +394,7 @@ class Channel:
         tag = status.Get_tag()
         payload = bytearray(status.Get_count())
         self.comm.Recv(payload, status.Get_source(), tag)
-        self.bytes_received += len(payload)
+        self._received(status.Get_source(), tag, len(payload))
         try:
             obj = json.loads(payload.decode())
         except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors

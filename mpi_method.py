@@ -18,6 +18,7 @@ import collections
 import contextlib
 import inspect
 import io
+import os
 import sys
 import time
 import traceback
@@ -28,7 +29,7 @@ import runtime
 import torch
 from data import DataError, load_shards
 from placement import Placement
-from messaging import Channel, PeerError, PeerFailed, mpi_description
+from messaging import Channel, Link, PeerError, PeerFailed, mpi_description
 from protocol import SERVER, ProtocolError, Tag, tag_name
 from training import InputError, Results, check_results_dir, fit, resolve_device
 
@@ -165,10 +166,19 @@ def per_client(clients, method):
 
 def load_clients(args, rank, placement):
     """What a rank holds in a method whose rank 0 evaluates a whole model: rank 0 the test set and the size of
-    every shard; a client rank its own clients' shards (``{client: (x, y)}``), nobody else's."""
+    every shard; a client rank its own clients' shards (``{client: (x, y)}``), nobody else's, and the size of
+    every shard."""
     mine = placement.clients_on(rank) if rank != SERVER else ()
     shard_sizes, shards, (x_test, y_test) = load_shards(args, placement.num_clients, mine)
-    return (x_test, y_test, shard_sizes) if rank == SERVER else shards
+    return (x_test, y_test, shard_sizes) if rank == SERVER else (shards, shard_sizes)
+
+
+def emulated_link():
+    """The network that ``LINK`` in the environment asks to emulate (messaging.Link), or None."""
+    try:
+        return Link.parse(os.environ["LINK"]) if os.environ.get("LINK") else None
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def stop_workers(channel):
@@ -202,11 +212,11 @@ def run_method(parser, method, command, load, roles, check=None):
             check(args, comm.Get_size())
         if comm.Get_rank() == SERVER:
             check_results_dir(args.results_dir)
-        return resolve_device(args.device), placement, load(args, comm.Get_rank(), placement)
+        return resolve_device(args.device), placement, load(args, comm.Get_rank(), placement), emulated_link()
 
-    device, placement, data = collective(comm, setup)
+    device, placement, data, link = collective(comm, setup)
     runtime.release_freed_memory()  # the rest of the data set, which this rank does not keep
-    channel = Channel(comm)
+    channel = Channel(comm, link)
     channel.stall_timeout = args.stall_timeout
     driver_class, worker_class = roles(args)
     if channel.rank != SERVER:
@@ -219,7 +229,8 @@ def run_method(parser, method, command, load, roles, check=None):
     results.data["shard_sizes"] = list(driver.shard_sizes)  # each client's training examples, in client order
     results.data["placement"] = placement.describe()
     threads, poll = zip(*channel.gather(settings(channel)))
-    results.data["environment"].update(message_wait="doorbells" if channel.bells.enabled else "polling",
+    results.data["environment"].update(link=os.environ.get("LINK") if link else None,
+                                       message_wait="doorbells" if channel.bells.enabled else "polling",
                                        rank_threads=[int(t) for t in threads], rank_poll_s=list(poll))
     fit(args, results, driver.train_epoch, driver.evaluate, final_info=driver.final_summary)
     driver.stop()

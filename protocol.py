@@ -16,7 +16,8 @@ Split learning, per epoch, for each client k = 1..N in turn:
     k -> server      LABELS      int64 [n_k]  the labels of k's whole shard, in the order of this turn's batches
     per batch:  k -> server   SMASHED     float32 [B, C, H, W]  activations at the cut layer (B <= batch size)
                 server -> k   CUT_GRAD    float32 [B, C, H, W]  gradient of the loss at the cut layer
-    k -> server      TURN_DONE   obj {"bytes_sent", "bytes_received"}  k's traffic this turn
+    k -> server      TURN_DONE   obj {"bytes_sent", "bytes_received"}  k's rank's traffic this turn, and "work":
+                                 what k computed and sent since its last report (work.py)
   then, to evaluate client k's part (the last client's, or every client's):
     server -> k      EVALUATE    obj {}
     k -> server      SMASHED     float32 [T, C, H, W] per test batch, in order;  TURN_DONE as above
@@ -48,8 +49,8 @@ FedAvg, per round (MPI mode), for each sampled client k (clients not sampled jus
     aggregator -> k    GLOBAL_MODEL  float32 [P]  the global model's parameters (once a round to each rank, with
                                      its first ROUND; counted once for each of its clients)
     k -> aggregator    UPDATE        float32 [P]  k's parameters after local training, then
-    k -> aggregator    UPDATE_INFO   obj {"train_loss", "bytes_sent", "bytes_received"} (the aggregator
-                                     weights by the shard sizes it was given at set-up)
+    k -> aggregator    UPDATE_INFO   obj {"train_loss", "bytes_sent", "bytes_received", "work"} (work.py; the
+                                     aggregator weights by the shard sizes it was given at set-up)
   at most one client per core trains at a time: the aggregator starts the next sampled client whenever an
   update arrives; it takes the updates in the order they arrive and averages them in client order;
   at the end: aggregator -> every client  STOP  obj {}
@@ -61,7 +62,8 @@ Synchronous SGD with backup workers, per step s, with every worker k:
     k -> server        GRADIENT     float32 [P + 3]  the gradient, then the step it is for, the batch loss and k
   the server uses the first N gradients for s; later ones for s are dropped and counted. A slow worker rank skips
   to the newest PARAMS waiting for it. At the end: server -> every worker rank STOP obj {}; each answers
-  STOPPED obj {}, and the server drops the gradients that arrive before that.
+  STOPPED obj {"work": its workers' work, epoch by epoch (work.py), "peak_rss_mb"}, and the server drops the
+  gradients that arrive before that.
 """
 
 from enum import IntEnum

@@ -10,6 +10,7 @@ from data import batches, load_fashion_mnist, num_batches, shuffle_generator
 from models import build
 from training import Results, common_parser, evaluate, fit, progress, resolve_device, run_main, set_lr, sgd, \
     train_epoch
+from work import Work, epoch_keys, peak_rss_mb
 
 
 def main():
@@ -22,12 +23,15 @@ def main():
     model = build(args.model, args.seed).to(device)
     optimizer = sgd(model.parameters(), args)
     shuffle = shuffle_generator(args.seed)
+    work = Work()  # the one data holder's (work.py)
 
     def train_one_epoch(epoch, lr):
         set_lr(optimizer, lr)
         epoch_batches = batches(x_train, y_train, args.batch_size, shuffle)
         total = num_batches(len(y_train), args.batch_size)
-        return {"train_loss": train_epoch(model, optimizer, progress(args, epoch_batches, total, f"epoch {epoch}"))}
+        with work.active():
+            loss = train_epoch(model, optimizer, progress(args, epoch_batches, total, f"epoch {epoch}"), work)
+        return {"train_loss": loss, **epoch_keys(None, [{**work.take(), "peak_rss_mb": peak_rss_mb()}])}
 
     results = Results(args, parser, "regular", device)
     fit(args, results, train_one_epoch, lambda: evaluate(model, x_test, y_test, args.test_batch_size))

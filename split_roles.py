@@ -22,6 +22,7 @@ import process_policy
 from protocol import SERVER, ProtocolError, Tag, tag_name
 from leakage import leakage_report, distance_correlation
 from training import Scores, progress, set_lr, sgd
+from work import Work, epoch_keys, peak_rss_mb
 
 
 def evaluation_sample(clients, size, seed):
@@ -67,6 +68,7 @@ class Client:
         self.noise = torch.Generator(device=self.device).manual_seed(args.seed * 1000 + number)
         self.cut_grad_buf = rank.buffer("cut_grad", (args.batch_size, *cut_shape(args.model, args.cut_layer)))
         self.sent_for_leakage = []  # during an evaluation: the activations sent for the first test images
+        self.work = Work(self.channel)  # what it computes and sends in its turns (work.py)
 
     @staticmethod
     def make_parts(args):
@@ -80,27 +82,34 @@ class Client:
         """Tell the server this turn is over, with this rank's traffic since its last report."""
         self.channel.send_obj({**self.channel.traffic(), **extra}, SERVER, Tag.TURN_DONE)
 
+    def turn_report(self, **extra):
+        """The report that ends a training turn: with this client's work since its last (work.py)."""
+        self.report(work={**self.work.take(), "peak_rss_mb": peak_rss_mb()}, **extra)
+
     def take_turn(self, epoch, lr, receive_from=None):
         """One pass over this client's shard, batch by batch with the server (in pass mode, first the parts
         of ``receive_from``, the client before it: already here if that client is on this rank)."""
-        set_lr(self.optimizer, lr)
-        if receive_from is not None and self.rank.placement.rank_of(receive_from) != self.channel.rank:
-            flat = torch.empty(sum(t.numel() for t in self.state))
-            self.channel.recv(flat.numpy(), self.rank.placement.rank_of(receive_from), Tag.CLIENT_STATE)
-            unflatten_into(self.state, flat.to(self.device))
-        for part in self.parts:
-            part.train()
-        turn = list(batches(self.x_train, self.y_train, self.args.batch_size, self.shuffle))
-        self.start_turn(turn)
-        for x, y in turn:
-            self.train_batch(x, y)
-        self.end_turn()
+        with self.work.active():
+            set_lr(self.optimizer, lr)
+            if receive_from is not None and self.rank.placement.rank_of(receive_from) != self.channel.rank:
+                flat = torch.empty(sum(t.numel() for t in self.state))
+                self.channel.recv(flat.numpy(), self.rank.placement.rank_of(receive_from), Tag.CLIENT_STATE)
+                unflatten_into(self.state, flat.to(self.device))
+            for part in self.parts:
+                part.train()
+            turn = list(batches(self.x_train, self.y_train, self.args.batch_size, self.shuffle))
+            self.start_turn(turn)
+            for x, y in turn:
+                with self.work.batch(len(y)):
+                    self.train_batch(x, y)
+            self.end_turn()
+
     def start_turn(self, turn):
         # All the turn's labels in one message: one hand-over less per batch than labels sent with each batch.
         self.channel.send(torch.cat([y for _, y in turn]).numpy(), SERVER, Tag.LABELS)
 
     def end_turn(self):
-        self.report()
+        self.turn_report()
 
     def send_smashed(self, x):
         """Forward to the cut and send the activations (with --noise-std, noisy: the noise does not change the
@@ -134,11 +143,15 @@ class Client:
         its rank, or, on this rank, a copy counted as the message it stands for."""
         flat = flatten(self.state)
         rank = self.rank.placement.rank_of(to)
-        if rank == self.channel.rank:
-            unflatten_into(self.rank.clients[to].state, flat)
-            self.channel.count_unsent(flat.nbytes, flat.nbytes)
-        else:
-            self.channel.send(flat.cpu().numpy(), rank, Tag.CLIENT_STATE)
+        with self.work.active():  # counted in this client's next report
+            if rank != self.channel.rank:
+                self.channel.send(flat.cpu().numpy(), rank, Tag.CLIENT_STATE)
+                return
+            self.channel.count_unsent(flat.nbytes, 0)
+        receiver = self.rank.clients[to]
+        unflatten_into(receiver.state, flat)
+        with receiver.work.active():  # as it would have received it from another rank
+            self.channel.count_unsent(0, flat.nbytes)
 
     @torch.no_grad()
     def evaluate(self):
@@ -208,6 +221,7 @@ class Server:
         self.smashed_buf = torch.empty((most, *self.cut_shape))  # receive buffer, allocated once
         self.holder = None  # in pass mode: the client whose part is the newest
         self.received = {}  # what the server has been sent: (tag, shape per example) -> messages
+        self.work = Work(channel)  # what it computes in training (work.py)
         process_policy.apply(self.plan(channel.host, placement.num_ranks), channel)
 
     @staticmethod
@@ -257,11 +271,12 @@ class Server:
         labels = self.recv(client, Tag.LABELS, torch.empty(self.shard_sizes[client - 1], dtype=torch.int64))
         loss_sum, seen = 0.0, 0
         for size in batch_sizes(len(labels), self.args.batch_size):
-            smashed = self.recv_smashed(client, size).requires_grad_()
-            loss = F.cross_entropy(self.server_part(smashed), labels[seen:seen + size])
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            with self.work.batch(size):
+                smashed = self.recv_smashed(client, size).requires_grad_()
+                loss = F.cross_entropy(self.server_part(smashed), labels[seen:seen + size])
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
             loss_sum += loss.item() * size
             self.channel.send(smashed.grad.cpu().numpy(), self.rank_of(client), Tag.CUT_GRAD)
             seen += size
@@ -274,7 +289,7 @@ class Server:
         set_lr(self.optimizer, lr)
         loss_sum, seen, reports = 0.0, 0, []
         total = sum(num_batches(n, self.args.batch_size) for n in self.shard_sizes)
-        with progress(self.args, None, total, f"epoch {epoch}") as bar:
+        with progress(self.args, None, total, f"epoch {epoch}") as bar, self.work.active():
             for client in self.clients:
                 receive_from = None
                 if self.args.client_weights == "pass" and self.holder not in (None, client):
@@ -285,7 +300,7 @@ class Server:
                 loss_sum, seen = loss_sum + turn_loss, seen + turn_seen
                 reports.append(report)
                 self.holder = client
-        return {"train_loss": loss_sum / seen, **self.traffic(reports)}
+        return {"train_loss": loss_sum / seen, **self.traffic(reports), **self.epoch_work(reports)}
 
     def traffic(self, client_reports):
         """Bytes sent and received by every rank since the last call."""
@@ -294,6 +309,10 @@ class Server:
             for key in total:
                 total[key] += report[key]
         return total
+
+    def epoch_work(self, client_reports):
+        """The epoch's work of the server and of each client (work.py), from the clients' turn reports."""
+        return epoch_keys(self.work.take(), [report.pop("work") for report in client_reports])
 
     # ---------------------------------------------------------------------------------------- evaluation
 

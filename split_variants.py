@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 
 from averaging import OrderedAverage, weighted_average
-from label_leakage import label_leakage_report
 from models import flat_parameters, head_shape, load_flat_parameters, split_u_shaped
 import process_policy
 from mpi_method import take_turns
@@ -78,9 +77,10 @@ class UShapedClient(Client):
     def end_turn(self):
         """Report the turn's loss, and what the server could read of its labels from the gradients it was sent
         (scored here, where the labels are)."""
+        from label_leakage import label_leakage_report  # here: its scipy takes a second to import, on every rank
         leak = label_leakage_report(torch.cat(self.head_grads_sent).numpy(), torch.cat(self.labels_kept).numpy(),
                                     seed=self.args.seed)
-        self.report(loss_sum=self.loss_sum, examples=self.examples, label_leakage=leak)
+        self.turn_report(loss_sum=self.loss_sum, examples=self.examples, label_leakage=leak)
 
     @torch.no_grad()
     def evaluate(self):
@@ -123,13 +123,14 @@ class UShapedServer(Server):
 
     def train_turn(self, client, bar):
         for size in batch_sizes(self.shard_sizes[client - 1], self.args.batch_size):
-            smashed = self.recv_smashed(client, size).requires_grad_()
-            middle = self.server_part(smashed)
-            self.channel.send(middle.detach().cpu().numpy(), self.rank_of(client), Tag.MIDDLE)
-            head_grad = self.recv(client, Tag.HEAD_GRAD, self.head_grad_buf[:size])
-            self.optimizer.zero_grad(set_to_none=True)
-            middle.backward(head_grad)
-            self.optimizer.step()
+            with self.work.batch(size):
+                smashed = self.recv_smashed(client, size).requires_grad_()
+                middle = self.server_part(smashed)
+                self.channel.send(middle.detach().cpu().numpy(), self.rank_of(client), Tag.MIDDLE)
+                head_grad = self.recv(client, Tag.HEAD_GRAD, self.head_grad_buf[:size])
+                self.optimizer.zero_grad(set_to_none=True)
+                middle.backward(head_grad)
+                self.optimizer.step()
             self.channel.send(smashed.grad.cpu().numpy(), self.rank_of(client), Tag.CUT_GRAD)
             bar.update()
         report = self.finish_turn(client)
@@ -167,7 +168,7 @@ class SplitFedClient(Client):
 
     def end_turn(self):
         self.channel.send(flat_parameters(self.client_part).cpu().numpy(), SERVER, Tag.UPDATE)
-        self.report()
+        self.turn_report()
 
 
 class SplitFedRank(ClientRank):
@@ -215,15 +216,16 @@ class SplitFedServer(Server):
         self.start_epoch(lr)
         self.turns, self.loss_sum = {}, 0.0
         total = sum(len(batch_sizes(n, self.args.batch_size)) for n in self.shard_sizes)
-        with progress(self.args, None, total, f"epoch {epoch}") as self.bar:
+        with progress(self.args, None, total, f"epoch {epoch}") as self.bar, self.work.active():
             take_turns(self.channel, self.clients,
                        process_policy.splitfed_clients_at_once(self.channel.host, self.num_ranks),
                        lambda client: self.start_turn(client, epoch, lr),
                        {Tag.LABELS: self.take_labels, Tag.SMASHED: self.train_batch, Tag.UPDATE: self.take_update,
                         Tag.TURN_DONE: self.end_turn}, self.rank_of)
-        self.average([self.turns[c].update for c in self.clients])
+            self.average([self.turns[c].update for c in self.clients])
         reports = [self.turns[c].report for c in self.clients]
-        return {"train_loss": self.loss_sum / sum(self.shard_sizes), **self.traffic(reports)}
+        return {"train_loss": self.loss_sum / sum(self.shard_sizes), **self.traffic(reports),
+                **self.epoch_work(reports)}
 
     def start_turn(self, client, epoch, lr):
         self.turns[client] = Turn(client)
@@ -244,11 +246,12 @@ class SplitFedServer(Server):
             raise ProtocolError(f"client {client} sent more batches than its shard has")
         start = index * self.args.batch_size
         part, optimizer = self.server_part_of(client)
-        smashed = self.recv_smashed(client, size).requires_grad_()
-        loss = F.cross_entropy(part(smashed), turn.labels[start:start + size])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        with self.work.batch(size):
+            smashed = self.recv_smashed(client, size).requires_grad_()
+            loss = F.cross_entropy(part(smashed), turn.labels[start:start + size])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
         self.channel.send(smashed.grad.cpu().numpy(), self.rank_of(client), Tag.CUT_GRAD)
         self.loss_sum += loss.item() * size
         self.bar.update()

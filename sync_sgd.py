@@ -18,6 +18,7 @@ of a step, so an epoch uses N / (N + b) of the images it computes on: the price 
 
 import runtime  # first: process settings that must precede torch
 
+import collections
 import time
 
 import numpy as np
@@ -31,6 +32,7 @@ import process_policy
 from protocol import SERVER, Tag
 from training import InputError, add_client_args, add_mpi_args, common_parser, evaluate, nonnegative_float, \
     nonnegative_int, sgd
+from work import Work, epoch_keys, peak_rss_mb
 
 
 def build_parser():
@@ -85,6 +87,11 @@ def apply_average(model, optimizer, gradients):
     optimizer.step()
 
 
+def steps_per_epoch(shard_sizes, batch_size):
+    """Steps in an epoch: as many as the smallest shard has full batches (each step takes one from each worker)."""
+    return max(1, min(shard_sizes) // batch_size)
+
+
 def scaled_lr(base_lr, step, args, num_awaited, steps_per_epoch):
     """The large-batch rule (Goyal et al. 2017): ``base_lr x N``, reached linearly over the warm-up."""
     if args.lr_scaling == "none":
@@ -109,9 +116,10 @@ class ParameterServer:
         self.optimizer = sgd(self.model.parameters(), args)
         for p in self.model.parameters():
             p.grad = torch.zeros_like(p)
-        self.steps_per_epoch = max(1, min(self.shard_sizes) // args.batch_size)
+        self.steps_per_epoch = steps_per_epoch(self.shard_sizes, args.batch_size)
         self.step = 0
         self.grad_buf = torch.empty(sum(p.numel() for p in self.model.parameters()) + 3)
+        self.work = Work(channel)  # the server's (work.py); the workers report theirs when they stop
 
     def _arrivals(self):
         """Gradient messages in arrival order, as ``(worker, step, gradient, loss)``; the buffer is reused."""
@@ -122,51 +130,68 @@ class ParameterServer:
 
     def train_epoch(self, epoch, lr):
         dropped, losses, start = 0, [], time.perf_counter()
-        for _ in range(self.steps_per_epoch):
-            for group in self.optimizer.param_groups:
-                group["lr"] = scaled_lr(lr, self.step, self.args, self.num_awaited, self.steps_per_epoch)
-            # A new array each step: a straggler takes its copy only when it is done with its step.
-            message = torch.cat([flat_parameters(self.model), torch.tensor([float(self.step)])]).numpy()
-            for rank in self.ranks:  # one message a rank, counted once a worker
-                self.channel.send(message, rank, Tag.PARAMS)
-            self.channel.count_unsent(message.nbytes * (len(self.workers) - len(self.ranks)), 0)
-            gradients, step_losses, late = collect(self._arrivals(), self.step, self.num_awaited)
-            apply_average(self.model, self.optimizer, gradients)
-            dropped += late
-            losses += step_losses
-            self.step += 1
+        with self.work.active():
+            for _ in range(self.steps_per_epoch):
+                for group in self.optimizer.param_groups:
+                    group["lr"] = scaled_lr(lr, self.step, self.args, self.num_awaited, self.steps_per_epoch)
+                # A new array each step: a straggler takes its copy only when it is done with its step.
+                message = torch.cat([flat_parameters(self.model), torch.tensor([float(self.step)])]).numpy()
+                for rank in self.ranks:  # one message a rank, counted once a worker
+                    self.channel.send(message, rank, Tag.PARAMS)
+                self.channel.count_unsent(message.nbytes * (len(self.workers) - len(self.ranks)), 0)
+                gradients, step_losses, late = collect(self._arrivals(), self.step, self.num_awaited)
+                apply_average(self.model, self.optimizer, gradients)
+                dropped += late
+                losses += step_losses
+                self.step += 1
         traffic = self.channel.traffic()
         moved = traffic["bytes_sent"] + traffic["bytes_received"]  # every message has the server at one end
+        work = self.work.take()
         return {"train_loss": float(np.mean(losses)), "steps": self.steps_per_epoch, "gradients_dropped": dropped,
                 "mean_step_time_s": (time.perf_counter() - start) / self.steps_per_epoch,
-                "bytes_sent": moved, "bytes_received": moved}
+                "bytes_sent": moved, "bytes_received": moved, "server_flops": work["flops"],
+                "server_cpu_s": work["cpu_s"]}
 
     def evaluate(self):
         return evaluate(self.model, self.x_test, self.y_test, self.args.test_batch_size)
 
     def final_summary(self):
-        return {}
+        """Stop the workers, which report their work epoch by epoch as they stop (into each epoch's record)."""
+        reports = self.stop_workers()
+        epochs = self.step // self.steps_per_epoch
+        work = {}  # worker -> epoch -> its work
+        for report in reports:
+            for worker, by_epoch in report["work"].items():
+                work[int(worker)] = {int(e): {**counts, "peak_rss_mb": report["peak_rss_mb"]}
+                                     for e, counts in by_epoch.items()}
+        records = [epoch_keys(None, [work[w].get(e, {}) for w in self.workers]) for e in range(1, epochs + 1)]
+        return {"per_epoch": {key: [record[key] for record in records] for key in records[0]}} if records else {}
 
-    def stop(self):
-        """Tell every worker to stop, and take in (and drop) the gradients still on their way."""
+    def stop_workers(self):
+        """Tell every worker rank to stop, take in (and drop) the gradients still on their way, and return what
+        each rank reports as it stops."""
         for rank in self.ranks:
             self.channel.send_obj({}, rank, Tag.STOP)
-        stopped = 0
-        while stopped < len(self.ranks):
+        reports = []
+        while len(reports) < len(self.ranks):
             status = self.channel.probe(awaited=self.ranks)
             if status.Get_tag() == Tag.GRADIENT:
                 self.channel.recv(self.grad_buf.numpy(), status.Get_source(), Tag.GRADIENT)
             else:
-                self.channel.recv_obj(status.Get_source(), Tag.STOPPED)
-                stopped += 1
+                reports.append(self.channel.recv_obj(status.Get_source(), Tag.STOPPED))
         self.channel.flush()
+        return reports
+
+    def stop(self):
+        """Nothing left to do: ``final_summary`` stopped the workers, to have their reports in the results."""
 
 
 class Worker:
     """One worker: its shard, its shuffling and its straggler delays (seeded by its number, not its rank)."""
 
-    def __init__(self, number, x, y, args):
+    def __init__(self, number, x, y, args, channel):
         self.number, self.x, self.y, self.args = number, x, y, args
+        self.work, self.work_by_epoch = Work(channel), {}  # what it computes and sends, epoch by epoch
         self.shuffle = shuffle_generator(args.seed, number - 1)
         self.straggler = np.random.default_rng([args.seed, number])
         self.order, self.position = torch.randperm(len(self.y), generator=self.shuffle), 0
@@ -186,7 +211,9 @@ class WorkerRank:
     def __init__(self, channel, args, data, device, placement):
         process_policy.apply(process_policy.side_by_side(channel.host, placement.num_ranks), channel)
         self.channel, self.args, self.device = channel, args, device
-        self.workers = [Worker(k, x.to(device), y.to(device), args) for k, (x, y) in data.items()]
+        shards, shard_sizes = data
+        self.workers = [Worker(k, x.to(device), y.to(device), args, channel) for k, (x, y) in shards.items()]
+        self.steps_per_epoch = steps_per_epoch(shard_sizes, args.batch_size)
         self.model = build(args.model, args.seed).to(device)
         self.params_buf = torch.empty(sum(p.numel() for p in self.model.parameters()) + 1)
         self.handlers = {Tag.PARAMS: self.compute_gradients, Tag.STOP: self.stopped}
@@ -196,16 +223,25 @@ class WorkerRank:
         while self.channel.comm.Iprobe(SERVER, Tag.PARAMS):  # a straggler skips to the newest parameters
             self.channel.recv(self.params_buf.numpy(), SERVER, Tag.PARAMS)
         load_flat_parameters(self.model, self.params_buf[:-1].to(self.device))
+        epoch = int(self.params_buf[-1]) // self.steps_per_epoch + 1
         for worker in self.workers:
-            gradient, loss = worker_gradient(self.model, *worker.next_batch())
-            if self.args.straggler_delay_ms:
-                time.sleep(worker.straggler.exponential(self.args.straggler_delay_ms) / 1000)
-            # a new array: sends do not wait
-            message = torch.cat([gradient.cpu(), self.params_buf[-1:], torch.tensor([loss, float(worker.number)])])
-            self.channel.send(message.numpy(), SERVER, Tag.GRADIENT)
+            with worker.work.active():
+                with worker.work.batch(self.args.batch_size):
+                    gradient, loss = worker_gradient(self.model, *worker.next_batch())
+                if self.args.straggler_delay_ms:
+                    time.sleep(worker.straggler.exponential(self.args.straggler_delay_ms) / 1000)
+                # a new array: sends do not wait
+                message = torch.cat([gradient.cpu(), self.params_buf[-1:],
+                                     torch.tensor([loss, float(worker.number)])])
+                self.channel.send(message.numpy(), SERVER, Tag.GRADIENT)
+            totals = worker.work_by_epoch.setdefault(epoch, collections.Counter())
+            totals.update(worker.work.take())
+            totals["bytes_received"] += self.params_buf.nbytes  # one message a rank, counted once a worker
 
     def stopped(self):
-        self.channel.send_obj({}, SERVER, Tag.STOPPED)
+        """Stop, with every worker's work epoch by epoch (work.py) and this rank's peak memory."""
+        self.channel.send_obj({"work": {w.number: w.work_by_epoch for w in self.workers},
+                               "peak_rss_mb": peak_rss_mb()}, SERVER, Tag.STOPPED)
 
 
 def check(args, world_size):

@@ -6,6 +6,7 @@ Only helpers live here; each method's script decides what one epoch is. Helpers 
 """
 
 import argparse
+import contextlib
 import os
 import platform
 import subprocess
@@ -156,8 +157,9 @@ def train_step(model, optimizer, x, y):
     return loss.detach()
 
 
-def train_epoch(model, optimizer, batch_iter):
-    """One pass of SGD over ``batch_iter``; returns the mean training loss per example.
+def train_epoch(model, optimizer, batch_iter, work=None):
+    """One pass of SGD over ``batch_iter``; returns the mean training loss per example. ``work`` (work.py), if
+    given, counts the batches' FLOPs.
 
     The batch losses are read once, at the end: reading each at once would make the host wait for a GPU after
     every step, where it could be queueing the next. Summed in order, in double precision, as floats are.
@@ -165,7 +167,8 @@ def train_epoch(model, optimizer, batch_iter):
     model.train()
     losses, sizes = [], []
     for x, y in batch_iter:
-        losses.append(train_step(model, optimizer, x, y))
+        with work.batch(len(y)) if work else contextlib.nullcontext():
+            losses.append(train_step(model, optimizer, x, y))
         sizes.append(len(y))
     values = torch.stack(losses).tolist() if losses else []
     return sum(value * size for value, size in zip(values, sizes)) / max(sum(sizes), 1)
@@ -315,7 +318,8 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
     ``train_one_epoch(epoch, lr)`` trains with learning rate ``lr`` and returns a dict with at least
     ``train_loss`` (and ``bytes_sent``, ``bytes_received`` where processes talk); ``evaluate_model()`` one with
     ``test_loss`` and ``test_acc``.
-    ``final_info()`` gives keys to add to the results once training is over. A crash, in training or in
+    ``final_info()`` gives keys to add to the results once training is over (those under ``per_epoch``, a list
+    of values each, go into the epochs' records). A crash, in training or in
     ``final_info``, marks the results file ``failed`` and keeps every completed epoch.
     """
     plateau = Plateau(args.patience, args.lr, args.lr_decay, args.lr_patience)
@@ -347,6 +351,9 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
     except BaseException as exc:
         results.finish("failed", **failure(exc))
         raise
+    for key, values in final.pop("per_epoch", {}).items():  # keys only known at the end (sync SGD's work)
+        for record, value in zip(results.data["epochs"], values):
+            record[key] = value
     results.finish(status, epochs_at_chance=[e["epoch"] for e in results.data["epochs"] if e.get("at_chance")],
                    **final)
     return results.data

@@ -45,16 +45,22 @@ def mpirun(n, name, *args, **kwargs):
 
 
 @pytest.fixture(scope="session")
-def regular_losses(tmp_path_factory):
-    """``regular_losses(*flags)``: regular learning's test losses with ``flags``, pinned threads; run once per
-    flags in a session (the reference of every "one client is regular learning" test)."""
+def regular_epochs(tmp_path_factory):
+    """``regular_epochs(*flags)``: the epoch records of regular learning with ``flags``, pinned threads; run once
+    per flags in a session (the reference of every "one client is regular learning" test)."""
     cache = {}
 
-    def losses(*flags):
+    def epochs(*flags):
         if flags not in cache:
             folder = tmp_path_factory.mktemp("regular")
             result = script("regular_learning.py", *flags, "--results-dir", str(folder), env=PINNED)
             assert result.returncode == 0, result.stderr
-            cache[flags] = [e["test_loss"] for e in json.loads((folder / "regular.json").read_text())["epochs"]]
+            cache[flags] = json.loads((folder / "regular.json").read_text())["epochs"]
         return cache[flags]
-    return losses
+    return epochs
+
+
+@pytest.fixture(scope="session")
+def regular_losses(regular_epochs):
+    """``regular_losses(*flags)``: regular learning's test losses with ``flags`` (``regular_epochs``)."""
+    return lambda *flags: [e["test_loss"] for e in regular_epochs(*flags)]

@@ -57,6 +57,8 @@ def test_passed_weights_give_the_same_run_within_a_rank_and_across_ranks_polling
         return [e[key] for e in run_["epochs"][1:] for key in ("bytes_sent", "bytes_received")]
     # control messages carry numbers whose digits vary: a few bytes
     assert later_bytes(one_rank) == pytest.approx(later_bytes(four_ranks), abs=16)
+    for key in ("client_flops", "client_bytes_sent", "client_bytes_received"):  # each data holder's work (work.py)
+        assert one_rank["epochs"][1][key] == pytest.approx(four_ranks["epochs"][1][key], abs=16), key
     kinds = {(r["tag"], tuple(r["shape_per_example"])) for r in four_ranks["server_received"]}
     assert kinds == {("SMASHED", (6, 14, 14)), ("LABELS", ()), ("TURN_DONE", ())}  # nothing but the cut's
 

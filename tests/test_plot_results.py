@@ -157,3 +157,19 @@ def test_scale_and_label_tables_from_fixture_results(tmp_path):
         (tmp_path / "labels" / f"u-{noise}.json").write_text(json.dumps(run))
     table = labels_markdown(load_labels(tmp_path / "labels"))
     assert table.index("| 0 | 80.00% | 97.0% | 0.600 |") < table.index("| 0.01 | 80.00% | 31.0% | 0.600 |")
+
+
+def test_what_a_data_holder_pays_averages_the_clients_that_trained_in_the_last_epoch(tmp_path):
+    from plot_results import load_work, work_markdown
+    (tmp_path / "work" / "lenet5").mkdir(parents=True)
+    def epoch(flops, cpu):  # client 3 was not sampled (FedAvg --fraction): it computed nothing
+        return {"epoch": 1, "server_flops": 0, "server_cpu_s": 0.5, "client_flops": flops, "client_cpu_s": cpu,
+                "client_bytes_sent": [1e6, 3e6, 0], "client_bytes_received": [1e6, 1e6, 0],
+                "client_peak_rss_mb": [700, 800, 0]}
+    run = {"status": "completed", "method": "federated", "config": {"model": "lenet5"},
+           "epochs": [epoch([9e9, 9e9, 0], [9.0, 9.0, 0]), epoch([1e9, 3e9, 0], [1.0, 2.0, 0.0])]}
+    (tmp_path / "work" / "lenet5" / "federated.json").write_text(json.dumps(run))
+    (tmp_path / "work" / "lenet5" / "split.json").write_text('{"status": "running", "epo')  # cut off: skipped
+    table = work_markdown(load_work(tmp_path / "work"))
+    assert "| lenet5 | FedAvg | 2.00 | 1.5 | 3.0 | 800 | 0.00 | 0.5 |" in table
+    assert table.count("| lenet5 |") == 1

@@ -24,7 +24,7 @@ def losses(path):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_with_one_client_every_variant_is_regular_learning(tmp_path, variant, regular_losses):
+def test_with_one_client_every_variant_is_regular_learning(tmp_path, variant, regular_losses, regular_epochs):
     flags = [*SMALL, "--epochs", "1"]
     split = mpirun(2, "split_learning.py", *flags, "--variant", variant, "--results-dir", str(tmp_path),
                    timeout=180, env=PINNED)
@@ -32,11 +32,19 @@ def test_with_one_client_every_variant_is_regular_learning(tmp_path, variant, re
     saved = load(tmp_path / "split.json")
     assert saved["method"] == "split" and saved["config"]["variant"] == variant
     assert losses(tmp_path / "split.json") == pytest.approx(regular_losses(*flags), abs=1e-4)
+    assert_work_is_regular_learnings(saved["epochs"][0], regular_epochs(*flags)[0])
+
+
+def assert_work_is_regular_learnings(split_epoch, regular_epoch):
+    """The client computes its part, the server the rest: together what regular learning computes (work.py)."""
+    assert 0 < split_epoch["client_flops"][0] < regular_epoch["client_flops"][0]
+    assert split_epoch["client_flops"][0] + split_epoch["server_flops"] == regular_epoch["client_flops"][0]
+    assert split_epoch["client_cpu_s"][0] > 0 and split_epoch["client_peak_rss_mb"][0] > 0
 
 
 @pytest.mark.parametrize("model, variant", [("lenet5-report", "vanilla"), ("lenet5-report", "u-shaped"),
                                             ("vgg-small", "vanilla"), ("vgg-small", "sflv2")])
-def test_with_one_client_every_model_is_regular_learning(tmp_path, model, variant, regular_losses):
+def test_with_one_client_every_model_is_regular_learning(tmp_path, model, variant, regular_losses, regular_epochs):
     flags = ["--train-subset", "300", "--test-subset", "100", "--patience", "0", "--no-progress", "--epochs", "1",
              "--model", model]
     cut = "3" if model == "vgg-small" else "2"  # the deepest cut: every block but the classifier's on the client
@@ -48,6 +56,7 @@ def test_with_one_client_every_model_is_regular_learning(tmp_path, model, varian
     assert {tuple(r["shape_per_example"]) for r in saved["server_received"] if r["tag"] == "SMASHED"} == \
         {cut_shape(model, int(cut))}
     assert losses(tmp_path / "split.json") == pytest.approx(regular_losses(*flags), abs=1e-4)
+    assert_work_is_regular_learnings(saved["epochs"][0], regular_epochs(*flags)[0])
 
 
 def test_a_cut_the_model_does_not_have_is_refused(tmp_path):
@@ -66,6 +75,9 @@ def test_sflv1_is_fedavg_computed_in_two_parts_on_any_placement(tmp_path):
     assert sfl.returncode == 0 and fedavg.returncode == 0, sfl.stderr + fedavg.stderr
     assert losses(tmp_path / "split.json") == pytest.approx(losses(tmp_path / "federated.json"), abs=1e-4)
     assert losses(tmp_path / "split.json")[1] < losses(tmp_path / "split.json")[0]  # it learns: no trivial match
+    # what the clients compute: FedAvg's clients the whole network, SplitFed's their part and the server the rest
+    fedavg_epoch, sfl_epoch = load(tmp_path / "federated.json")["epochs"][1], load(tmp_path / "split.json")["epochs"][1]
+    assert sum(fedavg_epoch["client_flops"]) == sum(sfl_epoch["client_flops"]) + sfl_epoch["server_flops"]
 
 
 def closed_form(variant, train, test, clients, cut_layer=1, head_layers=1, **extra):

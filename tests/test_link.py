@@ -1,0 +1,67 @@
+"""Time over a network: the emulated link (messaging.Link, ``LINK=``) holds every message back as a link of its
+bandwidth and latency would, and link_estimate.py's replay of a plain run's trace gives back the run's own times
+with no link and adds exactly the link's delays to a chain of messages that wait on each other."""
+
+import pytest
+
+from conftest import PINNED, mpirun, needs_data
+from link_estimate import load_traces, replay, span
+from messaging import Link
+
+
+def ping_pong(rounds, nbytes, compute):
+    """Two ranks' traces: rank 0 sends ``nbytes`` to rank 1, which computes ``compute`` seconds and answers; the
+    messages on this machine take no time."""
+    zero, one, now = [], [], 0.0
+    for _ in range(rounds):
+        zero.append(("send", 1, 5, now, now, nbytes))
+        one.append(("recv", 0, 5, now, now, nbytes))
+        now += compute
+        one.append(("send", 0, 6, now, now, nbytes))
+        zero.append(("recv", 1, 6, zero[-1][4], now, nbytes))
+    return {0: zero, 1: one}
+
+
+def test_with_no_link_the_replay_gives_back_the_measured_times():
+    traces = ping_pong(3, 1000, 0.5)
+    assert replay(traces) == {rank: [event[4] for event in events] for rank, events in traces.items()}
+
+
+def test_a_chain_of_messages_pays_latency_and_size_over_bandwidth_for_each():
+    traces, rounds, nbytes = ping_pong(4, 125_000, 0.5), 4, 125_000  # 1 Mbit a message
+    link = (10e6, 0.02)  # 10 Mbit/s, 20 ms: 0.1 s + 0.02 s a message
+    assert span(traces, replay(traces, link)) == pytest.approx(span(traces) + 2 * rounds * 0.12)
+
+
+def test_messages_from_one_rank_take_their_turn_on_its_link():
+    """Rank 0 sends to two ranks at once: the second message leaves once the first has."""
+    traces = {0: [("send", 1, 5, 0.0, 0.0, 125_000), ("send", 2, 5, 0.0, 0.0, 125_000)],
+              1: [("recv", 0, 5, 0.0, 0.0, 125_000)], 2: [("recv", 0, 5, 0.0, 0.0, 125_000)]}
+    ends = replay(traces, (10e6, 0.02))
+    assert ends[1] == [pytest.approx(0.12)] and ends[2] == [pytest.approx(0.22)]
+
+
+def test_link_settings_are_read_or_refused_with_the_form():
+    link = Link.parse("10mbit,20ms")
+    assert (link.bits_per_s, link.latency_s) == (10e6, 0.02)
+    assert (Link.parse("1gbit, 500us").bits_per_s, Link.parse("1gbit,500us").latency_s) == (1e9, 5e-4)
+    with pytest.raises(ValueError, match="such as 10mbit,20ms"):
+        Link.parse("10mb")
+
+
+@needs_data
+def test_an_emulated_link_delays_every_message_and_the_replay_matches_the_plain_run(tmp_path):
+    """Split learning with one client: every message waits on the one before it, so over a link of 100 ms each
+    of the server's receives comes at least 100 ms after its previous one."""
+    flags = ["--epochs", "1", "--train-subset", "128", "--test-subset", "50", "--patience", "0", "--no-progress",
+             "--leakage-images", "0"]
+    for name, link in (("plain", {}), ("link", {"LINK": "1gbit,100ms"})):
+        result = mpirun(2, "split_learning.py", *flags, "--results-dir", str(tmp_path / name), timeout=120,
+                        env={**PINNED, "CHANNEL_TRACE": str(tmp_path / name), **link})
+        assert result.returncode == 0, result.stderr
+    plain, emulated = load_traces(tmp_path / "plain"), load_traces(tmp_path / "link")
+    replayed = replay(plain)
+    for rank, events in plain.items():
+        assert replayed[rank] == pytest.approx([event[4] for event in events], abs=1e-6)
+    server_receives = sum(event[0] == "recv" for event in emulated[0])
+    assert server_receives >= 8 and span(emulated) >= 0.1 * server_receives > span(plain)
