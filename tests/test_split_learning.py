@@ -37,7 +37,7 @@ def test_three_ranks_train_and_write_results_and_the_server_sees_only_activation
 
 @pytest.mark.parametrize("cut_layer", ["1", "2"])
 def test_a_client_that_sends_raw_images_is_a_protocol_error(tmp_path, cut_layer):
-    result = mpirun(3, "tests/helpers/split_learning_planted.py", "raw-images", *SMALL, "--epochs", "1",
+    result = mpirun(2, "tests/helpers/split_learning_planted.py", "raw-images", *SMALL, "--epochs", "1",
                     "--cut-layer", cut_layer, "--results-dir", str(tmp_path), timeout=120)
     assert result.returncode != 0
     # The server (rank 0) refuses the message; a client-side failure would not do.
@@ -68,7 +68,7 @@ def test_one_rank_is_refused_with_a_clear_message(tmp_path):
 
 
 def test_bad_flag_is_reported_once(tmp_path):
-    result = mpirun(3, "split_learning.py", "--epochs", "-3", timeout=120)
+    result = mpirun(2, "split_learning.py", "--epochs", "-3", timeout=120)
     assert result.returncode != 0
     assert result.stderr.count("error: argument --epochs") == 1
 
