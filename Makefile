@@ -38,8 +38,10 @@ data: $(VENV)/.installed
 		$(PYTHON) -c 'import data; print("Fashion-MNIST in", data.find_data_dir())'; \
 	fi
 
+# Two tests at a time: most of a test is starting processes and waiting for them, which two can share.
+TEST_JOBS ?= 2
 test: setup
-	$(PYTHON) -m pytest tests
+	$(PYTHON) -m pytest -n $(TEST_JOBS) tests
 
 # The report's experiment, every method with its defaults, then the figures and the table.
 reproduce: setup
