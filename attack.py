@@ -56,6 +56,7 @@ def build_parser():
     add("--seed", type=int, default=0)
     add("--data-dir", default=None, help="Fashion-MNIST folder (default: searched for, as the training scripts do)")
     add("--figure", default=None, help="the figure's path (default: reconstructions.png beside the .pt file)")
+    add("--out", default=None, help="the scores' path (default: <run-name>-attack.json beside the .pt file)")
     return parser
 
 
@@ -220,7 +221,7 @@ def main():
     result["strongest"] = max(result["attacks"], key=lambda name: result["attacks"][name]["ssim"])
     result["time_s"] = time.perf_counter() - start
     parts = Path(args.parts)
-    out = parts.with_name(f"{parts.stem}-attack.json")
+    out = Path(args.out) if args.out else parts.with_name(f"{parts.stem}-attack.json")
     out.write_text(json.dumps(result, indent=2))
     figure(args.figure or parts.with_name("reconstructions.png"), original, reconstructions)
     for name, s in result["attacks"].items():

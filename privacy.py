@@ -1,12 +1,15 @@
-"""The privacy trade-off: split learning under each defence setting, attacked, in one command.
+"""The privacy trade-off: split learning under each defence setting, at each cut, attacked, in one command.
 
     python privacy.py                       # the default grid into results/privacy/, then plot_results.py
     python privacy.py --epochs 2 --settings none,nopeek=0.5 --extra "--train-subset 6000"   # a quick look
+    python privacy.py --models lenet5,lenet5-report --aux 500,5000      # every cut of both, two attackers
 
-For each setting (none; NoPeek weight W; Gaussian noise of standard deviation S on the activations sent) it
-trains vanilla split learning with 10 clients (``mpirun -n 11``), then runs ``attack.py`` on the saved parts.
-Finished trainings and attacks are kept, so an interrupted run resumes; a setting trained again is attacked
-again. ``python plot_results.py`` then draws
+For each model, each of its cut points (or those --cut-layers names) and each setting (none; NoPeek weight W;
+Gaussian noise of standard deviation S on the activations sent) it trains vanilla split learning with --clients
+clients (``mpirun -n clients+1``), then runs ``attack.py`` on the saved parts once for each size of the decoder's
+auxiliary data (the attacker knows the architecture and holds that many test images from 5,000 on; the victims
+are test images 0-99). Finished trainings and attacks are kept, so an interrupted run resumes; a setting trained
+again is attacked again. ``python plot_results.py`` then draws
 results/privacy.png (test accuracy against the bias-corrected dCor^2 and against each attack's SSIM) and adds
 the table to results/summary.md.
 """
@@ -18,6 +21,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from models import MODELS, cut_points
 
 ROOT = Path(__file__).resolve().parent
 MPIRUN = str(Path(sys.executable).parent / "mpirun")
@@ -42,11 +47,40 @@ def settings_list(text):
     return [setting(item.strip()) for item in text.split(",") if item.strip()]
 
 
+def models_list(text):
+    models = [item.strip() for item in text.split(",") if item.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise argparse.ArgumentTypeError(f"models are {', '.join(MODELS)}; not {', '.join(unknown) or text!r}")
+    return models
+
+
+def numbers_list(text):
+    try:
+        numbers = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        numbers = []
+    if not numbers or min(numbers) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive whole numbers, not {text!r}")
+    return numbers
+
+
+def grid(models, cut_layers):
+    """``(model, cut)`` pairs: every cut point of each model, or those of ``cut_layers`` it has."""
+    return [(model, cut) for model in models for cut in cut_points(model)
+            if cut_layers == "all" or cut in numbers_list(cut_layers)]
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--settings", type=settings_list, default=settings_list(DEFAULT_SETTINGS),
-                        help=f"comma-separated (default: {DEFAULT_SETTINGS})")
+    parser.add_argument("--settings", type=settings_list, default=DEFAULT_SETTINGS, help="comma-separated")
+    parser.add_argument("--models", type=models_list, default="lenet5", help="comma-separated, from: "
+                        + ", ".join(MODELS))
+    parser.add_argument("--cut-layers", default="all",
+                        help="the cut points to train at: all of each model's, or a comma-separated list")
+    parser.add_argument("--aux", type=numbers_list, default="5000",
+                        help="the decoder attack's auxiliary test images, comma-separated: an attack for each")
     parser.add_argument("--epochs", type=int, default=10, help="epochs of split learning per setting")
     parser.add_argument("--clients", type=int, default=10, help="data holders (split learning runs on this many + 1 "
                         "ranks)")
@@ -76,20 +110,29 @@ def main():
     args = build_parser().parse_args()
     if args.epochs < 1 or args.clients < 1:
         build_parser().error("--epochs and --clients must be at least 1")
+    runs = [(model, cut, setting_) for model, cut in grid(args.models, args.cut_layers) for setting_ in args.settings]
+    if not runs:
+        build_parser().error(f"--cut-layers {args.cut_layers}: none of {', '.join(args.models)} has such a cut point")
     start = time.perf_counter()
     out = Path(args.results_dir)
-    for k, (name, flags) in enumerate(args.settings, 1):
-        results, parts, attacked = out / f"{name}.json", out / f"{name}.pt", out / f"{name}-attack.json"
+    for k, (model, cut, (setting_name, flags)) in enumerate(runs, 1):
+        name = f"{model}-cut{cut}-{setting_name}"
+        results, parts = out / f"{name}.json", out / f"{name}.pt"
         if not finished(results) or not parts.exists():
-            attacked.unlink(missing_ok=True)  # an attack on the parts of an earlier training says nothing of these
+            for stale in out.glob(f"{name}-aux*-attack.json"):  # attacks on an earlier training's parts
+                stale.unlink()
             seconds = run([MPIRUN, "-n", str(args.clients + 1), sys.executable, "split_learning.py", *flags,
-                           "--epochs", str(args.epochs), "--patience", "0", "--no-progress", "--results-dir",
-                           str(out), "--run-name", name, *shlex.split(args.extra)])
-            print(f"[{k}/{len(args.settings)}] {name}: trained in {seconds:.0f} s", flush=True)
-        if not attacked.exists():
-            seconds = run([sys.executable, "attack.py", str(parts), "--figure", str(out / f"{name}-reconstructions.png"),
-                           *shlex.split(args.attack_flags)])
-            print(f"[{k}/{len(args.settings)}] {name}: attacked in {seconds:.0f} s", flush=True)
+                           "--model", model, "--cut-layer", str(cut), "--epochs", str(args.epochs), "--patience", "0",
+                           "--no-progress", "--results-dir", str(out), "--run-name", name, *shlex.split(args.extra)])
+            print(f"[{k}/{len(runs)}] {name}: trained in {seconds:.0f} s", flush=True)
+        for aux in args.aux:
+            attacked = out / f"{name}-aux{aux}-attack.json"
+            if not attacked.exists():
+                seconds = run([sys.executable, "attack.py", str(parts), "--aux", str(aux), "--out", str(attacked),
+                               "--figure", str(out / f"{name}-aux{aux}-reconstructions.png"),
+                               *shlex.split(args.attack_flags)])
+                print(f"[{k}/{len(runs)}] {name}: attacked with {aux} auxiliary images in {seconds:.0f} s",
+                      flush=True)
     print(f"privacy grid done in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
 
 

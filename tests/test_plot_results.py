@@ -173,3 +173,14 @@ def test_what_a_data_holder_pays_averages_the_clients_that_trained_in_the_last_e
     table = work_markdown(load_work(tmp_path / "work"))
     assert "| lenet5 | FedAvg | 2.00 | 1.5 | 3.0 | 800 | 0.00 | 0.5 |" in table
     assert table.count("| lenet5 |") == 1
+
+
+def test_the_first_private_setting_keeps_accuracy_within_two_points_of_its_undefended_run():
+    from plot_results import first_private_setting
+    def row(setting, cut, nopeek, noise, acc, ssim):
+        return {"setting": setting, "model": "lenet5", "cut": cut, "clients": 2, "epochs": 3, "nopeek": nopeek,
+                "noise_std": noise, "test_acc": acc, "ssim_decoder": ssim}
+    rows = [row("none", 1, 0, 0, 0.90, 0.88), row("noise2", 1, 0, 2, 0.85, 0.20),  # private, but 5 points lost
+            row("nopeek8", 1, 8, 0, 0.89, 0.25), row("none", 2, 0, 0, 0.88, 0.50)]
+    assert first_private_setting(rows)["setting"] == "nopeek8"
+    assert first_private_setting(rows[:2] + rows[3:]) is None

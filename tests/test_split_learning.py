@@ -29,7 +29,9 @@ def test_three_ranks_train_and_write_results_and_the_server_sees_only_activation
     assert saved["final_client_test_acc"][-1] == epoch["test_acc"]  # the report's measure: the last client
     # Every batch's activations and gradients cross the wire: at least 2 x 600 x 16x5x5 floats each way.
     assert epoch["bytes_sent"] >= 2 * 600 * 16 * 5 * 5 * 4
-    assert epoch["bytes_sent"] == epoch["bytes_received"]  # every byte sent by one rank is received by another
+    # every byte sent by one rank is received by another; a client's turn report counts itself in its next one,
+    # and its numbers' digits vary: a few bytes can move between epochs
+    assert epoch["bytes_sent"] == pytest.approx(epoch["bytes_received"], abs=16)
     # (at cut 1, tests/test_placement.py)
     kinds = {(r["tag"], tuple(r["shape_per_example"])) for r in saved["server_received"]}
     assert kinds == {("SMASHED", (16, 5, 5)), ("LABELS", ()), ("TURN_DONE", ())}

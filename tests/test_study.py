@@ -1,6 +1,7 @@
 """The study runner: the grid it expands to, bad input, and resuming without redoing finished runs."""
 
 import json
+from pathlib import Path
 
 from conftest import needs_data, script
 
@@ -64,23 +65,32 @@ def test_a_finished_run_made_with_other_settings_is_run_again(tmp_path):
 
 
 def test_privacy_attacks_again_a_setting_it_trained_again(tmp_path, monkeypatch):
+    """The grid resumes: finished trainings and attacks are kept; a training redone is attacked again, once for
+    each attacker (auxiliary data size); every cut of the model is trained."""
     import privacy
     commands = []
 
     def fake_run(command):  # stands in for split_learning.py and attack.py: writes what each would
-        commands.append("attack" if "attack.py" in command else "train")
-        if commands[-1] == "train":
-            (tmp_path / "none.json").write_text(json.dumps({"status": "completed"}))
-            (tmp_path / "none.pt").write_bytes(b"parts")
+        if "attack.py" in command:
+            out = Path(command[command.index("--out") + 1])
+            commands.append(f"attack {out.name}")
+            out.write_text(json.dumps({"attacks": {}}))
         else:
-            (tmp_path / "none-attack.json").write_text(json.dumps({"attacks": {}}))
+            name = command[command.index("--run-name") + 1]
+            commands.append(f"train {name}")
+            (tmp_path / f"{name}.json").write_text(json.dumps({"status": "completed"}))
+            (tmp_path / f"{name}.pt").write_bytes(b"parts")
         return 0.0
 
     monkeypatch.setattr(privacy, "run", fake_run)
-    monkeypatch.setattr("sys.argv", ["privacy.py", "--settings", "none", "--results-dir", str(tmp_path)])
+    monkeypatch.setattr("sys.argv", ["privacy.py", "--settings", "none", "--aux", "500,5000",
+                                     "--results-dir", str(tmp_path)])
     privacy.main()
     privacy.main()  # everything finished: nothing to do
-    assert commands == ["train", "attack"]
-    (tmp_path / "none.json").write_text(json.dumps({"status": "running"}))  # the training was interrupted
+    attacks = ["attack lenet5-cut{}-none-aux500-attack.json", "attack lenet5-cut{}-none-aux5000-attack.json"]
+    first = [f"train lenet5-cut1-none", *[a.format(1) for a in attacks], "train lenet5-cut2-none",
+             *[a.format(2) for a in attacks]]
+    assert commands == first
+    (tmp_path / "lenet5-cut2-none.json").write_text(json.dumps({"status": "running"}))  # interrupted
     privacy.main()
-    assert commands == ["train", "attack", "train", "attack"]
+    assert commands == first + ["train lenet5-cut2-none", *[a.format(2) for a in attacks]]
