@@ -78,8 +78,9 @@ class UShapedClient(Client):
         """Report the turn's loss, and what the server could read of its labels from the gradients it was sent
         (scored here, where the labels are)."""
         from label_leakage import label_leakage_report  # here: its scipy takes a second to import, on every rank
-        leak = label_leakage_report(torch.cat(self.head_grads_sent).numpy(), torch.cat(self.labels_kept).numpy(),
-                                    seed=self.args.seed)
+        with self.work.aside():  # the experimenter's measurement, not the client's work
+            leak = label_leakage_report(torch.cat(self.head_grads_sent).numpy(), torch.cat(self.labels_kept).numpy(),
+                                        seed=self.args.seed)
         self.turn_report(loss_sum=self.loss_sum, examples=self.examples, label_leakage=leak)
 
     @torch.no_grad()

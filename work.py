@@ -65,6 +65,15 @@ class Work:
             self.started = None
 
     @contextmanager
+    def aside(self):
+        """Inside an active block, work that is not this role's (the experimenter's measurements): not counted."""
+        self.add_since_start()
+        try:
+            yield
+        finally:
+            self.started = self.readings()
+
+    @contextmanager
     def batch(self, key):
         """One training batch (``key``: what fixes its shapes, such as its size): count its FLOPs."""
         if key in self.per_batch:
