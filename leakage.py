@@ -36,8 +36,8 @@ def distance_correlation(x, z):
     a, b = _double_centred(_distances(x)), _double_centred(_distances(z))
     dcov2, dvar_x2, dvar_z2 = (a * b).mean(), (a * a).mean(), (b * b).mean()
     denominator = (dvar_x2 * dvar_z2).sqrt()
-    if denominator <= 0:
-        return torch.zeros((), dtype=torch.float64)
+    if denominator <= 0:  # a constant batch (NoPeek can drive every activation to 0): no dependence, and a zero
+        return dcov2.double() * 0  # that stays in the graph, so that NoPeek's backward pass still runs
     return (dcov2 / denominator).clamp(min=0).sqrt()
 
 

@@ -39,3 +39,12 @@ def test_the_plain_statistic_can_be_trained_against():
     z = (x @ torch.randn(10, 6, dtype=torch.float64)).requires_grad_()
     distance_correlation(x, z).backward()
     assert z.grad is not None and torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
+def test_nopeek_can_train_through_a_batch_of_constant_activations():
+    """NoPeek at a large weight can drive a client's activations to 0 (a make privacy run at W = 8 ended with
+    "does not require grad" there): dCor is then 0, and its backward pass runs and pushes nothing."""
+    z = torch.zeros(16, 6, dtype=torch.float64, requires_grad=True)
+    penalty = distance_correlation(torch.randn(16, 10, dtype=torch.float64), z)
+    penalty.backward()
+    assert penalty.item() == 0 and torch.equal(z.grad, torch.zeros_like(z))
