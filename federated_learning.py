@@ -25,7 +25,7 @@ import process_policy
 from protocol import SERVER, ProtocolError, Tag
 from training import Results, add_client_args, add_mpi_args, common_parser, evaluate, fit, fraction, \
     launched_by_mpi, nonnegative_float, positive_float, positive_int, resolve_device, run_main, set_lr, sgd, \
-    train_epoch
+    train_epoch, warn_if_link_set
 from work import Work, epoch_keys, peak_rss_mb
 
 
@@ -89,6 +89,7 @@ def evaluate_global(aggregator, model, x_test, y_test, batch_size):
 
 
 def run_one_process(parser, args, device):
+    warn_if_link_set()
     args.clients = args.clients or ONE_PROCESS_CLIENTS
     shard_sizes, shards, (x_test, y_test) = load_shards(args, args.clients, range(1, args.clients + 1))
     x_test, y_test = x_test.to(device), y_test.to(device)

@@ -9,13 +9,14 @@ import runtime  # noqa: F401  (process settings that must precede torch)
 from data import batches, load_fashion_mnist, num_batches, shuffle_generator
 from models import build
 from training import Results, common_parser, evaluate, fit, progress, resolve_device, run_main, set_lr, sgd, \
-    train_epoch
+    train_epoch, warn_if_link_set
 from work import Work, epoch_keys, peak_rss_mb
 
 
 def main():
     parser = common_parser("regular", __doc__.splitlines()[0])
     args = parser.parse_args()
+    warn_if_link_set()
     device = resolve_device(args.device)
 
     x_train, y_train, x_test, y_test = (t.to(device) for t in

@@ -121,6 +121,13 @@ def add_mpi_args(parser, one_process_clients=None):
              "other clients' turns. The longest such wait of the report's experiment on 2 cores is a few seconds")
 
 
+def warn_if_link_set():
+    """A one-process run has no messages for ``LINK`` to delay: say so rather than ignore it silently."""
+    if os.environ.get("LINK"):
+        print(f"warning: LINK={os.environ['LINK']} is ignored: it delays the messages of runs over MPI, and this run "
+              "has none (run it with mpirun, or estimate with link_estimate.py)", file=sys.stderr)
+
+
 def resolve_device(name):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

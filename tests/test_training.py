@@ -182,3 +182,12 @@ def test_a_run_at_chance_level_is_warned_about_and_recorded(tmp_path, capsys):
     assert [e.get("at_chance", False) for e in data["epochs"]] == [True, False]
     assert data["epochs_at_chance"] == [1]
     assert "warning: epoch 1: test accuracy 10.0% is at chance level" in capsys.readouterr().err
+
+
+def test_a_link_set_for_a_run_without_messages_is_named_not_ignored(monkeypatch, capsys):
+    from training import warn_if_link_set
+    warn_if_link_set()
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("LINK", "10mbit,20ms")
+    warn_if_link_set()
+    assert "LINK=10mbit,20ms is ignored" in capsys.readouterr().err
