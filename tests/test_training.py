@@ -186,6 +186,7 @@ def test_a_run_at_chance_level_is_warned_about_and_recorded(tmp_path, capsys):
 
 def test_a_link_set_for_a_run_without_messages_is_named_not_ignored(monkeypatch, capsys):
     from training import warn_if_link_set
+    monkeypatch.delenv("LINK", raising=False)
     warn_if_link_set()
     assert capsys.readouterr().err == ""
     monkeypatch.setenv("LINK", "10mbit,20ms")
