@@ -57,7 +57,7 @@ def replay(traces, link=None):
     match = match_messages(traces)
     ends = {rank: [] for rank in traces}
     arrivals = {}  # send (rank, index) -> when its message arrives
-    free_at = {rank: 0.0 for rank in traces}  # each rank's link: busy until then
+    links = {rank: Link(*link) for rank in traces} if link else None  # each rank's own link
     progressed = True
     while progressed:
         progressed = False
@@ -68,11 +68,7 @@ def replay(traces, link=None):
                 kind, _, _, start, end, nbytes = events[i]
                 begin = done[-1] + start - events[i - 1][4] if i else start  # after the measured compute gap
                 if kind == "send":
-                    if link:
-                        free_at[rank] = max(begin, free_at[rank]) + 8 * nbytes / link[0]
-                        arrivals[(rank, i)] = free_at[rank] + link[1]
-                    else:
-                        arrivals[(rank, i)] = begin
+                    arrivals[(rank, i)] = links[rank].arrival(nbytes, begin) if links else begin
                     done.append(begin + end - start)
                 else:
                     sender = match[(rank, i)]

@@ -90,9 +90,9 @@ class Link:
                              f"(bandwidth in bit, kbit, mbit or gbit a second; latency in s, ms or us)")
         return cls(float(found[1]) * cls.UNITS[found[2]], float(found[3]) * cls.UNITS[found[4]])
 
-    def arrival(self, nbytes):
-        """When a message of ``nbytes`` handed to the link now arrives (its perf_counter time)."""
-        self.free_at = max(time.perf_counter(), self.free_at) + 8 * nbytes / self.bits_per_s
+    def arrival(self, nbytes, now):
+        """When a message of ``nbytes`` handed to the link at ``now`` arrives."""
+        self.free_at = max(now, self.free_at) + 8 * nbytes / self.bits_per_s
         return self.free_at + self.latency_s
 
 
@@ -200,7 +200,7 @@ class Channel:
         self.sent_total += nbytes
         self._record("send", dest, tag, time.perf_counter(), nbytes)
         if self.link:
-            self.held.append((self.link.arrival(nbytes), buffer, dest, tag))
+            self.held.append((self.link.arrival(nbytes, time.perf_counter()), buffer, dest, tag))
             self._release_arrived()
             return
         self._isend(buffer, dest, tag)
