@@ -53,6 +53,8 @@ def build_parser():
     add("--tv-weight", type=float, default=0.01, help="weight of the total-variation prior in the inversion")
     add("--classifier-epochs", type=positive_int, default=2,
         help="epochs of regular learning for the LeNet-5 that judges the reconstructions")
+    add("--classifier-images", type=positive_int, default=60000,
+        help="training images of that LeNet-5 (the first N; fewer make a quicker, weaker judge)")
     add("--seed", type=int, default=0)
     add("--data-dir", default=None, help="Fashion-MNIST folder (default: searched for, as the training scripts do)")
     add("--figure", default=None, help="the figure's path (default: reconstructions.png beside the .pt file)")
@@ -212,7 +214,8 @@ def main():
     reconstructions = {"white-box": white_box_inversion(front, z_victims, args.inversion_steps, args.tv_weight),
                        "decoder": learned_decoder(z_aux, to_unit(aux), z_victims, cut_shape(config["model"], config["cut_layer"]),
                                                   args.decoder_epochs, args.seed)}
-    classifier = train_classifier(x_train, y_train, args.classifier_epochs, args.seed)
+    classifier = train_classifier(x_train[:args.classifier_images], y_train[:args.classifier_images],
+                                  args.classifier_epochs, args.seed)
     result = {"parts": str(args.parts), "client": client, "config": config, "victims": f"test images 0..{args.victims - 1}",
               "auxiliary": f"test images {AUX_START}..{AUX_START + args.aux - 1}", "attack_settings": vars(args),
               "classifier_accuracy_on_originals": evaluate(classifier, victims, labels, 1000)["test_acc"],

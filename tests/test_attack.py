@@ -64,7 +64,7 @@ def trained_run(tmp_path_factory):
 
 
 QUICK_ATTACK = ["--victims", "20", "--aux", "500", "--decoder-epochs", "3", "--inversion-steps", "50",
-                "--classifier-epochs", "1"]
+                "--classifier-epochs", "1", "--classifier-images", "3000"]
 
 
 def attack(path):
