@@ -6,6 +6,7 @@
 # make privacy    split learning at every cut under each defence, attacked (privacy.py), then the figures and table
 # make labels     U-shaped split learning under label-gradient noise: what the server reads of the labels
 # make scale      10, 100 and 1,000 clients on 4 client ranks: split learning (cuts 1, 2), SplitFed V2, FedAvg
+# make decision   which method reaches a target accuracy first, by clients and bandwidth (decision.py)
 # make work       what a data holder pays: every method, 10 clients, for the models WORK_MODELS
 # make bench      the speed benchmarks (ratios measured side by side)
 # make bench-cores  split learning and FedAvg across CORES (default 2,4,8,16), with a per-batch trace at each
@@ -17,7 +18,7 @@ STARTED := $(shell date +%s)
 CORES  ?= 2,4,8,16
 comma  := ,
 
-.PHONY: setup data test reproduce variants study privacy labels scale work bench bench-cores
+.PHONY: setup data test reproduce variants study privacy labels scale decision work bench bench-cores
 
 setup: $(VENV)/.installed data
 
@@ -68,6 +69,21 @@ labels: setup
 	done
 	$(PYTHON) plot_results.py
 	@echo "== make labels took $$(( $$(date +%s) - $(STARTED) )) s"
+
+# Which method for my case: make scale's methods per model (IID), FedAvg for more rounds (it needs them at 100+
+# clients), then decision.py's map. Resumable, as study.py is.
+DECISION_MODELS ?= lenet5-report
+DECISION_EPOCHS ?= 3
+DECISION_ROUNDS ?= 20
+decision: setup
+	for model in $(DECISION_MODELS); do \
+		$(PYTHON) study.py --methods split,sflv2 --partitions iid --seeds 0 --clients 10,100,1000 --client-ranks 4 \
+			--epochs $(DECISION_EPOCHS) --extra "--model $$model" --results-dir results/decision/$$model || exit 1; \
+		$(PYTHON) study.py --methods federated --partitions iid --seeds 0 --clients 10,100,1000 \
+			--epochs $(DECISION_ROUNDS) --extra "--model $$model" --results-dir results/decision/$$model || exit 1; \
+	done
+	$(PYTHON) decision.py
+	@echo "== make decision took $$(( $$(date +%s) - $(STARTED) )) s"
 
 # Clients are not ranks (placement.py): every K on the same 5 ranks; resumable, as study.py is.
 SCALE_EPOCHS ?= 5
