@@ -55,9 +55,9 @@ class Client:
     """One data holder: its shard, its shuffling and its local optimizer (whose momentum buffers it keeps
     between rounds with --client-momentum keep)."""
 
-    def __init__(self, index, x, y, model, args, channel=None):
+    def __init__(self, index, x, y, model, args, channel=None, flops_per_batch=None):
         self.x, self.y, self.model, self.args = x, y, model, args
-        self.work = Work(channel)  # what it computes and sends in its rounds (work.py)
+        self.work = Work(channel, flops_per_batch)  # what it computes and sends in its rounds (work.py)
         self.shuffle = shuffle_generator(args.seed, index)
         # Made once: torch's first optimizer in a process costs seconds of imports, which would otherwise land
         # in every MPI client's first round.
@@ -94,7 +94,8 @@ def run_one_process(parser, args, device):
     shard_sizes, shards, (x_test, y_test) = load_shards(args, args.clients, range(1, args.clients + 1))
     x_test, y_test = x_test.to(device), y_test.to(device)
     model = build(args.model, args.seed).to(device)  # one model, which each client in turn trains
-    clients = [Client(k - 1, x.to(device), y.to(device), model, args) for k, (x, y) in shards.items()]
+    flops = {}  # the clients train one model: its FLOPs a batch size, counted once for all
+    clients = [Client(k - 1, x.to(device), y.to(device), model, args, None, flops) for k, (x, y) in shards.items()]
     aggregator = Aggregator(flat_parameters(model), args.server_momentum, args.server_lr)
     model_bytes = aggregator.params.numel() * aggregator.params.element_size()
     server_work = Work()  # the aggregator's (work.py)
@@ -203,7 +204,8 @@ class ClientRank:
         self.channel, self.device = channel, device
         model = build(args.model, args.seed).to(device)
         shards, _ = data
-        self.clients = {k: Client(k - 1, x.to(device), y.to(device), model, args, channel)
+        flops = {}  # the clients train one model: its FLOPs a batch size, counted once for all
+        self.clients = {k: Client(k - 1, x.to(device), y.to(device), model, args, channel, flops)
                         for k, (x, y) in shards.items()}
         self.global_params = torch.empty(sum(p.numel() for p in model.parameters()))
         self.model_round = None  # the round whose global model this rank holds

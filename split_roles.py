@@ -68,7 +68,7 @@ class Client:
         self.noise = torch.Generator(device=self.device).manual_seed(args.seed * 1000 + number)
         self.cut_grad_buf = rank.buffer("cut_grad", (args.batch_size, *cut_shape(args.model, args.cut_layer)))
         self.sent_for_leakage = []  # during an evaluation: the activations sent for the first test images
-        self.work = Work(self.channel)  # what it computes and sends in its turns (work.py)
+        self.work = Work(self.channel, rank.flops_per_batch)  # what it computes and sends in its turns (work.py)
 
     @staticmethod
     def make_parts(args):
@@ -190,6 +190,7 @@ class ClientRank:
         self.x_test = x_test.to(device)
         self.buffers = {}
         self.initial_parts = [part.to(device) for part in self.client_class.make_parts(args)]  # copied by each
+        self.flops_per_batch = {}  # the clients' parts are alike: a batch size's FLOPs counted once for all
         self.clients = {number: self.client_class(number, shard, self) for number, shard in shards.items()}
         self.handlers = {tag: per_client(self.clients, method) for tag, method in self.client_class.commands.items()}
         process_policy.apply(self.client_class.plan(channel.host, placement.num_ranks), channel)

@@ -189,9 +189,10 @@ class ParameterServer:
 class Worker:
     """One worker: its shard, its shuffling and its straggler delays (seeded by its number, not its rank)."""
 
-    def __init__(self, number, x, y, args, channel):
+    def __init__(self, number, x, y, args, channel, flops_per_batch):
         self.number, self.x, self.y, self.args = number, x, y, args
-        self.work, self.work_by_epoch = Work(channel), {}  # what it computes and sends, epoch by epoch
+        self.work = Work(channel, flops_per_batch)  # what it computes and sends, epoch by epoch
+        self.work_by_epoch = {}
         self.shuffle = shuffle_generator(args.seed, number - 1)
         self.straggler = np.random.default_rng([args.seed, number])
         self.order, self.position = torch.randperm(len(self.y), generator=self.shuffle), 0
@@ -212,7 +213,8 @@ class WorkerRank:
         process_policy.apply(process_policy.side_by_side(channel.host, placement.num_ranks), channel)
         self.channel, self.args, self.device = channel, args, device
         shards, shard_sizes = data
-        self.workers = [Worker(k, x.to(device), y.to(device), args, channel) for k, (x, y) in shards.items()]
+        flops = {}  # the workers compute alike: a batch's FLOPs counted once for all
+        self.workers = [Worker(k, x.to(device), y.to(device), args, channel, flops) for k, (x, y) in shards.items()]
         self.steps_per_epoch = steps_per_epoch(shard_sizes, args.batch_size)
         self.model = build(args.model, args.seed).to(device)
         self.params_buf = torch.empty(sum(p.numel() for p in self.model.parameters()) + 1)

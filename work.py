@@ -34,11 +34,13 @@ def peak_rss_mb():
 class Work:
     """One role's work since it was last taken: ``flops``, ``cpu_s``, ``bytes_sent``, ``bytes_received``.
     ``channel`` (None in one process) is where its messages go; only what happens in an ``active`` block counts
-    (a rank's clients take turns, and each has its own Work)."""
+    (a rank's clients take turns, and each has its own Work). Roles that compute alike (a rank's clients) share
+    ``flops_per_batch``, so that each batch size is counted once for all of them: 1,000 clients of one batch each
+    would otherwise each count theirs live, which took most of a FedAvg round."""
 
-    def __init__(self, channel=None):
+    def __init__(self, channel=None, flops_per_batch=None):
         self.channel = channel
-        self.per_batch = {}  # batch key -> FLOPs of one such batch, counted once
+        self.per_batch = {} if flops_per_batch is None else flops_per_batch  # batch key -> FLOPs of one
         self.counts = {"flops": 0, "cpu_s": 0.0, "bytes_sent": 0, "bytes_received": 0}
         self.started = None  # in an active block: the readings at its start (or at the last take)
 
