@@ -35,7 +35,6 @@ import glob
 import json
 import math
 import re
-import statistics
 import time
 from pathlib import Path
 
@@ -57,7 +56,8 @@ CLIENTS = np.unique(np.round(np.logspace(1, 3, 31)).astype(int))  # 10 to 1,000
 # ------------------------------------------------------------------------------------ compute, timed here
 
 def role_seconds(model, cut, batch=64, repeats=20):
-    """Seconds of one training batch of each role on one thread of this machine (medians of ``repeats``):
+    """Seconds of one training batch of each role on one thread of this machine (the least of ``repeats``, as
+    timeit advises: other work on the machine only adds to a time):
     ``client_forward``, ``client_backward`` (with its SGD step), ``server`` (forward, backward, step) and
     ``whole`` (the whole network's forward, backward and step, FedAvg's client)."""
     threads = torch.get_num_threads()
@@ -89,7 +89,7 @@ def role_seconds(model, cut, batch=64, repeats=20):
             for key, seconds in zip(times, (forwarded - start, done - served, served - forwarded,
                                             time.perf_counter() - done)):
                 times[key].append(seconds)
-        return {key: statistics.median(values[2:]) for key, values in times.items()}
+        return {key: min(values[2:]) for key, values in times.items()}
     finally:
         torch.set_num_threads(threads)
 
@@ -168,11 +168,13 @@ def load_runs(folders):
 
 def interpolated_epochs(measured, clients):
     """The epochs to the target at ``clients``, linear in log(clients) between the measured numbers of clients
-    ``measured`` ({K: (epochs, reached)}); outside them, the nearest. Reached only if both ends reached it."""
+    ``measured`` ({K: (epochs, reached)}), and whether both ends reached it; None outside the measured ones."""
     ks = sorted(measured)
-    if clients <= ks[0] or clients >= ks[-1]:
-        return measured[ks[0] if clients <= ks[0] else ks[-1]]
+    if not ks[0] <= clients <= ks[-1]:
+        return None
     high = next(k for k in ks if k >= clients)
+    if high == clients:
+        return measured[high]
     low = ks[ks.index(high) - 1]
     w = (math.log(clients) - math.log(low)) / (math.log(high) - math.log(low))
     (e0, r0), (e1, r1) = measured[low], measured[high]
@@ -181,16 +183,19 @@ def interpolated_epochs(measured, clients):
 
 def decide(runs, compute, model, target, latency, clients=CLIENTS, bandwidths=BANDWIDTHS):
     """The fastest method to ``target`` in every cell of ``clients`` x ``bandwidths``: an array of method names
-    ('' where a method that did not reach the target might still be faster), and {method: seconds array}."""
+    ('' where a method that did not reach the target might still be faster), and {method: seconds array}. A
+    method takes part only between the fewest and the most clients it was run with."""
     seconds = {}
     for name, by_k in runs.items():
         run = next(iter(by_k.values()))
         measured = {k: epochs_to(r, target) for k, r in by_k.items()}
         cut = run["config"].get("cut_layer", 1)
-        table = np.empty((len(clients), len(bandwidths)))
-        reached = np.empty(len(clients), dtype=bool)
+        table = np.full((len(clients), len(bandwidths)), np.nan)  # nan: not measured so far from here
+        reached = np.zeros(len(clients), dtype=bool)
         for i, k in enumerate(clients):
-            epochs, reached[i] = interpolated_epochs(measured, k)
+            if (known := interpolated_epochs(measured, k)) is None:
+                continue
+            epochs, reached[i] = known
             for j, bits in enumerate(bandwidths):
                 per_epoch, _ = epoch_seconds(formula(run), k, (bits, latency), compute[cut], model, cut,
                                              batch=run["config"]["batch_size"],
@@ -204,9 +209,39 @@ def decide(runs, compute, model, target, latency, clients=CLIENTS, bandwidths=BA
             if not done:
                 continue
             best = min(done, key=done.get)
-            if all(t[i, j] >= done[best] for name, (t, r) in seconds.items() if not r[i]):
+            if all(not t[i, j] < done[best] for name, (t, r) in seconds.items() if not r[i]):  # nan: not a rival
                 winner[i, j] = best
     return winner, {name: t for name, (t, _) in seconds.items()}
+
+
+def markdown(model, runs, compute, target, latency, bandwidths=(1e6, 1e7, 1e8, 1e9, 1e10)):
+    """A table for the measured numbers of clients: each method's epochs to the target, and at each bandwidth the
+    fastest method with its time to the target (and the runner-up's)."""
+    clients = np.array(sorted({k for by_k in runs.values() for k in by_k}))
+    winner, seconds = decide(runs, compute, model, target, latency, clients, np.array(bandwidths))
+    lines = [f"| {model}: clients | epochs to {target:.0%} | "
+             + " | ".join(f"{b / 1e6:,.0f} Mbit/s" for b in bandwidths) + " |",
+             "|---" * (2 + len(bandwidths)) + "|"]
+    for i, k in enumerate(clients):
+        reached = {name: epochs_to(by_k[k], target) for name, by_k in runs.items() if k in by_k}
+        epochs = ", ".join(f"{LABELS.get(n, n)} {e if done else f'> {e}'}" for n, (e, done) in reached.items())
+        cells = []
+        for j in range(len(bandwidths)):
+            ranked = sorted((seconds[n][i, j], n) for n in reached if reached[n][1])
+            if not winner[i, j]:
+                cells.append("undecided")
+                continue
+            text = f"**{LABELS.get(winner[i, j], winner[i, j])}** {_duration(ranked[0][0])}"
+            if len(ranked) > 1:
+                text += f" ({LABELS.get(ranked[1][1], ranked[1][1])} {_duration(ranked[1][0])})"
+            cells.append(text)
+        lines.append(f"| {k:,} | {epochs} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _duration(seconds):
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.0f} h"
 
 
 # -------------------------------------------------------------------------------------------- the figure
@@ -259,25 +294,30 @@ def main():
     parser.add_argument("--target", type=float, default=0.80, help="test accuracy to reach, in (0, 1)")
     parser.add_argument("--latency", type=latency_value, default="10ms",
                         help="one-way latency of every link, e.g. 10ms, 500us")
-    parser.add_argument("--out", default="results/decision.png")
+    parser.add_argument("--out", default="results/decision.png", help="the map; its tables go beside it (.md)")
     args = parser.parse_args()
     if not 0 < args.target < 1:
         parser.error(f"--target must be in (0, 1), not {args.target}")
     latency = args.latency
     folders = [folder for pattern in args.runs.split(",") for folder in sorted(glob.glob(pattern))]
-    maps = {}
+    maps, tables = {}, []
     for model, runs in load_runs(folders).items():
         cuts = {r["config"].get("cut_layer", 1) for by_k in runs.values() for r in by_k.values()}
         compute = {cut: role_seconds(model, cut) for cut in cuts}
         winner, seconds = decide(runs, compute, model, args.target, latency)
         maps[model] = (winner, runs, compute)
+        tables.append(markdown(model, runs, compute, args.target, latency))
         print(f"{model}: timed batches (s, one thread): "
               + "; ".join(f"cut {c}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in t.items())
                           for c, t in compute.items()))
     if not maps:
         parser.error(f"no finished IID runs in {args.runs} (make scale or make decision first)")
     figure(maps, args.target, latency, args.out)
-    print(f"wrote {args.out}")
+    text = (f"Time to {args.target:.0%} test accuracy, latency {latency * 1e3:g} ms (decision.py): in each cell the "
+            "fastest method and its time, the runner-up's in brackets.\n\n" + "\n".join(tables))
+    Path(args.out).with_suffix(".md").write_text(text)
+    print(text)
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
 
 
 if __name__ == "__main__":

@@ -70,6 +70,7 @@ def test_epochs_between_measured_clients_are_interpolated_in_log_clients():
     assert decision.interpolated_epochs(measured, 100) == (pytest.approx(2), True)
     assert decision.interpolated_epochs(measured, 10) == (1, True)
     assert decision.interpolated_epochs({10: (1, True), 1000: (3, False)}, 100)[1] is False
+    assert decision.interpolated_epochs(measured, 2000) is None  # not measured so far out: takes no part
 
 
 def test_a_method_short_of_the_target_wins_nothing_and_may_leave_cells_undecided():
@@ -103,6 +104,10 @@ def test_the_map_from_results_files(tmp_path, monkeypatch):
     assert len(runs["lenet5"]["federated"][10]["epochs"]) == 3  # of two runs, the longer
     assert {name: sorted(by_k) for name, by_k in runs["lenet5"].items()} == {"split": [10, 1000], "sflv2": [1000],
                                                                              "federated": [10]}
+    winner, seconds = decision.decide(runs["lenet5"], {1: COMPUTE}, "lenet5", 0.8, 0.01, np.array([10, 1000]),
+                                      np.array([1e6, 1e9]))
+    assert np.isnan(seconds["sflv2"][0]).all() and not np.isnan(seconds["sflv2"][1]).any()  # run with 1,000 only
+    assert "sflv2" not in winner[0]
     monkeypatch.setattr(decision, "role_seconds", lambda model, cut: COMPUTE)
     monkeypatch.setattr(sys, "argv", ["decision.py", "--runs", str(tmp_path), "--out",
                                       str(tmp_path / "decision.png")])
