@@ -4,8 +4,7 @@
     python decision.py --target 0.85 --latency 20ms --out results/decision.png
 
 Time to the target = the epochs a method took to reach it (measured: the runs of make scale and make decision,
-IID shards)
-x its epoch time over the link (a deployment model, below). Where a method did not reach the target in the
+IID shards) x its epoch time over the link (a deployment model, below). Where a method did not reach the target in the
 epochs it ran, its time is only known to exceed (epochs run) x (epoch time): it cannot win where another
 method's time is shorter than that, and the cell is left undecided where it might.
 
@@ -28,6 +27,8 @@ m a client's batches, K clients, smashed/grad a batch's activations (with labels
 Evaluation is left out (the experimenter's measurement, not the method's). The bytes each formula puts on the
 links are traffic.py's closed forms (tests/test_decision.py).
 """
+
+import runtime  # noqa: F401  (first: process settings that must precede torch)
 
 import argparse
 import functools
