@@ -141,9 +141,9 @@ class Doorbells:
             time.sleep(seconds)
             return False
         rung = bool(select.select([self.own], [], [], seconds)[0])
-        try:
+        try:  # empty the FIFO; a ring that came after select timed out counts too, or it would be lost
             while os.read(self.own, 4096):
-                pass
+                rung = True
         except BlockingIOError:
             pass
         return rung
@@ -300,6 +300,7 @@ class Channel:
         began, cpu = time.perf_counter(), time.process_time()
         while True:
             start, polls = time.perf_counter(), 0
+            recheck = start + sleep
             while polls < POLLS or time.perf_counter() - start < spin:
                 if self.held:
                     self._release_arrived()
@@ -312,6 +313,12 @@ class Channel:
                     if helper is not None:
                         self.unrung.add(helper)
                     self._ring_unrung()
+                elif time.perf_counter() >= recheck:  # a long poll rings again, as a timer's wake-up does, the
+                    self._forget_delivered()  # receivers of sends still in flight: a receiver rung before
+                    self.unrung.update(dest for _, dest in self.sending)  # it could see its message slept on
+                    self._ring_unrung()
+                    sleep = min(sleep * 2, MAX_SLEEP)
+                    recheck = time.perf_counter() + sleep
             self._forget_delivered()
             if woken_by_timer:
                 self.unrung.update(dest for _, dest in self.sending)
