@@ -24,13 +24,6 @@ needs_data = pytest.mark.skipif(not have_data(), reason="Fashion-MNIST not insta
 # with one thread (FedAvg over MPI and in one process differed by 1.7e-3 in test loss at default threads).
 PINNED = {"OMP_NUM_THREADS": "1"}
 
-# make test runs tests side by side (pytest -n): each test's processes get their share of the cores, as
-# process_policy gives each rank its share, unless a test sets the thread count itself. Without it two tests'
-# ranks each took threads for every core, twice the threads there were cores for.
-if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0))
-                                                     // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
-
 # No test may reach the internet: a proxy that refuses makes any download fail at once.
 OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
            "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
