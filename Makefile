@@ -130,7 +130,8 @@ study: setup
 # Privacy across depth (privacy.py, resumable): every cut of lenet5 and lenet5-report, undefended, under NoPeek
 # and under noise, 2 clients, PRIVACY_EPOCHS epochs, each part attacked by both attacks, the decoder with 500 and
 # with 5,000 auxiliary images. About 85 minutes on the 2-core machine (measured there: 84 s a training of 3
-# epochs, 90 s an attack). vgg-small is left out: an epoch of it is minutes on 2 cores (privacy.py --models).
+# epochs, 90 s an attack). vgg-small is left out: its 15 trainings and 30 attacks would add about 1.5 hours
+# (README, "Across depth"; python privacy.py --models vgg-small runs them).
 PRIVACY_EPOCHS ?= 3
 privacy: setup
 	$(PYTHON) privacy.py --models lenet5,lenet5-report --settings none,nopeek=0.5,nopeek=2,nopeek=8,noise=1 \
