@@ -66,6 +66,9 @@ def common_parser(method, description):
         help="the most epochs to train (for FedAvg: rounds; one round = every client one pass over its data)")
     add("--patience", type=nonnegative_int, default=3,
         help="stop when the test loss has not improved for this many epochs; 0 turns early stopping off")
+    add("--stop-at", type=fraction, default=None, metavar="ACCURACY",
+        help="also stop once the test accuracy reaches this (0.8: 80 %%), as time-to-accuracy studies need; "
+             "default: never")
     add("--batch-size", type=positive_int, default=64, help="training mini-batch size")
     add("--test-batch-size", type=positive_int, default=1000, help="evaluation batch size")
     add("--lr", type=positive_float, default=0.01, help="SGD learning rate at the start")
@@ -320,7 +323,8 @@ def at_chance(record):
 
 
 def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
-    """The loop every method shares: train an epoch, evaluate, record, stop early; returns the results dict.
+    """The loop every method shares: train an epoch, evaluate, record, stop early (on a plateau, or at
+    ``--stop-at``); returns the results dict.
 
     ``train_one_epoch(epoch, lr)`` trains with learning rate ``lr`` and returns a dict with at least
     ``train_loss`` (and ``bytes_sent``, ``bytes_received`` where processes talk); ``evaluate_model()`` one with
@@ -351,7 +355,7 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
             results.add_epoch(record)
             print(f"epoch {epoch:3d}  train loss {record['train_loss']:.4f}  test loss {record['test_loss']:.4f}  "
                   f"test acc {record['test_acc']:.4f}  {record['epoch_time_s']:.1f} s", file=sys.stderr, flush=True)
-            if plateau.should_stop(record["test_loss"]):
+            if plateau.should_stop(record["test_loss"]) or (args.stop_at and record["test_acc"] >= args.stop_at):
                 status = "stopped_early"
                 break
         final = final_info()

@@ -108,6 +108,15 @@ def test_fit_writes_every_contracted_key_and_stops_early(tmp_path):
     assert set(saved["environment"]) == {"python", "torch", "mpi", "cpus", "device"}
 
 
+def test_stop_at_ends_the_run_at_the_first_epoch_that_reaches_the_accuracy(tmp_path):
+    args = args_for(tmp_path, patience=0, stop_at=0.8)
+    accuracies = iter([0.5, 0.79, 0.8, 0.9, 0.95])
+    fit(args, Results(args, PARSER, "regular", "cpu"), lambda epoch, lr: {"train_loss": 1.0},
+        lambda: {"test_loss": 1.0, "test_acc": next(accuracies)})
+    saved = json.loads((tmp_path / "regular.json").read_text())
+    assert saved["status"] == "stopped_early" and [e["test_acc"] for e in saved["epochs"]] == [0.5, 0.79, 0.8]
+
+
 def test_a_crash_keeps_completed_epochs_and_says_failed(tmp_path):
     args = args_for(tmp_path, patience=0)
 
