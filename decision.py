@@ -149,8 +149,9 @@ def epochs_to(run, target):
 
 
 def load_runs(folders):
-    """model -> name -> {clients: run}: the finished IID runs (seed 0) of study.py in ``folders`` (make scale's,
-    make decision's); of two runs of one name and number of clients, the one with more epochs."""
+    """model -> name -> {clients: run}: the finished IID runs (seed 0) on the whole training set of study.py in
+    ``folders`` (make scale's, make decision's); of two runs of one name and number of clients, the one with
+    more epochs."""
     runs = {}
     for path in sorted(p for folder in folders for p in Path(folder).glob("*-iid-s0*.json")):
         name = re.fullmatch(r"(.+)-iid-s0(?:-k([0-9]+))?", path.stem)
@@ -158,7 +159,8 @@ def load_runs(folders):
             run = json.loads(path.read_text())
         except ValueError:
             continue
-        if not (name and run.get("status") in ("completed", "stopped_early") and run.get("epochs") and formula(run)):
+        if not (name and run.get("status") in ("completed", "stopped_early") and run.get("epochs") and formula(run)
+                and not run["config"].get("train_subset")):
             continue
         by_k = runs.setdefault(run["config"].get("model", "lenet5"), {}).setdefault(name[1], {})
         k = int(name[2] or 10)

@@ -100,6 +100,9 @@ def test_the_map_from_results_files(tmp_path, monkeypatch):
     longer = tmp_path / "longer"
     longer.mkdir()
     (longer / "federated-iid-s0.json").write_text(json.dumps(_run("federated", [0.7, 0.75, 0.81], 10)))
+    subset = _run("split", [0.9, 0.9, 0.9, 0.9], 10, "sflv2")
+    subset["config"]["train_subset"] = 600  # a run on part of the data: left out
+    (longer / "sflv2-iid-s0.json").write_text(json.dumps(subset))
     runs = decision.load_runs([tmp_path, longer])
     assert len(runs["lenet5"]["federated"][10]["epochs"]) == 3  # of two runs, the longer
     assert {name: sorted(by_k) for name, by_k in runs["lenet5"].items()} == {"split": [10, 1000], "sflv2": [1000],
