@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from conftest import mpirun, needs_data, script
+from conftest import in_process, mpirun, needs_data, script
 from models import split
 
 
@@ -15,12 +15,12 @@ def assert_one_line_error(result, fragment):
 
 
 def test_a_missing_file_is_named(tmp_path):
-    assert_one_line_error(script("attack.py", str(tmp_path / "nothing.pt")), "nothing.pt: no such file")
+    assert_one_line_error(in_process("attack.py", str(tmp_path / "nothing.pt")), "nothing.pt: no such file")
 
 
 def test_a_corrupt_file_is_named(tmp_path):
     (tmp_path / "broken.pt").write_bytes(b"not a torch file")
-    assert_one_line_error(script("attack.py", str(tmp_path / "broken.pt")),
+    assert_one_line_error(in_process("attack.py", str(tmp_path / "broken.pt")),
                           "broken.pt is not a split-learning parts file")
 
 
@@ -28,11 +28,11 @@ def test_a_file_from_another_cut_layer_is_refused(tmp_path):
     front, server = split("lenet5", 2)
     torch.save({"config": {"cut_layer": 2}, "client_parts": [[front.state_dict()]],
                 "server_part": server.state_dict()}, tmp_path / "cut2.pt")
-    assert_one_line_error(script("attack.py", str(tmp_path / "cut2.pt"), "--cut-layer", "1"),
+    assert_one_line_error(in_process("attack.py", str(tmp_path / "cut2.pt"), "--cut-layer", "1"),
                           "comes from cut layer 2, not 1")
     torch.save({"config": {"cut_layer": 1}, "client_parts": [[front.state_dict()]],
                 "server_part": server.state_dict()}, tmp_path / "mislabelled.pt")
-    assert_one_line_error(script("attack.py", str(tmp_path / "mislabelled.pt")), "does not fit lenet5 at cut layer 1")
+    assert_one_line_error(in_process("attack.py", str(tmp_path / "mislabelled.pt")), "does not fit lenet5 at cut layer 1")
 
 
 def parts_file(tmp_path, client_parts, cut_layer=1):
@@ -45,13 +45,13 @@ def parts_file(tmp_path, client_parts, cut_layer=1):
 
 def test_a_client_out_of_range_is_refused(tmp_path):
     path = parts_file(tmp_path, [split("lenet5", 1)[0].state_dict()] * 2)
-    assert_one_line_error(script("attack.py", str(path), "--client", "3"), "has client parts 1..2, not 3")
+    assert_one_line_error(in_process("attack.py", str(path), "--client", "3"), "has client parts 1..2, not 3")
 
 
 @needs_data
 def test_too_many_victims_are_refused(tmp_path):
     path = parts_file(tmp_path, [split("lenet5", 1)[0].state_dict()])
-    assert_one_line_error(script("attack.py", str(path), "--victims", "6000"), "--victims must be at most 5000")
+    assert_one_line_error(in_process("attack.py", str(path), "--victims", "6000"), "--victims must be at most 5000")
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +104,7 @@ def test_the_attacks_see_what_the_activations_carry(trained_run, trained_attack,
 
 
 def test_privacy_settings_are_checked():
-    result = script("privacy.py", "--settings", "none,dropout=0.5")
+    result = in_process("privacy.py", "--settings", "none,dropout=0.5")
     assert result.returncode == 2 and "a setting is none, nopeek=W or noise=S" in result.stderr
 
 

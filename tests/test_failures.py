@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import mpirun, needs_data, script
+from conftest import in_process, mpirun, needs_data
 
 pytestmark = needs_data
 SMALL = ["--train-subset", "600", "--test-subset", "300", "--patience", "0", "--no-progress"]
@@ -106,7 +106,7 @@ def test_fewer_images_than_clients_is_refused(command):
 
 
 def test_a_dirichlet_draw_that_leaves_a_client_empty_is_refused():
-    assert_one_line_error(script("federated_learning.py", "--train-subset", "60", "--clients", "30",
+    assert_one_line_error(in_process("federated_learning.py", "--train-subset", "60", "--clients", "30",
                                  "--partition", "dirichlet", "--alpha", "0.01"),
                           "left one of the 30 clients without training data")
 
@@ -115,7 +115,7 @@ def test_a_dirichlet_draw_that_leaves_a_client_empty_is_refused():
 def test_a_results_dir_that_cannot_be_written_is_refused(tmp_path, launch):
     (tmp_path / "file").write_text("")
     flags = [*SMALL, "--results-dir", str(tmp_path / "file" / "results")]
-    result = script("federated_learning.py", *flags) if launch == "one process" else \
+    result = in_process("federated_learning.py", *flags) if launch == "one process" else \
         mpirun(3, "split_learning.py", *flags, timeout=120)
     assert_one_line_error(result, "cannot write results into")
 

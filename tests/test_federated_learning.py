@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import PINNED, mpirun, needs_data, script
+from conftest import PINNED, in_process, mpirun, needs_data, script
 from averaging import Aggregator, OrderedAverage, sample_clients, weighted_average
 from traffic import fedavg_round_bytes
 
@@ -126,5 +126,5 @@ def test_mpi_with_one_rank_is_refused(tmp_path):
 
 
 def test_bad_fraction_is_an_argparse_error():
-    result = script("federated_learning.py", "--fraction", "1.5")
+    result = in_process("federated_learning.py", "--fraction", "1.5")
     assert result.returncode == 2 and "--fraction" in result.stderr

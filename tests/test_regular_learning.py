@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import needs_data, script
+from conftest import in_process, needs_data, script
 
 
 @needs_data
@@ -43,19 +43,19 @@ def test_truncated_data_file_is_named(tmp_path):
         (tmp_path / path.name).write_bytes(path.read_bytes())
     damaged = tmp_path / "t10k-labels-idx1-ubyte.gz"
     damaged.write_bytes(damaged.read_bytes()[:1000])
-    result = script("regular_learning.py", "--data-dir", str(tmp_path), "--epochs", "1")
+    result = in_process("regular_learning.py", "--data-dir", str(tmp_path), "--epochs", "1")
     assert_one_line_error(result, "t10k-labels-idx1-ubyte.gz")
 
 
 @pytest.mark.parametrize("flag, value", [("--epochs", "-1"), ("--lr", "-0.1"), ("--lr", "abc"),
                                          ("--patience", "-2"), ("--batch-size", "0")])
 def test_bad_flags_are_argparse_errors(flag, value):
-    result = script("regular_learning.py", flag, value)
+    result = in_process("regular_learning.py", flag, value)
     assert_one_line_error(result, flag)
 
 
 def test_help_documents_every_flag_with_defaults():
-    result = script("regular_learning.py", "--help")
+    result = in_process("regular_learning.py", "--help")
     assert result.returncode == 0
     for flag in ["--epochs", "--patience", "--batch-size", "--test-batch-size", "--lr", "--momentum",
                  "--weight-decay", "--seed", "--data-dir", "--results-dir", "--run-name", "--train-subset",
