@@ -101,7 +101,7 @@ def assert_one_line_error(result, fragment):
 
 @pytest.mark.parametrize("command", [["split_learning.py"], ["sync_sgd.py"], ["federated_learning.py"]])
 def test_fewer_images_than_clients_is_refused(command):
-    assert_one_line_error(mpirun(3, *command, "--train-subset", "1", timeout=120),
+    assert_one_line_error(mpirun(2, *command, "--train-subset", "1", "--clients", "2", timeout=120),
                           "1 training images cannot give each of 2 clients one")
 
 
@@ -116,7 +116,7 @@ def test_a_results_dir_that_cannot_be_written_is_refused(tmp_path, launch):
     (tmp_path / "file").write_text("")
     flags = [*SMALL, "--results-dir", str(tmp_path / "file" / "results")]
     result = in_process("federated_learning.py", *flags) if launch == "one process" else \
-        mpirun(3, "split_learning.py", *flags, timeout=120)
+        mpirun(2, "split_learning.py", *flags, timeout=120)
     assert_one_line_error(result, "cannot write results into")
 
 

@@ -60,7 +60,7 @@ def test_with_one_client_every_model_is_regular_learning(tmp_path, model, varian
 
 
 def test_a_cut_the_model_does_not_have_is_refused(tmp_path):
-    result = mpirun(3, "split_learning.py", *SMALL, "--model", "lenet5-report", "--cut-layer", "3",
+    result = mpirun(2, "split_learning.py", *SMALL, "--model", "lenet5-report", "--cut-layer", "3",
                     "--results-dir", str(tmp_path), timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == "error: lenet5-report has cut points 1, 2, not 3"
@@ -119,7 +119,7 @@ def test_a_u_shaped_client_that_sends_labels_is_a_protocol_error(tmp_path):
 
 
 def test_sflv_with_passed_weights_is_refused(tmp_path):
-    result = mpirun(3, "split_learning.py", *SMALL, "--variant", "sflv2", "--client-weights", "pass",
+    result = mpirun(2, "split_learning.py", *SMALL, "--variant", "sflv2", "--client-weights", "pass",
                     "--results-dir", str(tmp_path), timeout=120)
     assert result.returncode == 2 and "error: --client-weights pass" in result.stderr
     assert "Traceback" not in result.stderr
