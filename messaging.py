@@ -213,10 +213,13 @@ class Channel:
         self.sending.append((request, dest))
 
     def _release_arrived(self):
-        """With an emulated link: hand to MPI the held messages whose time has come."""
+        """With an emulated link: hand to MPI the held messages whose time has come; True if any was."""
+        released = False
         while self.held and self.held[0][0] <= time.perf_counter():
             _, buffer, dest, tag = self.held.popleft()
             self._isend(buffer, dest, tag)
+            released = True
+        return released
 
     def _record(self, event, peer, tag, start, nbytes=None):
         if self.trace_dir:
@@ -302,8 +305,8 @@ class Channel:
             start, polls = time.perf_counter(), 0
             recheck = start + sleep
             while polls < POLLS or time.perf_counter() - start < spin:
-                if self.held:
-                    self._release_arrived()
+                if self.held and self._release_arrived():  # a send has just begun: wake as often as after
+                    sleep, recheck = FIRST_SLEEP, time.perf_counter() + FIRST_SLEEP  # one (its transfer may need us)
                 if done():
                     self._ring_unrung()
                     self.wait_cpu_s += time.process_time() - cpu
