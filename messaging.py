@@ -305,8 +305,9 @@ class Channel:
             start, polls = time.perf_counter(), 0
             recheck = start + sleep
             while polls < POLLS or time.perf_counter() - start < spin:
-                if self.held and self._release_arrived():  # a send has just begun: wake as often as after
-                    sleep, recheck = FIRST_SLEEP, time.perf_counter() + FIRST_SLEEP  # one (its transfer may need us)
+                # A held message has just gone to MPI: wake as often as after a send (its transfer may need us).
+                if self.held and self._release_arrived():
+                    sleep, recheck = FIRST_SLEEP, time.perf_counter() + FIRST_SLEEP
                 if done():
                     self._ring_unrung()
                     self.wait_cpu_s += time.process_time() - cpu
