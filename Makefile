@@ -42,7 +42,7 @@ data: $(VENV)/.installed
 # Two tests at a time: most of a test is starting processes and waiting for them, which two can share.
 TEST_JOBS ?= 2
 test: setup
-	$(PYTHON) -m pytest -n $(TEST_JOBS) tests
+	$(PYTHON) -m pytest -n $(TEST_JOBS) --dist loadgroup tests
 
 # The report's experiment, every method with its defaults, then the figures and the table.
 reproduce: setup

@@ -45,6 +45,7 @@ import torch.nn.functional as F
 
 from messaging import Link
 from models import build, cut_shape, split
+from results_guard import FINISHED
 from traffic import FLOAT, LABEL
 
 LABELS = {"split": "split learning", "split-cut2": "split learning, cut 2", "sflv2": "SplitFed V2",
@@ -159,7 +160,7 @@ def load_runs(folders):
             run = json.loads(path.read_text())
         except ValueError:
             continue
-        if not (name and run.get("status") in ("completed", "stopped_early") and run.get("epochs") and formula(run)
+        if not (name and run.get("status") in FINISHED and run.get("epochs") and formula(run)
                 and not run["config"].get("train_subset")):
             continue
         by_k = runs.setdefault(run["config"].get("model", "lenet5"), {}).setdefault(name[1], {})

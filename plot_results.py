@@ -25,6 +25,8 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
+from results_guard import FINISHED  # noqa: E402
+
 # results file (run name) -> label; the report's three methods first, then sync SGD and the split variants
 METHODS = {"split": "Split learning", "federated": "Federated learning", "regular": "Regular learning",
            "sync_sgd": "Sync SGD", "split-sflv1": "SplitFed V1", "split-sflv2": "SplitFed V2",
@@ -52,7 +54,7 @@ def differences(run, expected_variant=None):
         defaults["variant"] = expected_variant
     changed = [f"--{key.replace('_', '-')} {value}" for key, value in config.items()
                if key in defaults and key not in NOT_SETTINGS and value != defaults[key]]
-    if run.get("status") not in ("completed", "stopped_early"):
+    if run.get("status") not in FINISHED:
         changed.append(f"status {run.get('status')}")
     return changed
 
@@ -207,7 +209,7 @@ def load_study(study_dir):
         except ValueError:
             continue
         name = re.fullmatch(r"(.+)-(iid|a[0-9.]+)-s-?[0-9]+", path.stem)  # study.py's run names
-        if not name or run.get("status") not in ("completed", "stopped_early") or not run.get("epochs"):
+        if not name or run.get("status") not in FINISHED or not run.get("epochs"):
             continue
         method, partition = name.groups()
         study.setdefault(method, {}).setdefault(partition.removeprefix("a"), []).append(run)
@@ -292,7 +294,7 @@ def load_labels(labels_dir):
             run = json.loads(path.read_text())
         except ValueError:
             continue
-        if run.get("status") in ("completed", "stopped_early") and run.get("epochs") and \
+        if run.get("status") in FINISHED and run.get("epochs") and \
                 "label_direction_acc" in run["epochs"][-1]:
             runs[run["config"].get("grad_noise_std", 0.0)] = run
     return dict(sorted(runs.items()))
@@ -340,7 +342,7 @@ def load_scale(scale_dir):
         except ValueError:
             continue
         name = re.fullmatch(r"(.+)-(iid|a[0-9.]+)-s-?[0-9]+(?:-k[0-9]+)?", path.stem)
-        if not name or run.get("status") not in ("completed", "stopped_early") or not run.get("epochs"):
+        if not name or run.get("status") not in FINISHED or not run.get("epochs"):
             continue
         clients = len(run.get("shard_sizes") or []) or run["config"].get("clients")
         method, partition = name.groups()
@@ -406,7 +408,7 @@ def load_work(work_dir):
             run = json.loads(path.read_text())
         except ValueError:
             continue
-        if run.get("status") in ("completed", "stopped_early") and "client_flops" in (run.get("epochs") or [{}])[-1]:
+        if run.get("status") in FINISHED and "client_flops" in (run.get("epochs") or [{}])[-1]:
             runs.append(run)
     return runs
 

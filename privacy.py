@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from models import MODELS, cut_points
+from results_guard import FINISHED
 
 ROOT = Path(__file__).resolve().parent
 MPIRUN = str(Path(sys.executable).parent / "mpirun")
@@ -92,7 +93,7 @@ def build_parser():
 
 def finished(path):
     try:
-        return json.loads(Path(path).read_text())["status"] in ("completed", "stopped_early")
+        return json.loads(Path(path).read_text())["status"] in FINISHED
     except (OSError, ValueError, KeyError, TypeError):
         return False
 

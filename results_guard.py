@@ -14,6 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+# The statuses of a run that ended as planned: its last epoch, or a stopping rule (--patience, --stop-at).
+FINISHED = ("completed", "stopped_early")
 KILLED = ("killed: the process that wrote this file ended without a word (SIGKILL: mpirun ends every rank this "
           "way when one rank dies, and so does the out-of-memory killer); the job's output says which rank died first")
 

@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from process_policy import threads_per_job
+from results_guard import FINISHED
 
 ROOT = Path(__file__).resolve().parent
 MPIRUN = str(Path(sys.executable).parent / "mpirun")
@@ -45,7 +46,6 @@ METHODS = {
 # --methods can name either.
 DEFAULT_METHODS = ["regular", "split", "sflv2", "federated", "sync_sgd"]
 DEFAULT_PARTITIONS = "iid,1.0,0.5,0.1"
-FINISHED = ("completed", "stopped_early")
 
 
 def partition_value(text):

@@ -42,12 +42,19 @@ def script(name, *args, **kwargs):
     return run([sys.executable, str(ROOT / name), *args], **kwargs)
 
 
-def in_process(name, *args):
-    """``python NAME ARGS`` run in this process, for input that a single-process script refuses before it trains:
-    the same code from ``__main__`` on, without a process's start-up (importing torch: 4 CPU-seconds a case on
-    the 2-core machine). A CompletedProcess with the exit status and what was printed."""
-    stdout, stderr, argv = io.StringIO(), io.StringIO(), sys.argv
+def in_process(name, *args, env=None):
+    """``python NAME ARGS`` run in this process: the same code from ``__main__`` on, without a process's start-up
+    (importing torch and torch._dynamo: 6 CPU-seconds a process on the 2-core machine). ``env`` is set for the
+    run and ``OMP_NUM_THREADS`` in it is torch's thread count, as in a process of its own; both are restored
+    after. A CompletedProcess with the exit status and what was printed."""
+    import torch
+    env = {**OFFLINE, **(env or {})}
+    stdout, stderr, argv, threads = io.StringIO(), io.StringIO(), sys.argv, torch.get_num_threads()
+    saved_env = {key: os.environ.get(key) for key in env}
     sys.argv = [str(ROOT / name), *args]
+    os.environ.update(env)
+    if "OMP_NUM_THREADS" in env:
+        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             runpy.run_path(str(ROOT / name), run_name="__main__")
@@ -59,6 +66,12 @@ def in_process(name, *args):
             status = 1
     finally:
         sys.argv = argv
+        torch.set_num_threads(threads)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return subprocess.CompletedProcess([name, *args], status, stdout.getvalue(), stderr.getvalue())
 
 
@@ -76,7 +89,7 @@ def regular_epochs(tmp_path_factory):
     def epochs(*flags):
         if flags not in cache:
             folder = tmp_path_factory.mktemp("regular")
-            result = script("regular_learning.py", *flags, "--results-dir", str(folder), env=PINNED)
+            result = in_process("regular_learning.py", *flags, "--results-dir", str(folder), env=PINNED)
             assert result.returncode == 0, result.stderr
             cache[flags] = json.loads((folder / "regular.json").read_text())["epochs"]
         return cache[flags]

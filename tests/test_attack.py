@@ -57,8 +57,8 @@ def test_too_many_victims_are_refused(tmp_path):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("trained")
-    run = mpirun(3, "split_learning.py", "--train-subset", "600", "--test-subset", "300", "--epochs", "1",
-                 "--no-progress", "--results-dir", str(folder), timeout=180)
+    run = mpirun(2, "split_learning.py", "--train-subset", "600", "--test-subset", "300", "--epochs", "1",
+                 "--clients", "2", "--no-progress", "--results-dir", str(folder), timeout=180)
     assert run.returncode == 0, run.stderr
     return folder
 
@@ -68,7 +68,7 @@ QUICK_ATTACK = ["--victims", "20", "--aux", "500", "--decoder-epochs", "3", "--i
 
 
 def attack(path):
-    result = script("attack.py", str(path), *QUICK_ATTACK, timeout=300)
+    result = in_process("attack.py", str(path), *QUICK_ATTACK)
     assert result.returncode == 0, result.stderr
     return json.loads(path.with_name(f"{path.stem}-attack.json").read_text())
 
@@ -79,6 +79,7 @@ def trained_attack(trained_run):
 
 
 @needs_data
+@pytest.mark.xdist_group("trained-run")
 def test_both_attacks_run_on_a_saved_run_and_write_their_scores(trained_run, trained_attack):
     saved = torch.load(trained_run / "split.pt", weights_only=True)
     assert len(saved["client_parts"]) == 2 and saved["config"]["cut_layer"] == 1
@@ -90,6 +91,7 @@ def test_both_attacks_run_on_a_saved_run_and_write_their_scores(trained_run, tra
 
 
 @needs_data
+@pytest.mark.xdist_group("trained-run")
 def test_the_attacks_see_what_the_activations_carry(trained_run, trained_attack, tmp_path):
     # The same attacks on a part whose weights are all zero (its activations the same for every image) get
     # nothing; on the trained part they must do far better. (An untrained part will not do as the blind

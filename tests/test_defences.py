@@ -8,15 +8,15 @@ import pytest
 
 from conftest import PINNED, mpirun, needs_data
 
-pytestmark = needs_data
+pytestmark = [needs_data, pytest.mark.xdist_group("defences")]  # one worker runs `undefended` once
 SMALL = ["--train-subset", "600", "--test-subset", "300", "--epochs", "2", "--patience", "0", "--no-progress"]
 LEAKAGE_KEYS = {"dcor_batch", "dcor_batch_null", "dcor2_bias_corrected", "dcor2_bias_corrected_null"}
 
 
 def split_run(tmp_path, name, *flags):
-    """A pinned 2-client split-learning run; its results."""
-    result = mpirun(3, "split_learning.py", *SMALL, *flags, "--results-dir", str(tmp_path / name), timeout=180,
-                    env=PINNED)
+    """A pinned 2-client split-learning run (both clients on one rank); its results."""
+    result = mpirun(2, "split_learning.py", *SMALL, "--clients", "2", *flags, "--results-dir", str(tmp_path / name),
+                    timeout=180, env=PINNED)
     assert result.returncode == 0, result.stderr
     return json.loads((tmp_path / name / "split.json").read_text())
 

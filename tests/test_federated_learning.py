@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import PINNED, in_process, mpirun, needs_data, script
+from conftest import PINNED, in_process, mpirun, needs_data
 from averaging import Aggregator, OrderedAverage, sample_clients, weighted_average
 from traffic import fedavg_round_bytes
 
@@ -77,7 +77,7 @@ def losses(path):
 @needs_data
 def test_one_client_one_local_epoch_is_regular_learning(tmp_path, regular_losses):
     flags = [*FLAGS, "--epochs", "3"]
-    federated = script("federated_learning.py", *flags, "--clients", "1", "--client-momentum", "keep",
+    federated = in_process("federated_learning.py", *flags, "--clients", "1", "--client-momentum", "keep",
                        "--results-dir", str(tmp_path), env=PINNED)
     assert federated.returncode == 0, federated.stderr
     assert losses(tmp_path / "federated.json") == pytest.approx(regular_losses(*flags), abs=1e-4)
@@ -86,7 +86,7 @@ def test_one_client_one_local_epoch_is_regular_learning(tmp_path, regular_losses
 @needs_data
 def test_momentum_reset_matches_regular_learning_only_in_the_first_round(tmp_path, regular_losses):
     flags = [*FLAGS, "--epochs", "2"]
-    assert script("federated_learning.py", *flags, "--clients", "1", "--results-dir", str(tmp_path),
+    assert in_process("federated_learning.py", *flags, "--clients", "1", "--results-dir", str(tmp_path),
                   env=PINNED).returncode == 0
     federated, regular = losses(tmp_path / "federated.json"), regular_losses(*FLAGS, "--epochs", "3")[:2]
     assert federated[0] == pytest.approx(regular[0], abs=1e-4)
@@ -100,7 +100,7 @@ def test_momentum_reset_matches_regular_learning_only_in_the_first_round(tmp_pat
 ], ids=["a client a rank", "two ranks polling"])
 def test_one_process_and_mpi_modes_agree(tmp_path, ranks, extra, env):
     flags = [*FLAGS, "--epochs", "2", "--clients", "3", *extra]
-    one = script("federated_learning.py", *flags, "--results-dir", str(tmp_path / "one"), env=PINNED)
+    one = in_process("federated_learning.py", *flags, "--results-dir", str(tmp_path / "one"), env=PINNED)
     mpi = mpirun(ranks, "federated_learning.py", *flags, "--results-dir", str(tmp_path / "mpi"), timeout=180,
                  env={**PINNED, **env})
     assert one.returncode == 0 and mpi.returncode == 0, one.stderr + mpi.stderr

@@ -28,7 +28,7 @@ def test_with_no_link_the_replay_gives_back_the_measured_times():
 
 
 def test_a_chain_of_messages_pays_latency_and_size_over_bandwidth_for_each():
-    traces, rounds, nbytes = ping_pong(4, 125_000, 0.5), 4, 125_000  # 1 Mbit a message
+    traces, rounds = ping_pong(4, 125_000, 0.5), 4  # 125,000 bytes: 1 Mbit a message
     link = (10e6, 0.02)  # 10 Mbit/s, 20 ms: 0.1 s + 0.02 s a message
     assert span(traces, replay(traces, link)) == pytest.approx(span(traces) + 2 * rounds * 0.12)
 

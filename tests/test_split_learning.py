@@ -50,8 +50,10 @@ def test_a_client_that_sends_raw_images_is_a_protocol_error(tmp_path, cut_layer)
 @pytest.mark.parametrize("client_weights", ["pass", "keep"])
 def test_passed_weights_go_from_each_client_to_the_next(tmp_path, client_weights):
     import torch
-    result = mpirun(4, "tests/helpers/split_learning_planted.py", "record", str(tmp_path), *SMALL, "--epochs", "2",
-                    "--client-weights", client_weights, "--results-dir", str(tmp_path), timeout=180)
+    # three clients on two ranks: hand-overs within a rank (1 to 2) and between ranks (2 to 3, 3 to 1)
+    result = mpirun(3, "tests/helpers/split_learning_planted.py", "record", str(tmp_path), *SMALL, "--epochs", "2",
+                    "--clients", "3", "--client-weights", client_weights, "--results-dir", str(tmp_path),
+                    timeout=180)
     assert result.returncode == 0, result.stderr
     turns = [(epoch, client) for epoch in (1, 2) for client in (1, 2, 3)]
     state = {(turn, end): torch.load(tmp_path / f"epoch{turn[0]}-client{turn[1]}-{end}.pt")

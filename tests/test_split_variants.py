@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from conftest import PINNED, mpirun, needs_data, script
+from conftest import PINNED, in_process, mpirun, needs_data
 from models import cut_shape, head_shape, split
 from traffic import split_epoch_bytes
 
@@ -71,7 +71,7 @@ def test_sflv1_is_fedavg_computed_in_two_parts_on_any_placement(tmp_path):
     flags = [*SMALL, "--epochs", "2", "--clients", "3"]
     sfl = mpirun(3, "split_learning.py", *flags, "--variant", "sflv1", "--results-dir", str(tmp_path),
                  timeout=180, env=PINNED)
-    fedavg = script("federated_learning.py", *flags, "--results-dir", str(tmp_path), env=PINNED)
+    fedavg = in_process("federated_learning.py", *flags, "--results-dir", str(tmp_path), env=PINNED)
     assert sfl.returncode == 0 and fedavg.returncode == 0, sfl.stderr + fedavg.stderr
     assert losses(tmp_path / "split.json") == pytest.approx(losses(tmp_path / "federated.json"), abs=1e-4)
     assert losses(tmp_path / "split.json")[1] < losses(tmp_path / "split.json")[0]  # it learns: no trivial match
@@ -87,27 +87,41 @@ def closed_form(variant, train, test, clients, cut_layer=1, head_layers=1, **ext
                              h=head_shape("lenet5", head_layers)[0], **extra)
 
 
+@pytest.fixture(scope="module")
+def four_clients(tmp_path_factory):
+    """``four_clients(variant)``: the results of one epoch of ``variant`` with four clients on two client ranks
+    (U-shaped with two head layers), run once for the tests of the group "four-clients"."""
+    cache = {}
+
+    def results(variant):
+        if variant not in cache:
+            folder = tmp_path_factory.mktemp(variant)
+            head = ["--head-layers", "2"] if variant == "u-shaped" else []
+            result = mpirun(3, "split_learning.py", *SMALL, "--epochs", "1", "--variant", variant, "--clients", "4",
+                            *head, "--results-dir", str(folder), timeout=180)
+            assert result.returncode == 0, result.stderr
+            cache[variant] = load(folder / "split.json")
+        return cache[variant]
+    return results
+
+
+@pytest.mark.xdist_group("four-clients")
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_traffic_is_the_closed_form_whatever_the_placement(tmp_path, variant):
+def test_traffic_is_the_closed_form_whatever_the_placement(four_clients, variant):
     """Four clients on two client ranks: what would cross the network between four data holders is counted,
     whether or not it crosses between processes here (placement.py)."""
-    result = mpirun(3, "split_learning.py", *SMALL, "--epochs", "1", "--variant", variant, "--clients", "4",
-                    "--results-dir", str(tmp_path), timeout=180)
-    assert result.returncode == 0, result.stderr
-    epoch = load(tmp_path / "split.json")["epochs"][0]
+    epoch = four_clients(variant)["epochs"][0]
     # Clients report their traffic when they next report: what they received after their last report this
     # epoch (a report itself, SplitFed's averaged part) is counted in the next epoch, a few kB at most.
     assert epoch["bytes_sent"] == pytest.approx(epoch["bytes_received"], abs=4000)
     # Every array is a term of the formula; what is left is the JSON control messages, well under 0.1 %.
-    formula = closed_form(variant, 600, 300, 4)
+    formula = closed_form(variant, 600, 300, 4, head_layers=2 if variant == "u-shaped" else 1)
     assert formula <= epoch["bytes_sent"] <= formula * 1.001
 
 
-def test_u_shaped_server_receives_only_activations_of_the_two_cuts(tmp_path):
-    result = mpirun(3, "split_learning.py", *SMALL, "--epochs", "1", "--variant", "u-shaped", "--head-layers", "2",
-                    "--results-dir", str(tmp_path), timeout=180)
-    assert result.returncode == 0, result.stderr
-    kinds = {(r["tag"], tuple(r["shape_per_example"])) for r in load(tmp_path / "split.json")["server_received"]}
+@pytest.mark.xdist_group("four-clients")
+def test_u_shaped_server_receives_only_activations_of_the_two_cuts(four_clients):
+    kinds = {(r["tag"], tuple(r["shape_per_example"])) for r in four_clients("u-shaped")["server_received"]}
     assert kinds == {("SMASHED", cut_shape("lenet5", 1)), ("HEAD_GRAD", head_shape("lenet5", 2)), ("TURN_DONE", ())}
 
 

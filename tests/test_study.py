@@ -88,7 +88,7 @@ def test_privacy_attacks_again_a_setting_it_trained_again(tmp_path, monkeypatch)
     privacy.main()
     privacy.main()  # everything finished: nothing to do
     attacks = ["attack lenet5-cut{}-none-aux500-attack.json", "attack lenet5-cut{}-none-aux5000-attack.json"]
-    first = [f"train lenet5-cut1-none", *[a.format(1) for a in attacks], "train lenet5-cut2-none",
+    first = ["train lenet5-cut1-none", *[a.format(1) for a in attacks], "train lenet5-cut2-none",
              *[a.format(2) for a in attacks]]
     assert commands == first
     (tmp_path / "lenet5-cut2-none.json").write_text(json.dumps({"status": "running"}))  # interrupted
