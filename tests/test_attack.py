@@ -54,7 +54,7 @@ def test_too_many_victims_are_refused(tmp_path):
     assert_one_line_error(in_process("attack.py", str(path), "--victims", "6000"), "--victims must be at most 5000")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once on the worker of the group "trained-run"
 def trained_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("trained")
     run = mpirun(2, "split_learning.py", "--train-subset", "600", "--test-subset", "300", "--epochs", "1",
@@ -73,7 +73,7 @@ def attack(path):
     return json.loads(path.with_name(f"{path.stem}-attack.json").read_text())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained_attack(trained_run):
     return attack(trained_run / "split.pt")
 

@@ -21,7 +21,7 @@ def split_run(tmp_path, name, *flags):
     return json.loads((tmp_path / name / "split.json").read_text())
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once on the worker of the group "defences"
 def undefended(tmp_path_factory):
     return split_run(tmp_path_factory.mktemp("undefended"), "none")
 

@@ -9,8 +9,8 @@ from conftest import in_process, needs_data, script
 
 @needs_data
 def test_two_epochs_on_a_subset_learn_and_write_every_key(tmp_path):
-    result = script("regular_learning.py", "--epochs", "2", "--train-subset", "6000", "--test-subset", "2000",
-                    "--patience", "0", "--results-dir", str(tmp_path))
+    result = in_process("regular_learning.py", "--epochs", "2", "--train-subset", "6000", "--test-subset", "2000",
+                        "--patience", "0", "--results-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     saved = json.loads((tmp_path / "regular.json").read_text())
     assert saved["method"] == "regular" and saved["status"] == "completed"

@@ -87,10 +87,11 @@ def closed_form(variant, train, test, clients, cut_layer=1, head_layers=1, **ext
                              h=head_shape("lenet5", head_layers)[0], **extra)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def four_clients(tmp_path_factory):
     """``four_clients(variant)``: the results of one epoch of ``variant`` with four clients on two client ranks
-    (U-shaped with two head layers), run once for the tests of the group "four-clients"."""
+    (U-shaped with two head layers), run once on the worker of the xdist group "four-clients" (a session's
+    fixture: a module's is set up again when the worker runs another module's tests in between)."""
     cache = {}
 
     def results(variant):
