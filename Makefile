@@ -40,9 +40,10 @@ data: $(VENV)/.installed
 	fi
 
 # Two tests at a time: most of a test is starting processes and waiting for them, which two can share.
+# A test file goes to one worker (--dist loadfile), so that a run its tests share (a module fixture) is made once.
 TEST_JOBS ?= 2
 test: setup
-	$(PYTHON) -m pytest -n $(TEST_JOBS) --dist loadgroup tests
+	$(PYTHON) -m pytest -n $(TEST_JOBS) --dist loadfile tests
 
 # The report's experiment, every method with its defaults, then the figures and the table.
 reproduce: setup

@@ -54,7 +54,7 @@ def test_too_many_victims_are_refused(tmp_path):
     assert_one_line_error(in_process("attack.py", str(path), "--victims", "6000"), "--victims must be at most 5000")
 
 
-@pytest.fixture(scope="session")  # once on the worker of the group "trained-run"
+@pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("trained")
     run = mpirun(2, "split_learning.py", "--train-subset", "600", "--test-subset", "300", "--epochs", "1",
@@ -73,13 +73,12 @@ def attack(path):
     return json.loads(path.with_name(f"{path.stem}-attack.json").read_text())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def trained_attack(trained_run):
     return attack(trained_run / "split.pt")
 
 
 @needs_data
-@pytest.mark.xdist_group("trained-run")
 def test_both_attacks_run_on_a_saved_run_and_write_their_scores(trained_run, trained_attack):
     saved = torch.load(trained_run / "split.pt", weights_only=True)
     assert len(saved["client_parts"]) == 2 and saved["config"]["cut_layer"] == 1
@@ -91,7 +90,6 @@ def test_both_attacks_run_on_a_saved_run_and_write_their_scores(trained_run, tra
 
 
 @needs_data
-@pytest.mark.xdist_group("trained-run")
 def test_the_attacks_see_what_the_activations_carry(trained_run, trained_attack, tmp_path):
     # The same attacks on a part whose weights are all zero (its activations the same for every image) get
     # nothing; on the trained part they must do far better. (An untrained part will not do as the blind

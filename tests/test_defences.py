@@ -8,7 +8,7 @@ import pytest
 
 from conftest import PINNED, mpirun, needs_data
 
-pytestmark = [needs_data, pytest.mark.xdist_group("defences")]  # one worker runs `undefended` once
+pytestmark = needs_data
 SMALL = ["--train-subset", "600", "--test-subset", "300", "--epochs", "2", "--patience", "0", "--no-progress"]
 LEAKAGE_KEYS = {"dcor_batch", "dcor_batch_null", "dcor2_bias_corrected", "dcor2_bias_corrected_null"}
 
@@ -21,7 +21,7 @@ def split_run(tmp_path, name, *flags):
     return json.loads((tmp_path / name / "split.json").read_text())
 
 
-@pytest.fixture(scope="session")  # once on the worker of the group "defences"
+@pytest.fixture(scope="module")
 def undefended(tmp_path_factory):
     return split_run(tmp_path_factory.mktemp("undefended"), "none")
 

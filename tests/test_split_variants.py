@@ -87,11 +87,10 @@ def closed_form(variant, train, test, clients, cut_layer=1, head_layers=1, **ext
                              h=head_shape("lenet5", head_layers)[0], **extra)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def four_clients(tmp_path_factory):
     """``four_clients(variant)``: the results of one epoch of ``variant`` with four clients on two client ranks
-    (U-shaped with two head layers), run once on the worker of the xdist group "four-clients" (a session's
-    fixture: a module's is set up again when the worker runs another module's tests in between)."""
+    (U-shaped with two head layers), run once in the module (``make test`` gives a module to one worker)."""
     cache = {}
 
     def results(variant):
@@ -106,7 +105,6 @@ def four_clients(tmp_path_factory):
     return results
 
 
-@pytest.mark.xdist_group("four-clients")
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_traffic_is_the_closed_form_whatever_the_placement(four_clients, variant):
     """Four clients on two client ranks: what would cross the network between four data holders is counted,
@@ -120,7 +118,6 @@ def test_traffic_is_the_closed_form_whatever_the_placement(four_clients, variant
     assert formula <= epoch["bytes_sent"] <= formula * 1.001
 
 
-@pytest.mark.xdist_group("four-clients")
 def test_u_shaped_server_receives_only_activations_of_the_two_cuts(four_clients):
     kinds = {(r["tag"], tuple(r["shape_per_example"])) for r in four_clients("u-shaped")["server_received"]}
     assert kinds == {("SMASHED", cut_shape("lenet5", 1)), ("HEAD_GRAD", head_shape("lenet5", 2)), ("TURN_DONE", ())}
