@@ -1,10 +1,12 @@
 import contextlib
+import functools
 import io
 import json
 import os
 import runpy
 import subprocess
 import sys
+from unittest import mock
 
 import pytest
 
@@ -50,13 +52,11 @@ def in_process(name, *args, env=None):
     import torch
     env = {**OFFLINE, **(env or {})}
     stdout, stderr, argv, threads = io.StringIO(), io.StringIO(), sys.argv, torch.get_num_threads()
-    saved_env = {key: os.environ.get(key) for key in env}
     sys.argv = [str(ROOT / name), *args]
-    os.environ.update(env)
     if "OMP_NUM_THREADS" in env:
         torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
     try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        with mock.patch.dict(os.environ, env), contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             runpy.run_path(str(ROOT / name), run_name="__main__")
         status = 0
     except SystemExit as exit_:  # as the interpreter ends: a message is printed and is status 1
@@ -67,11 +67,6 @@ def in_process(name, *args, env=None):
     finally:
         sys.argv = argv
         torch.set_num_threads(threads)
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return subprocess.CompletedProcess([name, *args], status, stdout.getvalue(), stderr.getvalue())
 
 
@@ -84,15 +79,12 @@ def mpirun(n, name, *args, **kwargs):
 def regular_epochs(tmp_path_factory):
     """``regular_epochs(*flags)``: the epoch records of regular learning with ``flags``, pinned threads; run once
     per flags in a session (the reference of every "one client is regular learning" test)."""
-    cache = {}
-
+    @functools.cache
     def epochs(*flags):
-        if flags not in cache:
-            folder = tmp_path_factory.mktemp("regular")
-            result = in_process("regular_learning.py", *flags, "--results-dir", str(folder), env=PINNED)
-            assert result.returncode == 0, result.stderr
-            cache[flags] = json.loads((folder / "regular.json").read_text())["epochs"]
-        return cache[flags]
+        folder = tmp_path_factory.mktemp("regular")
+        result = in_process("regular_learning.py", *flags, "--results-dir", str(folder), env=PINNED)
+        assert result.returncode == 0, result.stderr
+        return json.loads((folder / "regular.json").read_text())["epochs"]
     return epochs
 
 

@@ -136,7 +136,7 @@ def test_every_method_trains_each_client_on_its_dirichlet_shard(tmp_path, comman
     assert saved["shard_sizes"] == expected and len(set(expected)) == 3  # unequal shards, each where it belongs
     if command == ["federated_learning.py"]:  # weighted by those sizes, as one process weights them
         one = in_process("federated_learning.py", *flags, "--clients", "3", "--results-dir", str(tmp_path / "one"),
-                     env=PINNED)
+                         env=PINNED)
         assert one.returncode == 0, one.stderr
         one_run = json.loads((tmp_path / "one" / "federated.json").read_text())
         assert one_run["shard_sizes"] == expected

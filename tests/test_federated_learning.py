@@ -78,7 +78,7 @@ def losses(path):
 def test_one_client_one_local_epoch_is_regular_learning(tmp_path, regular_losses):
     flags = [*FLAGS, "--epochs", "3"]
     federated = in_process("federated_learning.py", *flags, "--clients", "1", "--client-momentum", "keep",
-                       "--results-dir", str(tmp_path), env=PINNED)
+                           "--results-dir", str(tmp_path), env=PINNED)
     assert federated.returncode == 0, federated.stderr
     assert losses(tmp_path / "federated.json") == pytest.approx(regular_losses(*flags), abs=1e-4)
 
@@ -87,7 +87,7 @@ def test_one_client_one_local_epoch_is_regular_learning(tmp_path, regular_losses
 def test_momentum_reset_matches_regular_learning_only_in_the_first_round(tmp_path, regular_losses):
     flags = [*FLAGS, "--epochs", "2"]
     assert in_process("federated_learning.py", *flags, "--clients", "1", "--results-dir", str(tmp_path),
-                  env=PINNED).returncode == 0
+                      env=PINNED).returncode == 0
     federated, regular = losses(tmp_path / "federated.json"), regular_losses(*FLAGS, "--epochs", "3")[:2]
     assert federated[0] == pytest.approx(regular[0], abs=1e-4)
     assert federated[1] != pytest.approx(regular[1], abs=1e-4)

@@ -1,6 +1,7 @@
 """The split-learning family (vanilla, U-shaped, SplitFed V1/V2) on the MPI harness: each is the computation
 it claims to be, moves the traffic its closed form says, and keeps what it promises to keep private."""
 
+import functools
 import json
 import math
 
@@ -91,17 +92,14 @@ def closed_form(variant, train, test, clients, cut_layer=1, head_layers=1, **ext
 def four_clients(tmp_path_factory):
     """``four_clients(variant)``: the results of one epoch of ``variant`` with four clients on two client ranks
     (U-shaped with two head layers), run once in the module (``make test`` gives a module to one worker)."""
-    cache = {}
-
+    @functools.cache
     def results(variant):
-        if variant not in cache:
-            folder = tmp_path_factory.mktemp(variant)
-            head = ["--head-layers", "2"] if variant == "u-shaped" else []
-            result = mpirun(3, "split_learning.py", *SMALL, "--epochs", "1", "--variant", variant, "--clients", "4",
-                            *head, "--results-dir", str(folder), timeout=180)
-            assert result.returncode == 0, result.stderr
-            cache[variant] = load(folder / "split.json")
-        return cache[variant]
+        folder = tmp_path_factory.mktemp(variant)
+        head = ["--head-layers", "2"] if variant == "u-shaped" else []
+        result = mpirun(3, "split_learning.py", *SMALL, "--epochs", "1", "--variant", variant, "--clients", "4",
+                        *head, "--results-dir", str(folder), timeout=180)
+        assert result.returncode == 0, result.stderr
+        return load(folder / "split.json")
     return results
 
 
