@@ -18,24 +18,14 @@ Scores per attack, on images in [0, 1]: MSE, PSNR, SSIM (pytorch-msssim), and th
 trained by regular learning gets on the reconstructions (does the attacker see the class?).
 """
 
-import runtime  # noqa: F401  (first: process settings that must precede torch)
 
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from pytorch_msssim import ssim
-from torch import nn
-
-from data import MEAN, STD, batches, load_fashion_mnist, shuffle_generator
-from models import cut_shape, lenet5, split
-from training import InputError, common_parser, evaluate, positive_int, run_main, sgd, train_epoch
-
-AUX_START = 5000  # the attacker's auxiliary images: test images from here on (the victims come first)
+from splitlab.privacy.attack import AUX_START, attack, figure
+from splitlab.training.cli import positive_int, run_main
 
 
 def build_parser():
@@ -62,167 +52,9 @@ def build_parser():
     return parser
 
 
-def _one_line(exc, most=200):
-    text = " ".join(str(exc).split())
-    return text if len(text) <= most else text[:most] + "..."
-
-
-def load_client_part(path, client, cut_layer):
-    """The attacked client part and the run's configuration; InputError naming the file when it won't do."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file; a split-learning run writes <results-dir>/<run-name>.pt")
-    try:
-        saved = torch.load(path, weights_only=True)
-        config, parts = saved["config"], saved["client_parts"]
-    except Exception as exc:  # torch.load raises many kinds (unpickling, zip, version): all mean "not ours"
-        raise InputError(f"{path} is not a split-learning parts file ({type(exc).__name__}: {_one_line(exc)})") from None
-    if cut_layer is not None and config.get("cut_layer") != cut_layer:
-        raise InputError(f"{path} comes from cut layer {config.get('cut_layer')}, not {cut_layer}")
-    client = client or len(parts)
-    if not 1 <= client <= len(parts):
-        raise InputError(f"{path} has client parts 1..{len(parts)}, not {client}")
-    model = config.setdefault("model", "lenet5")  # files written before --model held LeNet-5
-    try:
-        front = split(model, config["cut_layer"])[0]
-    except ValueError as exc:
-        raise InputError(f"{path}: {exc}") from None
-    try:
-        front.load_state_dict(parts[client - 1][0])
-    except RuntimeError as exc:
-        raise InputError(f"{path}: its client part does not fit {model} at cut layer {config['cut_layer']} "
-                         f"({_one_line(exc)})") from None
-    return front.eval().requires_grad_(False), config, client
-
-
-def to_unit(x):
-    """Standardised images back to pixels in [0, 1]."""
-    return (x * STD + MEAN).clamp(0, 1)
-
-
-def from_unit(u):
-    return (u - MEAN) / STD
-
-
-def observe(front, x, noise_std, generator):
-    """What the server receives for images ``x``: the client part's activations, with the run's noise."""
-    with torch.no_grad():
-        z = front(x)
-        return z + noise_std * torch.randn(z.shape, generator=generator) if noise_std else z
-
-
-def total_variation(u):
-    return (u[..., 1:, :] - u[..., :-1, :]).abs().mean() + (u[..., :, 1:] - u[..., :, :-1]).abs().mean()
-
-
-def white_box_inversion(front, z, steps, tv_weight):
-    """rMLE: images in [0, 1] (a sigmoid keeps them there) whose activations match ``z``, with a TV prior."""
-    logits = torch.zeros(len(z), 1, 28, 28, requires_grad=True)
-    optimizer = torch.optim.Adam([logits], lr=0.1)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    for _ in range(steps):
-        u = torch.sigmoid(logits)
-        loss = F.mse_loss(front(from_unit(u)), z) + tv_weight * total_variation(u)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-    return torch.sigmoid(logits).detach()
-
-
-def decoder(cut_shape):
-    """Activations at the cut -> a 28x28 image in [0, 1]: a convolution at the cut's resolution, upsampling to
-    14x14 where the cut is smaller, one transposed convolution to 28x28, a last convolution."""
-    channels, size = cut_shape[0], cut_shape[1]
-    return nn.Sequential(nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(),
-                         *([nn.Upsample(size=(14, 14), mode="bilinear")] if size != 14 else []),
-                         nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1), nn.ReLU(),
-                         nn.Conv2d(16, 1, 3, padding=1), nn.Sigmoid())
-
-
-def learned_decoder(z_aux, u_aux, z_victims, cut_shape, epochs, seed):
-    """He et al.'s black-box attack: train a decoder on auxiliary (activation, image) pairs, apply it."""
-    torch.manual_seed(seed)
-    net = decoder(cut_shape)
-    optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
-    shuffle = shuffle_generator(seed, 999)
-    for _ in range(epochs):
-        for z, u in batches(z_aux, u_aux, 64, shuffle):
-            out = net(z)  # trained for what it is scored by: pixel error and structure
-            loss = F.mse_loss(out, u) + 0.1 * (1 - ssim(out, u, data_range=1.0))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    with torch.no_grad():
-        return net(z_victims)
-
-
-def scores(reconstructed, original, labels, classifier):
-    """MSE, PSNR and SSIM on images in [0, 1], and the classifier's accuracy on the reconstructions."""
-    mse = F.mse_loss(reconstructed, original, reduction="none").mean((1, 2, 3))
-    per_image_ssim = ssim(reconstructed, original, data_range=1.0, size_average=False)
-    accuracy = evaluate(classifier, from_unit(reconstructed), labels, 1000)["test_acc"]
-    return {"mse": mse.mean().item(), "psnr_db": (10 * torch.log10(1 / mse.clamp(min=1e-10))).mean().item(),
-            "ssim": per_image_ssim.mean().item(), "ssim_min": per_image_ssim.min().item(),
-            "classifier_accuracy": accuracy}
-
-
-def train_classifier(x_train, y_train, epochs, seed):
-    """A LeNet-5 trained by regular learning with the suite's defaults: the judge of the reconstructions."""
-    model = lenet5(seed)
-    optimizer = sgd(model.parameters(), common_parser("regular", "").parse_args([]))  # the suite's defaults
-    shuffle = shuffle_generator(seed)
-    for _ in range(epochs):
-        train_epoch(model, optimizer, batches(x_train, y_train, 64, shuffle))
-    return model.eval()
-
-
-def figure(path, original, reconstructions, columns=10):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    rows = [("original", original), *reconstructions.items()]
-    fig, axes = plt.subplots(len(rows), columns, figsize=(columns * 1.1, len(rows) * 1.25), squeeze=False)
-    for row, (name, images) in zip(axes, rows):
-        for i, ax in enumerate(row):
-            ax.imshow(images[i, 0].numpy(), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        row[0].set_ylabel(name, rotation=0, ha="right", va="center")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def main():
     args = build_parser().parse_args()
-    start = time.perf_counter()
-    front, config, client = load_client_part(args.parts, args.client, args.cut_layer)
-    x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir)
-    if args.victims > AUX_START or AUX_START + args.aux > len(y_test):
-        raise InputError(f"--victims must be at most {AUX_START} and --aux at most {len(y_test) - AUX_START}")
-    noise_std = config.get("noise_std", 0.0)
-    generator = torch.Generator().manual_seed(args.seed)
-    victims, labels = x_test[:args.victims], y_test[:args.victims]
-    aux = x_test[AUX_START:AUX_START + args.aux]
-    z_victims, z_aux = observe(front, victims, noise_std, generator), observe(front, aux, noise_std, generator)
-    original = to_unit(victims)
-
-    print(f"attacking client {client}'s part ({config['model']}, cut layer {config['cut_layer']}, variant "
-          f"{config.get('variant', 'vanilla')}, noise {noise_std}, NoPeek {config.get('nopeek', 0.0)})",
-          file=sys.stderr)
-    reconstructions = {"white-box": white_box_inversion(front, z_victims, args.inversion_steps, args.tv_weight),
-                       "decoder": learned_decoder(z_aux, to_unit(aux), z_victims, cut_shape(config["model"], config["cut_layer"]),
-                                                  args.decoder_epochs, args.seed)}
-    classifier = train_classifier(x_train[:args.classifier_images], y_train[:args.classifier_images],
-                                  args.classifier_epochs, args.seed)
-    result = {"parts": str(args.parts), "client": client, "config": config, "victims": f"test images 0..{args.victims - 1}",
-              "auxiliary": f"test images {AUX_START}..{AUX_START + args.aux - 1}", "attack_settings": vars(args),
-              "classifier_accuracy_on_originals": evaluate(classifier, victims, labels, 1000)["test_acc"],
-              "attacks": {name: scores(images, original, labels, classifier)
-                          for name, images in reconstructions.items()}}
-    result["strongest"] = max(result["attacks"], key=lambda name: result["attacks"][name]["ssim"])
-    result["time_s"] = time.perf_counter() - start
+    result, original, reconstructions = attack(args)
     parts = Path(args.parts)
     out = Path(args.out) if args.out else parts.with_name(f"{parts.stem}-attack.json")
     out.write_text(json.dumps(result, indent=2))

@@ -5,6 +5,8 @@ missing into it; otherwise ``$FASHION_MNIST_DIR``, then ``data/`` in the project
 ``/usr/share/datasets/fashion-mnist``, downloading into ``data/`` when none has them.
 """
 
+import splitlab  # noqa: F401  (the suite's process settings, which must precede torch)
+
 import gzip
 import os
 import socket

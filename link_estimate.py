@@ -20,7 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from messaging import Link
+from splitlab.net.link import Link
 
 
 def load_traces(folder):

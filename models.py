@@ -13,6 +13,8 @@ the network, not written down.
                    1,024-wide layers (1.72 M parameters), where the report's bandwidth argument may hold
 """
 
+import splitlab  # noqa: F401  (the suite's process settings, which must precede torch)
+
 from functools import lru_cache
 
 import torch

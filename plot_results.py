@@ -25,7 +25,7 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
-from results_guard import FINISHED  # noqa: E402
+from splitlab.training.results_guard import FINISHED  # noqa: E402
 
 # results file (run name) -> label; the report's three methods first, then sync SGD and the split variants
 METHODS = {"split": "Split learning", "federated": "Federated learning", "regular": "Regular learning",

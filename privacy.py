@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from models import MODELS, cut_points
-from results_guard import FINISHED
+from splitlab.training.results_guard import FINISHED
 
 ROOT = Path(__file__).resolve().parent
 MPIRUN = str(Path(sys.executable).parent / "mpirun")

@@ -4,13 +4,14 @@
     python regular_learning.py --help
 """
 
-import runtime  # noqa: F401  (process settings that must precede torch)
 
 from data import batches, load_fashion_mnist, num_batches, shuffle_generator
 from models import build
-from training import Results, common_parser, evaluate, fit, progress, resolve_device, run_main, set_lr, sgd, \
-    train_epoch, warn_if_link_set
-from work import Work, epoch_keys, peak_rss_mb
+from splitlab.costs.work import Work, epoch_keys, peak_rss_mb
+from splitlab.training.cli import common_parser, resolve_device, run_main, warn_if_link_set
+from splitlab.training.loop import fit, progress
+from splitlab.training.results import Results
+from splitlab.training.steps import evaluate, set_lr, sgd, train_epoch
 
 
 def main():

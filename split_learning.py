@@ -11,16 +11,22 @@ batch, and the server, which has the labels, sends back the gradient at the cut.
 split_roles.py, the variants in split_variants.py; every message is laid out in protocol.py.
 """
 
-import runtime  # first: process settings that must precede torch
 
 from data import load_shards
 from models import check_split
-from mpi_method import run_method, run_mpi_main
-from protocol import SERVER
-from split_roles import Server
-from split_variants import SplitFedV1Server, SplitFedV2Server, UShapedServer
-from training import InputError, add_client_args, add_mpi_args, common_parser, nonnegative_float, nonnegative_int, \
-    positive_int
+from splitlab.errors import InputError
+from splitlab.methods.mpi_method import run_method, run_mpi_main
+from splitlab.methods.split_roles import Server
+from splitlab.methods.split_variants import SplitFedV1Server, SplitFedV2Server, UShapedServer
+from splitlab.net.protocol import SERVER
+from splitlab.training.cli import (
+    add_client_args,
+    add_mpi_args,
+    common_parser,
+    nonnegative_float,
+    nonnegative_int,
+    positive_int,
+)
 
 SERVERS = {"vanilla": Server, "sflv1": SplitFedV1Server, "sflv2": SplitFedV2Server, "u-shaped": UShapedServer}
 

@@ -25,8 +25,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from process_policy import threads_per_job
-from results_guard import FINISHED
+from splitlab.net.process_policy import threads_per_job
+from splitlab.training.results_guard import FINISHED
 
 ROOT = Path(__file__).resolve().parent
 MPIRUN = str(Path(sys.executable).parent / "mpirun")

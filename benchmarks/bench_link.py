@@ -19,7 +19,7 @@ from pathlib import Path
 
 from common import MPIRUN, PYTHON, ROOT, bench_parser
 from link_estimate import load_traces, replay, span
-from messaging import Link
+from splitlab.net.link import Link
 
 METHODS = {"split": ("split learning", ["split_learning.py"]),
            "sflv2": ("SplitFed V2", ["split_learning.py", "--variant", "sflv2"]),

@@ -12,8 +12,6 @@ import statistics
 import sys
 import time
 
-import runtime  # noqa: F401  (before torch)
-
 import torch
 import torch.nn.functional as F
 

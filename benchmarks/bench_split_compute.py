@@ -12,14 +12,13 @@ import argparse
 import statistics
 import time
 
-import runtime  # noqa: F401  (as in the scripts: before torch)
-
 import torch
 import torch.nn.functional as F
 
 from data import load_fashion_mnist
 from models import cut_points, cut_shape, lenet5, split
-from training import common_parser, sgd, train_step
+from splitlab.training.cli import common_parser
+from splitlab.training.steps import sgd, train_step
 
 BATCH = 64
 DISTINCT_BATCHES = 100  # cycled: enough to keep the data out of the caches' way, little to load

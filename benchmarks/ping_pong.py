@@ -16,7 +16,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from messaging import Channel
+from splitlab.net.messaging import Channel
 
 
 def busy(seconds):

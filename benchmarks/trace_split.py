@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from common import MPIRUN, PYTHON, ROOT
-from protocol import SERVER, Tag
+from splitlab.net.protocol import SERVER, Tag
 
 
 def load_traces(folder):

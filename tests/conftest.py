@@ -10,7 +10,6 @@ from unittest import mock
 
 import pytest
 
-import runtime  # noqa: F401  (as in the scripts: before torch)
 from common import MPIRUN, ROOT  # benchmarks/common.py: the mpirun that `make setup` installs in .venv
 
 

@@ -22,8 +22,9 @@ def test_ratio_table_pairs_each_round_with_the_baselines_same_round():
 def test_split_compute_benchmark_times_the_same_computation_as_the_whole_step():
     import torch
     from bench_split_compute import split_step
+
     from models import cut_shape, lenet5, split
-    from training import train_step
+    from splitlab.training.steps import train_step
 
     def sgd(params):
         return torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4)

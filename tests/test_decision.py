@@ -8,9 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-import decision
+import decision as decision_script
 from models import cut_shape
-from traffic import fedavg_round_bytes, split_epoch_bytes
+from splitlab.costs import decision
+from splitlab.costs.traffic import fedavg_round_bytes, split_epoch_bytes
 
 COMPUTE = {"client_forward": 0.001, "client_backward": 0.002, "server": 0.004, "whole": 0.006}
 FREE = (1e30, 0.0)  # a link that costs nothing
@@ -111,10 +112,10 @@ def test_the_map_from_results_files(tmp_path, monkeypatch):
                                       np.array([1e6, 1e9]))
     assert np.isnan(seconds["sflv2"][0]).all() and not np.isnan(seconds["sflv2"][1]).any()  # run with 1,000 only
     assert "sflv2" not in winner[0]
-    monkeypatch.setattr(decision, "role_seconds", lambda model, cut: COMPUTE)
+    monkeypatch.setattr(decision_script, "role_seconds", lambda model, cut: COMPUTE)
     monkeypatch.setattr(sys, "argv", ["decision.py", "--runs", str(tmp_path), "--out",
                                       str(tmp_path / "decision.png")])
-    decision.main()
+    decision_script.main()
     assert (tmp_path / "decision.png").stat().st_size > 10_000
 
 
@@ -123,7 +124,7 @@ def test_the_map_from_results_files(tmp_path, monkeypatch):
 def test_bad_input_is_an_error_naming_it_and_status_2(flags, named, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["decision.py", *flags])
     with pytest.raises(SystemExit) as exit_:
-        decision.main()
+        decision_script.main()
     assert exit_.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "error:" in last and named in last

@@ -53,7 +53,7 @@ def test_noise_changes_what_the_server_receives_in_training_and_evaluation(tmp_p
 
 def test_the_u_shaped_server_is_given_no_label():
     import split_learning
-    from placement import Placement
+    from splitlab.net.placement import Placement
     args = split_learning.build_parser().parse_args(["--variant", "u-shaped", "--train-subset", "600",
                                                      "--test-subset", "300"])
     test_labels, num_test, shard_sizes = split_learning.load(args, 0, Placement(2, 2))

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from conftest import PINNED, in_process, mpirun, needs_data
-from averaging import Aggregator, OrderedAverage, sample_clients, weighted_average
-from traffic import fedavg_round_bytes
-
+from splitlab.costs.traffic import fedavg_round_bytes
+from splitlab.methods.averaging import Aggregator, OrderedAverage, sample_clients, weighted_average
 
 # ------------------------------------------------------------------------------------------- pure functions
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import PINNED, mpirun, needs_data
-from label_leakage import best_naming_accuracy, label_leakage_report, norm_auc
+from splitlab.privacy.label_leakage import best_naming_accuracy, label_leakage_report, norm_auc
 
 
 def planted_gradients(n=600, features=84, seed=0):

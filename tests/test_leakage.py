@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from leakage import batch_distance_correlation, bias_corrected_dcor_sqr, distance_correlation, leakage_report
+from splitlab.privacy.leakage import (
+    batch_distance_correlation,
+    bias_corrected_dcor_sqr,
+    distance_correlation,
+    leakage_report,
+)
 
 
 @pytest.mark.parametrize("n, dx, dz", [(64, 784, 1176), (30, 5, 3), (200, 20, 40)])

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import PINNED, mpirun, needs_data
 from link_estimate import load_traces, replay, span
-from messaging import Link
+from splitlab.net.link import Link
 
 
 def ping_pong(rounds, nbytes, compute):

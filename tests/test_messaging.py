@@ -41,6 +41,6 @@ def test_ranks_without_doorbells_do_not_lengthen_each_others_waits(work):
     # With a sleep that doubled (as one with doorbells may), two ranks with DOORBELLS=off measured 326 ms
     # hand-overs for 3 ms of work a side (benchmarks/ping_pong.py); in this model it gives 2.7x and 3.2x the
     # work (3 and 10 ms), more than the 1.5x allowed.
-    from messaging import no_bells_sleep
+    from splitlab.net.messaging import no_bells_sleep
     trips = ping_pong_round_trips(no_bells_sleep, work)
     assert max(trips[10:]) < 1.5 * work

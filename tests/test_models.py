@@ -5,8 +5,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from models import MODELS, build, check_split, cut_points, cut_shape, flat_parameters, head_choices, head_shape, \
-    lenet5, load_flat_parameters, split, split_u_shaped
+from models import (
+    MODELS,
+    build,
+    check_split,
+    cut_points,
+    cut_shape,
+    flat_parameters,
+    head_choices,
+    head_shape,
+    lenet5,
+    load_flat_parameters,
+    split,
+    split_u_shaped,
+)
 
 SPLITS = [(name, cut) for name in MODELS for cut in cut_points(name)]
 

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from conftest import PINNED, mpirun, needs_data
-from placement import Placement
-from training import InputError
+from splitlab.errors import InputError
+from splitlab.net.placement import Placement
 
 TINY = ["--train-subset", "480", "--test-subset", "200", "--patience", "0", "--no-progress", "--leakage-images", "0"]
 

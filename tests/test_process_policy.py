@@ -5,11 +5,11 @@ import sys
 
 import pytest
 
-import process_policy
-import split_variants
-from conftest import needs_data, run
 from common import MPIRUN
-from process_policy import MAX_THREADS, Host, Plan, one_at_a_time, side_by_side
+from conftest import needs_data, run
+from splitlab.methods import split_variants
+from splitlab.net import process_policy
+from splitlab.net.process_policy import MAX_THREADS, Host, Plan, one_at_a_time, side_by_side
 
 TWO_CORES = Host(cores=2, sharing=11)  # the developers' machine under mpirun -n 11
 

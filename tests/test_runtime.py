@@ -1,15 +1,18 @@
-"""Process settings (runtime.py): freed memory stays in the process during training, and goes back once asked."""
+"""Process settings (splitlab/net/runtime.py): freed memory stays in the process during training, and goes back once asked."""
 
+import os
+import subprocess
 import sys
 
 import pytest
 
-from conftest import run
+from conftest import ROOT, run
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, tunes glibc")
 
 MEASURE = """
-import runtime, torch
+import torch
+from splitlab.net import runtime
 
 def anonymous_mb():
     line = next(l for l in open('/proc/self/status') if l.startswith('RssAnon'))
@@ -28,3 +31,38 @@ def test_freed_memory_is_kept_until_released():
     assert result.returncode == 0, result.stderr
     kept, released = map(int, result.stdout.split())
     assert kept > released + 150, (kept, released)  # the 200 MB were kept, then handed back
+
+
+PROBE = """
+import importlib.abc, os, runpy, sys
+
+class TorchLoads(Exception):
+    pass
+
+class Watch(importlib.abc.MetaPathFinder):  # stops a script at its first import of torch, saying what was set then
+    def find_spec(self, name, path, target=None):
+        if name == "torch":
+            raise TorchLoads(os.environ.get("OMP_WAIT_POLICY"))
+
+sys.meta_path.insert(0, Watch())
+for script in sys.argv[1:]:
+    os.environ.pop("OMP_WAIT_POLICY", None)
+    for name in [name for name in sys.modules if name.split(".")[0] in ("splitlab", "models", "data")]:
+        del sys.modules[name]
+    try:
+        runpy.run_path(script, run_name="probe")
+        print(os.path.basename(script), "no torch")
+    except TorchLoads as seen:
+        print(os.path.basename(script), seen)
+"""
+
+
+def test_every_script_applies_the_process_settings_before_torch_loads():
+    scripts = sorted(str(path) for path in ROOT.glob("*.py"))
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    result = subprocess.run([sys.executable, "-c", PROBE, *scripts], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    seen = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert len(seen) == len(scripts) and "models.py" in seen and "split_learning.py" in seen
+    assert {script: value for script, value in seen.items() if value not in ("PASSIVE", "no torch")} == {}

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import PINNED, in_process, mpirun, needs_data
 from models import cut_shape, head_shape, split
-from traffic import split_epoch_bytes
+from splitlab.costs.traffic import split_epoch_bytes
 
 pytestmark = needs_data
 SMALL = ["--train-subset", "600", "--test-subset", "300", "--patience", "0", "--no-progress"]

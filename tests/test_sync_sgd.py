@@ -8,9 +8,9 @@ import torch
 
 from conftest import PINNED, mpirun, needs_data
 from models import flat_parameters, lenet5
-from sync_sgd import apply_average, collect, scaled_lr, worker_gradient
-from traffic import sync_sgd_epoch_bytes
-from training import sgd
+from splitlab.costs.traffic import sync_sgd_epoch_bytes
+from splitlab.methods.sync_sgd import apply_average, collect, scaled_lr, worker_gradient
+from splitlab.training.steps import sgd
 
 HYPER = argparse.Namespace(lr=0.05, momentum=0.9, weight_decay=5e-4)
 

@@ -10,11 +10,14 @@ import time
 import pytest
 import torch
 
-import training
 from conftest import ROOT
-from training import Plateau, Results, fit, write_json_atomic
+from splitlab.training.cli import common_parser, warn_if_link_set
+from splitlab.training.loop import Plateau, fit
+from splitlab.training.results import Results
+from splitlab.training.results_guard import write_json_atomic
+from splitlab.training.steps import Scores
 
-PARSER = training.common_parser("regular", "")
+PARSER = common_parser("regular", "")
 
 CONTRACT_EPOCH_KEYS = {"epoch", "train_loss", "test_loss", "test_acc", "epoch_time_s", "elapsed_s", "bytes_sent",
                        "bytes_received"}
@@ -88,7 +91,7 @@ def test_results_file_is_as_readable_as_any_new_file(tmp_path):
 
 
 def args_for(tmp_path, **overrides):
-    args = training.common_parser("regular", "").parse_args(["--results-dir", str(tmp_path), "--epochs", "5"])
+    args = common_parser("regular", "").parse_args(["--results-dir", str(tmp_path), "--epochs", "5"])
     return argparse.Namespace(**{**vars(args), **overrides})
 
 
@@ -146,9 +149,10 @@ def test_a_crash_after_the_last_epoch_says_failed(tmp_path):
 
 
 def test_a_killed_run_is_marked_failed_by_its_guard(tmp_path):
-    script = ("import os, signal, training\n"
-              f"args = training.common_parser('regular', '').parse_args(['--results-dir', {str(tmp_path)!r}])\n"
-              "training.Results(args, training.common_parser('regular', ''), 'regular', 'cpu')\n"
+    script = ("import os, signal\nfrom splitlab.training.cli import common_parser\n"
+              "from splitlab.training.results import Results\n"
+              f"args = common_parser('regular', '').parse_args(['--results-dir', {str(tmp_path)!r}])\n"
+              "Results(args, common_parser('regular', ''), 'regular', 'cpu')\n"
               "os.kill(os.getpid(), signal.SIGKILL)\n")
     assert subprocess.run([sys.executable, "-c", script], cwd=ROOT).returncode == -9
     deadline = time.monotonic() + 10
@@ -169,7 +173,7 @@ def test_evaluation_traffic_is_added_to_the_epoch(tmp_path):
 def test_per_class_accuracy_weighted_by_class_counts_is_the_overall_accuracy():
     generator = torch.Generator().manual_seed(0)
     logits, target = torch.randn(500, 10, generator=generator), torch.randint(0, 9, (500,), generator=generator)
-    scores = training.Scores()
+    scores = Scores()
     for start in range(0, 500, 64):  # summed over batches, as every method evaluates
         scores.add(logits[start:start + 64], target[start:start + 64])
     result = scores.result()
@@ -194,7 +198,6 @@ def test_a_run_at_chance_level_is_warned_about_and_recorded(tmp_path, capsys):
 
 
 def test_a_link_set_for_a_run_without_messages_is_named_not_ignored(monkeypatch, capsys):
-    from training import warn_if_link_set
     monkeypatch.delenv("LINK", raising=False)
     warn_if_link_set()
     assert capsys.readouterr().err == ""

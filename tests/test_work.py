@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from models import MODELS, build, cut_points, split
-from training import train_epoch
-from work import Work, epoch_keys
+from splitlab.costs.work import Work, epoch_keys
+from splitlab.training.steps import train_epoch
 
 SPLITS = [(name, cut) for name in MODELS for cut in cut_points(name)]
 

@@ -18,7 +18,7 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-import messaging
+from splitlab.net import messaging
 
 messaging.BELL_TIMEOUT = 3600.0
 ROUNDS, BIG, SMALL = 5, 64 * 6 * 14 * 14, 64

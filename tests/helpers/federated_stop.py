@@ -8,7 +8,7 @@ import os
 import signal
 
 import federated_learning
-from mpi_method import run_mpi_main
+from splitlab.methods.mpi_method import run_mpi_main
 
 train_round = federated_learning.ClientRank.train_round
 

@@ -24,11 +24,10 @@ import sys
 import torch
 
 import split_learning
-import split_roles
-import split_variants
 from models import cut_shape, flatten
-from mpi_method import run_mpi_main
-from protocol import SERVER, Tag
+from splitlab.methods import split_roles, split_variants
+from splitlab.methods.mpi_method import run_mpi_main
+from splitlab.net.protocol import SERVER, Tag
 
 plant = sys.argv.pop(1)
 Client = split_roles.Client

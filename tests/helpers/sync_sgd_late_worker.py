@@ -5,8 +5,8 @@
 """
 
 import sync_sgd
-from mpi_method import run_mpi_main
-from protocol import SERVER
+from splitlab.methods.mpi_method import run_mpi_main
+from splitlab.net.protocol import SERVER
 
 compute_gradients = sync_sgd.WorkerRank.compute_gradients
 

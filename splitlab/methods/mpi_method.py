@@ -23,15 +23,19 @@ import sys
 import time
 import traceback
 
+import torch
 from mpi4py import MPI
 
-import runtime
-import torch
 from data import DataError, load_shards
-from placement import Placement
-from messaging import Channel, Link, PeerError, PeerFailed, mpi_description
-from protocol import SERVER, ProtocolError, Tag, tag_name
-from training import InputError, Results, check_results_dir, fit, resolve_device
+from splitlab.errors import InputError
+from splitlab.net import runtime
+from splitlab.net.link import Link
+from splitlab.net.messaging import Channel, PeerError, PeerFailed, mpi_description
+from splitlab.net.placement import Placement
+from splitlab.net.protocol import SERVER, ProtocolError, Tag, tag_name
+from splitlab.training.cli import resolve_device
+from splitlab.training.loop import fit
+from splitlab.training.results import Results, check_results_dir
 
 ABORT_GRACE_S = 1.0  # time the launcher has to forward a failing rank's last words
 

@@ -17,12 +17,14 @@ import torch.nn.functional as F
 
 from data import batches, num_batches, shuffle_generator
 from models import cut_shape, flat_parameters, flatten, split, unflatten_into
-from mpi_method import per_client, stop_workers
-import process_policy
-from protocol import SERVER, ProtocolError, Tag, tag_name
-from leakage import leakage_report, distance_correlation
-from training import Scores, progress, set_lr, sgd
-from work import Work, epoch_keys, peak_rss_mb
+from splitlab.costs.work import Work, epoch_keys, peak_rss_mb
+from splitlab.methods.mpi_method import per_client, stop_workers
+from splitlab.net import process_policy
+from splitlab.net.protocol import SERVER, ProtocolError, Tag, tag_name
+from splitlab.privacy.leakage import distance_correlation, leakage_report
+from splitlab.training.loop import progress
+from splitlab.training.results_guard import atomic_path
+from splitlab.training.steps import Scores, set_lr, sgd
 
 
 def evaluation_sample(clients, size, seed):
@@ -375,10 +377,9 @@ class Server:
             unflatten_into([p for part in parts for p in part.parameters()], flat)
             client_parts.append([part.state_dict() for part in parts])
         path = Path(self.args.results_dir) / f"{self.args.run_name}.pt"
-        tmp = path.with_suffix(".pt.tmp")
-        torch.save({"config": vars(self.args), "client_parts": client_parts,
-                    "server_part": {k: v.cpu() for k, v in self.server_part.state_dict().items()}}, tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            torch.save({"config": vars(self.args), "client_parts": client_parts,
+                        "server_part": {k: v.cpu() for k, v in self.server_part.state_dict().items()}}, tmp)
 
     def stop(self):
         stop_workers(self.channel)

@@ -1,7 +1,7 @@
 """Marks a results file failed when the process that writes it dies without saying how its run ended; and how a
 results file is written, by the run (training.Results) and by this guard alike.
 
-    python results_guard.py RESULTS_FILE     # started by training.Results; its standard input a pipe from the run
+    python results_guard.py RESULTS_FILE     # started by splitlab.training.results.Results; its standard input a pipe from the run
 
 The run holds the other end of the pipe, so the pipe closes when the run's process ends, however it ends. If the
 file still says "running" then, the process was killed before it could write: by SIGKILL, for example from
@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 # The statuses of a run that ended as planned: its last epoch, or a stopping rule (--patience, --stop-at).
@@ -33,23 +34,31 @@ def mark_failed_if_running(path):
     write_json_atomic(path, data)
 
 
-def write_json_atomic(path, obj):
-    """Write ``obj`` as JSON to ``path`` so that readers see the old file or the new one, never half of one."""
+@contextmanager
+def atomic_path(path):
+    """A temporary path beside ``path`` to write to; once the block ends, it replaces ``path`` in one step, so that
+    readers see the old file or the new one, never half of one (and nothing new if the block raised)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes the file private; a results file is as readable as any other
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; a results file is as readable as any other
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path, obj):
+    """Write ``obj`` as JSON to ``path`` atomically (:func:`atomic_path`), flushed to disk first."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def main():

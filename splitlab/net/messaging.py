@@ -13,14 +13,13 @@ Where the cores leave room, a rank polls flat out for a while before it sleeps (
 
 ``LINK=10mbit,20ms`` in the environment emulates a network on one machine (off by default, and then free): each
 rank's messages leave it one after another over a link of that bandwidth, and one reaches MPI only once its last
-byte would have arrived after that latency (``Link``). The kernel's own emulation (``tc netem``) needs
+byte would have arrived after that latency (``link.Link``). The kernel's own emulation (``tc netem``) needs
 privileges and MPI over TCP; this needs neither, and delays exactly the messages the methods send.
 """
 
 import collections
 import json
 import os
-import re
 import select
 import shutil
 import tempfile
@@ -30,8 +29,8 @@ import numpy as np
 from mpi4py import MPI
 from mpi4py.util.dtlib import from_numpy_dtype
 
-from process_policy import Host
-from protocol import SERVER, ProtocolError, Tag
+from splitlab.net.process_policy import Host
+from splitlab.net.protocol import SERVER, ProtocolError, Tag
 
 IDLE_STALL_FACTOR = 10  # a worker waiting between turns waits through other clients' turns: it allows this x
 
@@ -68,32 +67,6 @@ def mpi_description():
     """Vendor and version of the MPI library, for the results file."""
     vendor, version = MPI.get_vendor()
     return f"{vendor} {'.'.join(map(str, version))}"
-
-
-class Link:
-    """An emulated network link out of this rank (``LINK=<bandwidth>,<latency>``: for example ``10mbit,20ms``,
-    ``1gbit,1ms``): messages take their turn on it, each for size / bandwidth, and arrive ``latency`` after
-    their last byte left. A message is handed to MPI at that moment."""
-
-    UNITS = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9, "s": 1.0, "ms": 1e-3, "us": 1e-6}
-
-    def __init__(self, bits_per_s, latency_s):
-        self.bits_per_s, self.latency_s = bits_per_s, latency_s
-        self.free_at = 0.0  # when the link has sent everything handed to it so far
-
-    @classmethod
-    def parse(cls, text):
-        """A Link from ``LINK``'s text; ValueError, naming the form, if it is not ``<number><unit>,<number><unit>``."""
-        found = re.fullmatch(r"\s*([0-9.]+)\s*([kmg]?bit)\s*,\s*([0-9.]+)\s*(m?s|us)\s*", text.lower())
-        if not found or float(found[1]) <= 0:
-            raise ValueError(f"LINK={text!r}: expected <bandwidth>,<latency> such as 10mbit,20ms "
-                             f"(bandwidth in bit, kbit, mbit or gbit a second; latency in s, ms or us)")
-        return cls(float(found[1]) * cls.UNITS[found[2]], float(found[3]) * cls.UNITS[found[4]])
-
-    def arrival(self, nbytes, now):
-        """When a message of ``nbytes`` handed to the link at ``now`` arrives."""
-        self.free_at = max(now, self.free_at) + 8 * nbytes / self.bits_per_s
-        return self.free_at + self.latency_s
 
 
 def no_bells_sleep(waited):

@@ -23,14 +23,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from averaging import OrderedAverage, weighted_average
 from models import flat_parameters, head_shape, load_flat_parameters, split_u_shaped
-import process_policy
-from mpi_method import take_turns
-from protocol import SERVER, ProtocolError, Tag
-from split_roles import Client, ClientRank, Server, batch_sizes
-from training import Scores, progress, set_lr
-
+from splitlab.methods.averaging import OrderedAverage, weighted_average
+from splitlab.methods.mpi_method import take_turns
+from splitlab.methods.split_roles import Client, ClientRank, Server, batch_sizes
+from splitlab.net import process_policy
+from splitlab.net.protocol import SERVER, ProtocolError, Tag
+from splitlab.training.loop import progress
+from splitlab.training.steps import Scores, set_lr
 
 # ------------------------------------------------------------------------------------------------ U-shaped
 
@@ -77,7 +77,9 @@ class UShapedClient(Client):
     def end_turn(self):
         """Report the turn's loss, and what the server could read of its labels from the gradients it was sent
         (scored here, where the labels are)."""
-        from label_leakage import label_leakage_report  # here: its scipy takes a second to import, on every rank
+        from splitlab.privacy.label_leakage import (
+            label_leakage_report,  # here: its scipy takes a second to import, on every rank
+        )
         with self.work.aside():  # the experimenter's measurement, not the client's work
             leak = label_leakage_report(torch.cat(self.head_grads_sent).numpy(), torch.cat(self.labels_kept).numpy(),
                                         seed=self.args.seed)

@@ -12,7 +12,7 @@ number of ranks (tests/test_placement.py). The schedulers (``mpi_method.take_tur
 
 import numpy as np
 
-from training import InputError
+from splitlab.errors import InputError
 
 
 class Placement:

@@ -1,0 +1,277 @@
+"""Which method reaches a target test accuracy first, for a number of data holders and a network link.
+
+    python decision.py                              # the runs of make scale and make decision: results/decision.png
+    python decision.py --target 0.85 --latency 20ms --out results/decision.png
+
+Time to the target = the epochs a method took to reach it (measured: the runs of make scale and make decision,
+IID shards) x its epoch time over the link (a deployment model, below). Where a method did not reach the target in the
+epochs it ran, its time is only known to exceed (epochs run) x (epoch time): it cannot win where another
+method's time is shorter than that, and the cell is left undecided where it might.
+
+The deployment model: the server and every data holder on a machine of its own, computing as one core of this
+machine does (each role's batch timed here, one thread), every machine with a link of the given bandwidth and
+latency in each direction; a message takes size / bandwidth on its sender's link and arrives ``latency`` after
+its last byte (as ``LINK=`` emulates, splitlab.net.link.Link). Per epoch (one round for FedAvg), with M batches in all,
+m a client's batches, K clients, smashed/grad a batch's activations (with labels) and their gradients:
+
+    vanilla split   M (client forward + smashed + latency + server step + grad + latency + client backward)
+                    + K x 2 latency (each client's turn begun and ended: clients take turns)
+    SplitFed V2     the longest of: the server's steps (M server steps), its link in (M smashed) or out (M grad),
+                    one client's own chain (m round trips as vanilla's), then the client parts averaged
+                    (K parts in and K out through the server's link); clients work at once, the server one
+                    batch at a time (a bottleneck bound: it assumes the server never waits once work is queued)
+    FedAvg          (K + 1) model transfers on the server's link + 2 latency + m x (a whole-model step)
+                    (the server sends K models one after another; the last client trains and answers; the K
+                    answers arrive one after another on the server's link)
+
+Evaluation is left out (the experimenter's measurement, not the method's). The bytes each formula puts on the
+links are traffic.py's closed forms (tests/test_decision.py).
+"""
+
+
+import functools
+import json
+import math
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models import build, cut_shape, split
+from splitlab.costs.traffic import FLOAT, LABEL
+from splitlab.training.results_guard import FINISHED
+
+LABELS = {"split": "split learning", "split-cut2": "split learning, cut 2", "sflv2": "SplitFed V2",
+          "federated": "FedAvg"}
+COLOURS = {"split": "C0", "split-cut2": "C9", "sflv2": "C2", "federated": "C1"}
+BANDWIDTHS = np.logspace(6, 10, 41)  # 1 Mbit/s to 10 Gbit/s
+CLIENTS = np.unique(np.round(np.logspace(1, 3, 31)).astype(int))  # 10 to 1,000
+
+
+# ------------------------------------------------------------------------------------ compute, timed here
+
+def role_seconds(model, cut, batch=64, repeats=20):
+    """Seconds of one training batch of each role on one thread of this machine (the least of ``repeats``, as
+    timeit advises: other work on the machine only adds to a time):
+    ``client_forward``, ``client_backward`` (with its SGD step), ``server`` (forward, backward, step) and
+    ``whole`` (the whole network's forward, backward and step, FedAvg's client)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        client, server = split(model, cut, seed=0)
+        whole = build(model, seed=0)
+        images, labels = torch.randn(batch, 1, 28, 28), torch.randint(0, 10, (batch,))
+        optimisers = {part: torch.optim.SGD(part.parameters(), lr=0.01, momentum=0.9)
+                      for part in (client, server, whole)}
+        times = {"client_forward": [], "client_backward": [], "server": [], "whole": []}
+        for _ in range(repeats + 2):  # the first two warm up
+            start = time.perf_counter()
+            smashed = client(images)
+            forwarded = time.perf_counter()
+            received = smashed.detach().requires_grad_()
+            loss = F.cross_entropy(server(received), labels)
+            optimisers[server].zero_grad()
+            loss.backward()
+            optimisers[server].step()
+            served = time.perf_counter()
+            optimisers[client].zero_grad()
+            smashed.backward(received.grad)
+            optimisers[client].step()
+            done = time.perf_counter()
+            optimisers[whole].zero_grad()
+            F.cross_entropy(whole(images), labels).backward()
+            optimisers[whole].step()
+            for key, seconds in zip(times, (forwarded - start, done - served, served - forwarded,
+                                            time.perf_counter() - done)):
+                times[key].append(seconds)
+        return {key: min(values[2:]) for key, values in times.items()}
+    finally:
+        torch.set_num_threads(threads)
+
+
+# ---------------------------------------------------------------------------- an epoch over the link
+
+def epoch_seconds(method, clients, link, compute, model, cut=1, n=60000, batch=64, local_epochs=1):
+    """``(seconds, bytes)`` of one epoch (FedAvg: round) of ``method`` with ``clients`` IID shards of ``n`` images
+    over ``link`` (``(bits_per_s, latency_s)``), each role's batch taking ``compute`` (role_seconds) seconds. The
+    bytes are those on the links, evaluation left out."""
+    bits_per_s, latency = link
+    wire = lambda nbytes: nbytes * 8 / bits_per_s  # noqa: E731  (seconds on a link)
+    m = math.ceil(n / clients / batch)  # a client's batches (the shards differ by an image at most)
+    batches = clients * m
+    floats = int(np.prod(cut_shape(model, cut)))
+    smashed, grad = n * (FLOAT * floats + LABEL), n * FLOAT * floats  # an epoch's, all clients together
+    step = compute["client_forward"] + compute["server"] + compute["client_backward"]
+    if method == "vanilla":
+        seconds = batches * (step + 2 * latency) + wire(smashed + grad) + clients * 2 * latency
+        return seconds, smashed + grad
+    client_part, whole = parameter_bytes(model, cut)
+    if method == "sflv2":
+        server_bound = max(batches * compute["server"], wire(smashed), wire(grad))
+        client_bound = m * (step + 2 * latency) + wire(smashed + grad) / clients
+        averaging = 2 * (wire(clients * client_part) + latency)
+        return max(server_bound, client_bound) + averaging, smashed + grad + 2 * clients * client_part
+    if method == "fedavg":
+        seconds = wire((clients + 1) * whole) + 2 * latency + local_epochs * m * compute["whole"]
+        return seconds, 2 * clients * whole
+    raise ValueError(f"no time model for {method!r}")
+
+
+@functools.cache
+def parameter_bytes(model, cut):
+    """Bytes of the client part's parameters and of the whole network's."""
+    return (FLOAT * sum(p.numel() for p in split(model, cut)[0].parameters()),
+            FLOAT * sum(p.numel() for p in build(model).parameters()))
+
+
+def formula(run):
+    """The time model of a results file's method: vanilla, sflv2 or fedavg (None: none here)."""
+    if run["method"] == "federated":
+        return "fedavg"
+    variant = run["config"].get("variant")
+    return variant if run["method"] == "split" and variant in ("vanilla", "sflv2") else None
+
+
+# --------------------------------------------------------------------------------- time to the target
+
+def epochs_to(run, target):
+    """``(epochs, reached)``: the first epoch whose test accuracy reaches ``target``, or the epochs run."""
+    for epoch in run["epochs"]:
+        if epoch["test_acc"] >= target:
+            return epoch["epoch"], True
+    return len(run["epochs"]), False
+
+
+def load_runs(folders):
+    """model -> name -> {clients: run}: the finished IID runs (seed 0) on the whole training set of study.py in
+    ``folders`` (make scale's, make decision's); of two runs of one name and number of clients, the one with
+    more epochs."""
+    runs = {}
+    for path in sorted(p for folder in folders for p in Path(folder).glob("*-iid-s0*.json")):
+        name = re.fullmatch(r"(.+)-iid-s0(?:-k([0-9]+))?", path.stem)
+        try:
+            run = json.loads(path.read_text())
+        except ValueError:
+            continue
+        if not (name and run.get("status") in FINISHED and run.get("epochs") and formula(run)
+                and not run["config"].get("train_subset")):
+            continue
+        by_k = runs.setdefault(run["config"].get("model", "lenet5"), {}).setdefault(name[1], {})
+        k = int(name[2] or 10)
+        if k not in by_k or len(run["epochs"]) > len(by_k[k]["epochs"]):
+            by_k[k] = run
+    return runs
+
+
+def interpolated_epochs(measured, clients):
+    """The epochs to the target at ``clients``, linear in log(clients) between the measured numbers of clients
+    ``measured`` ({K: (epochs, reached)}), and whether both ends reached it; None outside the measured ones."""
+    ks = sorted(measured)
+    if not ks[0] <= clients <= ks[-1]:
+        return None
+    high = next(k for k in ks if k >= clients)
+    if high == clients:
+        return measured[high]
+    low = ks[ks.index(high) - 1]
+    w = (math.log(clients) - math.log(low)) / (math.log(high) - math.log(low))
+    (e0, r0), (e1, r1) = measured[low], measured[high]
+    return e0 + w * (e1 - e0), r0 and r1
+
+
+def decide(runs, compute, model, target, latency, clients=CLIENTS, bandwidths=BANDWIDTHS):
+    """The fastest method to ``target`` in every cell of ``clients`` x ``bandwidths``: an array of method names
+    ('' where a method that did not reach the target might still be faster), and {method: seconds array}. A
+    method takes part only between the fewest and the most clients it was run with."""
+    seconds = {}
+    for name, by_k in runs.items():
+        run = next(iter(by_k.values()))
+        measured = {k: epochs_to(r, target) for k, r in by_k.items()}
+        cut = run["config"].get("cut_layer", 1)
+        table = np.full((len(clients), len(bandwidths)), np.nan)  # nan: not measured so far from here
+        reached = np.zeros(len(clients), dtype=bool)
+        for i, k in enumerate(clients):
+            if (known := interpolated_epochs(measured, k)) is None:
+                continue
+            epochs, reached[i] = known
+            for j, bits in enumerate(bandwidths):
+                per_epoch, _ = epoch_seconds(formula(run), k, (bits, latency), compute[cut], model, cut,
+                                             batch=run["config"]["batch_size"],
+                                             local_epochs=run["config"].get("local_epochs", 1))
+                table[i, j] = epochs * per_epoch
+        seconds[name] = (table, reached)
+    winner = np.full((len(clients), len(bandwidths)), "", dtype=object)
+    for i in range(len(clients)):
+        for j in range(len(bandwidths)):
+            done = {name: t[i, j] for name, (t, r) in seconds.items() if r[i]}
+            if not done:
+                continue
+            best = min(done, key=done.get)
+            if all(not t[i, j] < done[best] for name, (t, r) in seconds.items() if not r[i]):  # nan: not a rival
+                winner[i, j] = best
+    return winner, {name: t for name, (t, _) in seconds.items()}
+
+
+def markdown(model, runs, compute, target, latency, bandwidths=(1e6, 1e7, 1e8, 1e9, 1e10)):
+    """A table for the measured numbers of clients: each method's epochs to the target, and at each bandwidth the
+    fastest method with its time to the target (and the runner-up's)."""
+    clients = np.array(sorted({k for by_k in runs.values() for k in by_k}))
+    winner, seconds = decide(runs, compute, model, target, latency, clients, np.array(bandwidths))
+    lines = [f"| {model}: clients | epochs to {target:.0%} | "
+             + " | ".join(f"{b / 1e6:,.0f} Mbit/s" for b in bandwidths) + " |",
+             "|---" * (2 + len(bandwidths)) + "|"]
+    for i, k in enumerate(clients):
+        reached = {name: epochs_to(by_k[k], target) for name, by_k in runs.items() if k in by_k}
+        epochs = ", ".join(f"{LABELS.get(n, n)} {e if done else f'> {e}'}" for n, (e, done) in reached.items())
+        cells = []
+        for j in range(len(bandwidths)):
+            ranked = sorted((seconds[n][i, j], n) for n in reached if reached[n][1])
+            if not winner[i, j]:
+                cells.append("undecided")
+                continue
+            text = f"**{LABELS.get(winner[i, j], winner[i, j])}** {_duration(ranked[0][0])}"
+            if len(ranked) > 1:
+                text += f" ({LABELS.get(ranked[1][1], ranked[1][1])} {_duration(ranked[1][0])})"
+            cells.append(text)
+        lines.append(f"| {k:,} | {epochs} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _duration(seconds):
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.0f} h"
+
+
+# -------------------------------------------------------------------------------------------- the figure
+
+def figure(maps, target, latency, path):
+    """One panel a model: the winner's colour in every cell, the measured numbers of clients marked."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    fig, axes = plt.subplots(1, len(maps), figsize=(6.5 * len(maps), 5), squeeze=False)
+    names = sorted({name for winner, _, _ in maps.values() for name in set(winner.flat) if name})
+    for ax, (model, (winner, runs, compute)) in zip(axes[0], maps.items()):
+        rgb = np.ones((*winner.shape, 3))
+        for name in names:
+            rgb[winner == name] = matplotlib.colors.to_rgb(COLOURS.get(name, "C7"))
+        rgb[winner == ""] = (0.85, 0.85, 0.85)
+        ax.pcolormesh(BANDWIDTHS, CLIENTS, rgb, shading="nearest")
+        for k in sorted({k for by_k in runs.values() for k in by_k}):
+            ax.axhline(k, color="black", linewidth=0.6, linestyle=":")
+            ax.annotate(f"measured, {k:,} clients", (BANDWIDTHS[0], k), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+        ax.set(xscale="log", yscale="log", xlabel="link bandwidth (bit/s)", ylabel="clients (data holders)",
+               title=f"{model}: first to {target:.0%} test accuracy")
+    handles = [Patch(color=COLOURS.get(n, "C7"), label=LABELS.get(n, n)) for n in names]
+    handles.append(Patch(color=(0.85, 0.85, 0.85), label="undecided (a method that did not reach it might win)"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8)
+    fig.suptitle(f"Fastest to the target: measured epochs x modelled epoch time (latency {latency * 1e3:g} ms, "
+                 "each party its own machine and link; decision.py)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.95))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

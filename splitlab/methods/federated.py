@@ -1,0 +1,204 @@
+"""Federated averaging (FedAvg, McMahan et al. 2017): every sampled client trains the global model on its shard, and
+the aggregator replaces the model with the average of theirs, weighted by shard size. One round is the same code
+in both modes: clients simulated in one process (:func:`run_one_process`) or on MPI ranks (:class:`Aggregator`
+on rank 0, :class:`ClientRank` on the others)."""
+
+import numpy as np
+import torch
+
+from data import batches, load_shards, shuffle_generator
+from models import build, flat_parameters, load_flat_parameters
+from splitlab.costs.work import Work, epoch_keys, peak_rss_mb
+from splitlab.methods import averaging
+from splitlab.methods.mpi_method import stop_workers, take_turns
+from splitlab.net import process_policy
+from splitlab.net.protocol import SERVER, ProtocolError, Tag
+from splitlab.training.cli import warn_if_link_set
+from splitlab.training.loop import fit
+from splitlab.training.results import Results
+from splitlab.training.steps import evaluate, set_lr, sgd, train_epoch
+
+ONE_PROCESS_CLIENTS = 10  # the report's data holders
+
+
+class Client:
+    """One data holder: its shard, its shuffling and its local optimizer (whose momentum buffers it keeps
+    between rounds with --client-momentum keep)."""
+
+    def __init__(self, index, x, y, model, args, channel=None, flops_per_batch=None):
+        self.x, self.y, self.model, self.args = x, y, model, args
+        self.work = Work(channel, flops_per_batch)  # what it computes and sends in its rounds (work.py)
+        self.shuffle = shuffle_generator(args.seed, index)
+        # Made once: torch's first optimizer in a process costs seconds of imports, which would otherwise land
+        # in every MPI client's first round.
+        self.optimizer = sgd(model.parameters(), args)
+
+    def train(self, global_params, lr):
+        """Start from the global model, train locally; return (parameters, mean training loss)."""
+        load_flat_parameters(self.model, global_params)
+        set_lr(self.optimizer, lr)
+        for _ in range(self.args.local_epochs):
+            loss = train_epoch(self.model, self.optimizer,
+                               batches(self.x, self.y, self.args.batch_size, self.shuffle), self.work)
+        if self.args.client_momentum == "reset":  # the next round starts from zero: nothing to hold till then
+            self.optimizer.state.clear()
+        return flat_parameters(self.model), loss
+
+
+class Round:
+    """One round on the aggregator's side, in either mode: the sampled clients' updates, averaged in client order
+    whatever order they come in, then one aggregator step; :meth:`finish` gives the round's record."""
+
+    def __init__(self, aggregator, shard_sizes, round_number, args, work):
+        self.aggregator, self.shard_sizes, self.work = aggregator, shard_sizes, work
+        self.sampled = [i + 1 for i in averaging.sample_clients(len(shard_sizes), args.fraction, args.seed,
+                                                                round_number)]
+        self.sizes = [shard_sizes[client - 1] for client in self.sampled]
+        self.average = averaging.OrderedAverage(self.sampled, self.sizes)
+        self.model_bytes = aggregator.params.numel() * aggregator.params.element_size()
+        self.infos = {}  # client: its loss, traffic and work, which end its part of the round
+
+    def add(self, client, params):
+        self.average.add(client, params)
+
+    def finish(self):
+        """Step the global model; the round's record: loss, who took part, the model traffic a deployment has,
+        and every role's work."""
+        with self.work.active():
+            self.aggregator.step(self.average.result())
+        losses = [self.infos[client]["train_loss"] for client in self.sampled]
+        n = len(self.sampled)
+        work = epoch_keys(self.work.take(), [self.infos[k]["work"] if k in self.infos else {}
+                                             for k in range(1, len(self.shard_sizes) + 1)])
+        return {"train_loss": float(np.average(losses, weights=self.sizes)), "clients": n,
+                "model_bytes_down": self.model_bytes * n, "model_bytes_up": self.model_bytes * n, **work}
+
+
+def evaluate_global(aggregator, model, x_test, y_test, batch_size):
+    load_flat_parameters(model, aggregator.params.to(x_test.device))
+    return evaluate(model, x_test, y_test, batch_size)
+
+
+def run_one_process(parser, args, device):
+    """Every client in this process, in turn, training one model; the messages a deployment would send are
+    counted as sent."""
+    warn_if_link_set()
+    args.clients = args.clients or ONE_PROCESS_CLIENTS
+    shard_sizes, shards, (x_test, y_test) = load_shards(args, args.clients, range(1, args.clients + 1))
+    x_test, y_test = x_test.to(device), y_test.to(device)
+    model = build(args.model, args.seed).to(device)  # one model, which each client in turn trains
+    flops = {}  # the clients train one model: its FLOPs a batch size, counted once for all
+    clients = {k: Client(k - 1, x.to(device), y.to(device), model, args, None, flops) for k, (x, y) in shards.items()}
+    aggregator = averaging.Aggregator(flat_parameters(model), args.server_momentum, args.server_lr)
+    server_work = Work()  # the aggregator's (work.py)
+
+    def train_one_round(round_number, lr):
+        round = Round(aggregator, shard_sizes, round_number, args, server_work)
+        for k in round.sampled:
+            with clients[k].work.active():
+                params, loss = clients[k].train(aggregator.params, lr)
+            with server_work.active():
+                round.add(k, params)
+            work = {**clients[k].work.take(), "peak_rss_mb": peak_rss_mb(),  # the model's way down and up, as over MPI
+                    "bytes_sent": round.model_bytes, "bytes_received": round.model_bytes}
+            round.infos[k] = {"train_loss": loss, "work": work}
+        return round.finish()
+
+    results = Results(args, parser, "federated", device)
+    results.data["shard_sizes"] = shard_sizes
+    fit(args, results, train_one_round, lambda: evaluate_global(aggregator, model, x_test, y_test,
+                                                                args.test_batch_size))
+    print(f"results: {results.path}")
+
+
+class Aggregator:
+    """Rank 0 over MPI: sends the global model to each sampled client, averages what comes back."""
+
+    def __init__(self, channel, args, data, device, placement):
+        process_policy.apply(process_policy.side_by_side(channel.host), channel)  # evaluates while clients wait
+        self.channel, self.args, self.device = channel, args, device
+        x_test, y_test, self.shard_sizes = data
+        self.x_test, self.y_test = x_test.to(device), y_test.to(device)
+        self.num_ranks, self.rank_of = placement.num_ranks, placement.rank_of
+        self.model = build(args.model, args.seed).to(device)
+        self.aggregator = averaging.Aggregator(flat_parameters(self.model).cpu(), args.server_momentum, args.server_lr)
+        self.update = torch.empty(self.aggregator.params.numel())
+        self.work = Work(channel)  # the aggregator's (work.py)
+
+    def train_epoch(self, round_number, lr):
+        round = Round(self.aggregator, self.shard_sizes, round_number, self.args, self.work)
+        updated, has_model = set(), set()
+
+        def start(client):
+            rank = self.rank_of(client)
+            self.channel.send_obj({"client": client, "round": round_number, "lr": lr}, rank, Tag.ROUND)
+            if rank in has_model:  # the rank has this round's model: counted as sent again, to this client
+                self.channel.count_unsent(round.model_bytes, 0)
+            else:
+                self.channel.send(self.aggregator.params.numpy(), rank, Tag.GLOBAL_MODEL)
+                has_model.add(rank)
+
+        def take_update(client):  # in whatever order the updates come
+            if client in updated:
+                raise ProtocolError(f"client {client} sent a second UPDATE in round {round_number}")
+            self.channel.recv(self.update.numpy(), self.rank_of(client), Tag.UPDATE)
+            updated.add(client)
+            round.add(client, self.update)
+
+        def take_info(client):  # the update's description ends the client's round
+            if client not in updated:
+                raise ProtocolError(f"client {client} sent UPDATE_INFO before its UPDATE")
+            round.infos[client] = self.channel.recv_obj(self.rank_of(client), Tag.UPDATE_INFO)
+            return True
+
+        at_once = process_policy.fedavg_clients_at_once(self.channel.host, self.num_ranks)
+        with self.work.active():
+            take_turns(self.channel, round.sampled, at_once, start,
+                       {Tag.UPDATE: take_update, Tag.UPDATE_INFO: take_info}, self.rank_of)
+        record = round.finish()
+        traffic = self.channel.traffic()
+        for key in traffic:
+            traffic[key] += sum(info[key] for info in round.infos.values())
+        return {**record, **traffic}
+
+    def evaluate(self):
+        return evaluate_global(self.aggregator, self.model, self.x_test, self.y_test, self.args.test_batch_size)
+
+    def final_summary(self):
+        return {}
+
+    def stop(self):
+        stop_workers(self.channel)
+
+
+class ClientRank:
+    """A client rank: its clients (placement.py), which share one model as in one-process mode; on each ROUND,
+    the client it names trains the global model it is sent and sends back the result."""
+
+    def __init__(self, channel, args, data, device, placement):
+        at_once = process_policy.fedavg_clients_at_once(channel.host, placement.num_ranks)
+        process_policy.apply(process_policy.side_by_side(channel.host, at_once), channel)
+        self.channel, self.device = channel, device
+        model = build(args.model, args.seed).to(device)
+        shards, _ = data
+        flops = {}  # the clients train one model: its FLOPs a batch size, counted once for all
+        self.clients = {k: Client(k - 1, x.to(device), y.to(device), model, args, channel, flops)
+                        for k, (x, y) in shards.items()}
+        self.global_params = torch.empty(sum(p.numel() for p in model.parameters()))
+        self.model_round = None  # the round whose global model this rank holds
+        self.handlers = {Tag.ROUND: self.train_round}
+
+    def train_round(self, client, round, lr):
+        if client not in self.clients:
+            raise ProtocolError(f"ROUND for client {client}, which is not on rank {self.channel.rank}")
+        work = self.clients[client].work
+        with work.active():
+            if round == self.model_round:  # sent once a round and rank; counted as received by each client
+                self.channel.count_unsent(0, self.global_params.nbytes)
+            else:
+                self.channel.recv(self.global_params.numpy(), SERVER, Tag.GLOBAL_MODEL)
+                self.model_round = round
+            params, loss = self.clients[client].train(self.global_params.to(self.device), lr)
+            self.channel.send(params.cpu().numpy(), SERVER, Tag.UPDATE)
+        self.channel.send_obj({"train_loss": loss, **self.channel.traffic(),
+                               "work": {**work.take(), "peak_rss_mb": peak_rss_mb()}}, SERVER, Tag.UPDATE_INFO)

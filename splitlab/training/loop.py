@@ -1,0 +1,97 @@
+"""The epoch loop every method shares: train, evaluate, record, stop on a plateau or at a target accuracy."""
+
+import sys
+import time
+
+from tqdm import tqdm
+
+
+class Plateau:
+    """Watches the test loss: decays the learning rate once ``lr_patience`` epochs in a row have made no new
+    best (and again after each further ``lr_patience``), and says stop once there has been none for
+    ``patience`` epochs in a row (0: never stop early)."""
+
+    def __init__(self, patience, lr, decay, lr_patience):
+        self.patience, self.lr, self.decay, self.lr_patience = patience, lr, decay, lr_patience
+        self.best_loss = float("inf")
+        self.epochs_without_improvement = 0
+
+    def should_stop(self, test_loss):
+        if test_loss < self.best_loss:
+            self.best_loss = test_loss
+            self.epochs_without_improvement = 0
+        else:
+            self.epochs_without_improvement += 1
+            if self.epochs_without_improvement % self.lr_patience == 0:
+                self.lr *= self.decay
+        return self.patience > 0 and self.epochs_without_improvement >= self.patience
+
+
+def progress_enabled(args):
+    return not args.no_progress and sys.stderr.isatty()
+
+
+def progress(args, iterable, total, desc):
+    """``iterable`` with a tqdm bar of ``total`` steps, silent when progress is off."""
+    return tqdm(iterable, total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True,
+                disable=not progress_enabled(args))
+
+
+def at_chance(record):
+    """True when the test accuracy is at most 1.5 times what guessing gets (15 % with 10 classes)."""
+    classes = [a for a in record.get("test_class_acc") or [] if a is not None]
+    return bool(classes) and record["test_acc"] <= 1.5 / len(classes)
+
+
+def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
+    """The loop every method shares: train an epoch, evaluate, record, stop early (on a plateau, or at
+    ``--stop-at``); returns the results dict.
+
+    ``train_one_epoch(epoch, lr)`` trains with learning rate ``lr`` and returns a dict with at least
+    ``train_loss`` (and ``bytes_sent``, ``bytes_received`` where processes talk); ``evaluate_model()`` one with
+    ``test_loss`` and ``test_acc``.
+    ``final_info()`` gives keys to add to the results once training is over (those under ``per_epoch``, a list
+    of values each, go into the epochs' records). A crash, in training or in
+    ``final_info``, marks the results file ``failed`` and keeps every completed epoch.
+    """
+    plateau = Plateau(args.patience, args.lr, args.lr_decay, args.lr_patience)
+    status = "completed"
+    start = time.perf_counter()
+    try:
+        for epoch in range(1, args.epochs + 1):
+            epoch_start = time.perf_counter()
+            record = {"epoch": epoch, "lr": plateau.lr, "bytes_sent": 0, "bytes_received": 0,
+                      **train_one_epoch(epoch, plateau.lr)}
+            train_time = time.perf_counter() - epoch_start
+            evaluation = evaluate_model()
+            for key in ("bytes_sent", "bytes_received"):  # evaluation traffic belongs to the epoch too
+                record[key] += evaluation.pop(key, 0)
+            record.update(evaluation)
+            now = time.perf_counter()
+            record.update(epoch_time_s=now - epoch_start, train_time_s=train_time, elapsed_s=now - start)
+            if at_chance(record):
+                record["at_chance"] = True
+                print(f"warning: epoch {epoch}: test accuracy {record['test_acc']:.1%} is at chance level: the model "
+                      "predicts about one class (see the README, 'A run that does not learn')", file=sys.stderr)
+            results.add_epoch(record)
+            print(f"epoch {epoch:3d}  train loss {record['train_loss']:.4f}  test loss {record['test_loss']:.4f}  "
+                  f"test acc {record['test_acc']:.4f}  {record['epoch_time_s']:.1f} s", file=sys.stderr, flush=True)
+            if plateau.should_stop(record["test_loss"]) or (args.stop_at and record["test_acc"] >= args.stop_at):
+                status = "stopped_early"
+                break
+        final = final_info()
+    except BaseException as exc:
+        results.finish("failed", **failure(exc))
+        raise
+    for key, values in final.pop("per_epoch", {}).items():  # keys only known at the end (sync SGD's work)
+        for record, value in zip(results.data["epochs"], values):
+            record[key] = value
+    results.finish(status, epochs_at_chance=[e["epoch"] for e in results.data["epochs"] if e.get("at_chance")],
+                   **final)
+    return results.data
+
+
+def failure(exc):
+    """The results keys of a failed run: ``error`` (one line) and, where another rank failed, ``failed_rank``."""
+    rank = getattr(exc, "rank", None)
+    return {"error": f"{type(exc).__name__}: {exc}", **({"failed_rank": rank} if rank is not None else {})}

@@ -1,0 +1,58 @@
+"""The run's results file (docs/design.md, "Results format"), with a guard process that marks it failed should
+the run be killed."""
+
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from splitlab.errors import InputError
+from splitlab.training.results_guard import write_json_atomic
+
+
+def environment(device, mpi=None):
+    return {"python": platform.python_version(), "torch": torch.__version__, "mpi": mpi,
+            "cpus": os.cpu_count(), "device": str(device)}
+
+
+def check_results_dir(folder):
+    """Make ``folder`` if need be and check that a file can be written there; InputError if not."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise InputError(f"cannot write results into {folder}: {exc.strerror}; choose another --results-dir") from None
+
+
+class Results:
+    """The run's results file (docs/design.md, "Results format"), rewritten after every change. A guard process
+    (results_guard.py) marks it failed should this process be killed before it says how the run ended."""
+
+    def __init__(self, args, parser, method, device, world_size=1, mpi=None):
+        self.path = Path(args.results_dir) / f"{args.run_name}.json"
+        self.data = {"method": method, "status": "running",
+                     "config": {**vars(args), "world_size": world_size},
+                     "defaults": vars(parser.parse_args([])),  # the report's experiment: what plots compare with
+                     "environment": environment(device, mpi), "epochs": [], "best": None}
+        check_results_dir(args.results_dir)
+        write_json_atomic(self.path, self.data)
+        # Its own session: a launcher that kills this process's group leaves the guard to do its work.
+        self.guard = subprocess.Popen([sys.executable, str(Path(__file__).with_name("results_guard.py")),
+                                       str(self.path)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def add_epoch(self, record):
+        self.data["epochs"].append(record)
+        best = self.data["best"]
+        if best is None or record["test_loss"] < best["test_loss"]:
+            self.data["best"] = {k: record[k] for k in ("epoch", "test_loss", "test_acc")}
+        write_json_atomic(self.path, self.data)
+
+    def finish(self, status, **extra):
+        self.data.update(status=status, **extra)
+        write_json_atomic(self.path, self.data)
