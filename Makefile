@@ -57,7 +57,6 @@ reproduce: setup
 	$(VENV)/bin/mpirun -n 11 $(PYTHON) sync_sgd.py --no-progress
 	@echo "== [5/5] figures and table  -> results/figure1.png, comparison.png, bandwidth.png, summary.md, runs.csv"
 	$(PYTHON) plot_results.py
-	$(PYTHON) traffic.py results/bandwidth.png
 	@echo "== make reproduce took $$(( $$(date +%s) - $(STARTED) )) s"
 
 # U-shaped split learning, the report's 10 clients, under label-gradient noise: what the server reads of the labels.
@@ -90,16 +89,15 @@ decision: setup
 	$(PYTHON) decision.py
 	@echo "== make decision took $$(( $$(date +%s) - $(STARTED) )) s"
 
-# Clients are not ranks (placement.py): every K on the same 5 ranks; resumable, as study.py is.
+# Clients are not ranks (splitlab/net/placement.py): every K on the same 5 ranks; resumable, as study.py is.
 SCALE_EPOCHS ?= 5
 scale: setup
 	$(PYTHON) study.py --methods split,split-cut2,sflv2,federated --partitions iid,0.5 --seeds 0 \
 		--clients 10,100,1000 --client-ranks 4 --epochs $(SCALE_EPOCHS) --results-dir results/scale
 	$(PYTHON) plot_results.py
-	$(PYTHON) traffic.py results/bandwidth.png
 	@echo "== make scale took $$(( $$(date +%s) - $(STARTED) )) s"
 
-# What a data holder pays (work.py): every method with the report's 10 clients, the full data, WORK_EPOCHS epochs
+# What a data holder pays (splitlab/costs/work.py): every method with the report's 10 clients, the full data, WORK_EPOCHS epochs
 # (the last is read: the first carries set-up), for each model; results/work/<model>/, then work.png and summary.md.
 WORK_EPOCHS ?= 2
 WORK_MODELS ?= lenet5 lenet5-report
@@ -136,7 +134,7 @@ study: setup
 # and under noise, 2 clients, PRIVACY_EPOCHS epochs, each part attacked by both attacks, the decoder with 500 and
 # with 5,000 auxiliary images. About 85 minutes on the 2-core machine (measured there: 84 s a training of 3
 # epochs, 90 s an attack). vgg-small is left out: its 15 trainings and 30 attacks would add about 1.5 hours
-# (README, "Across depth"; python privacy.py --models vgg-small runs them).
+# (docs/findings.md, "Across depth"; python privacy.py --models vgg-small runs them).
 PRIVACY_EPOCHS ?= 3
 privacy: setup
 	$(PYTHON) privacy.py --models lenet5,lenet5-report --settings none,nopeek=0.5,nopeek=2,nopeek=8,noise=1 \

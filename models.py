@@ -60,7 +60,7 @@ def build(name="lenet5", seed=None):
 
 
 def _initialised(model):
-    # He initialisation suits ReLU (PyTorch's default is scaled for no activation); README, "Choices".
+    # He initialisation suits ReLU (PyTorch's default is scaled for no activation); docs/findings.md, "Choices".
     for layer in model.modules():
         if isinstance(layer, (nn.Conv2d, nn.Linear)):
             nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")

@@ -555,7 +555,7 @@ def privacy_figure(rows):
     return fig
 
 
-# results/runs.csv: one row per results file under the results folder (README, "Every run in one table")
+# results/runs.csv: one row per results file under the results folder (docs/findings.md, "Every run in one table")
 RUN_COLUMNS = ["file", "method", "variant", "cut_layer", "clients", "partition", "alpha", "seed", "nopeek",
                "noise_std", "status", "best_test_acc", "best_epoch", "epochs", "mean_epoch_s", "bytes_per_epoch"]
 
@@ -593,6 +593,48 @@ def write_runs_table(rows, path):
         writer = csv.DictWriter(f, RUN_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
+
+
+def bandwidth_figure(results_dirs, n=60000, t=10000):
+    """Bytes per epoch against the number of clients for every model: FedAvg's line, vanilla split learning's
+    at each cut, the crossovers marked, and the measured epochs of the results files in ``results_dirs`` (full
+    data only) as points: the last epoch, which carries no set-up."""
+    import numpy as np  # here: drawing this figure alone needs torch (the models' sizes)
+
+    from models import MODELS, build, cut_points, cut_shape, split
+    from splitlab.costs.traffic import FLOAT, crossover, fedavg_round_bytes, split_epoch_bytes
+
+    clients = np.logspace(0, 4, 200)
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for colour, name in zip(("C0", "C1", "C2"), MODELS):
+        P = sum(x.numel() for x in build(name).parameters())
+        ax.plot(clients, fedavg_round_bytes(clients, P), color=colour, label=f"{name}: FedAvg")
+        for style, cut in zip(("--", ":", "-."), cut_points(name)):
+            c = int(np.prod(cut_shape(name, cut)))
+            p = sum(x.numel() for x in split(name, cut)[0].parameters())
+            line = [split_epoch_bytes("vanilla", n, t, k, c, p) for k in clients]
+            ax.plot(clients, line, color=colour, linestyle=style, label=f"{name}: split learning, cut {cut}")
+            k = crossover(line[0], 2 * FLOAT * P)
+            ax.plot([k], [fedavg_round_bytes(k, P)], "o", color=colour, markerfacecolor="white")
+            ax.annotate(f"{k:,.0f}", (k, fedavg_round_bytes(k, P)), textcoords="offset points", xytext=(4, -12),
+                        fontsize=7, color=colour)
+    for path_ in sorted(p for folder in results_dirs for p in Path(folder).glob("*.json")):  # the measured points
+        try:
+            run = json.loads(path_.read_text())
+            model = run["config"].get("model", "lenet5")
+            k = len(run["shard_sizes"]) if run.get("shard_sizes") else run["config"].get("clients")
+            if run["method"] in ("split", "federated") and k and run["config"].get("train_subset") is None:
+                measured = run["epochs"][-1]["bytes_sent"] or run["epochs"][-1].get("model_bytes_up", 0) * 2
+                colour = f"C{MODELS.index(model)}"
+                ax.plot([k], [measured], "x", color=colour, markersize=9)
+        except (OSError, ValueError, KeyError, TypeError, IndexError):
+            continue
+    ax.set(xscale="log", yscale="log", xlabel="clients (data holders)", ylabel="bytes per epoch (FedAvg: per round)",
+           title="Traffic per epoch, full Fashion-MNIST (lines: splitlab/costs/traffic.py; x: measured runs; o: crossovers)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    return fig
 
 
 def main():
@@ -644,6 +686,9 @@ def main():
         work_figure(work).savefig(out.parent / "work.png", dpi=120)
         written.append(out.parent / "work.png")
         summary += "\n## What a data holder pays (make work)\n\n" + work_markdown(work)
+    bandwidth_figure([args.results_dir, args.scale or Path(args.results_dir) / "scale"]).savefig(
+        out.parent / "bandwidth.png", dpi=120)
+    written.append(out.parent / "bandwidth.png")
     (out.parent / "summary.md").write_text(summary)
     write_runs_table(runs_table(args.results_dir), out.parent / "runs.csv")
     print(f"wrote {', '.join(map(str, written))}, {out.parent / 'summary.md'}, {out.parent / 'runs.csv'}")

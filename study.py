@@ -1,6 +1,6 @@
 """The study: every method x data partitions x seeds, each run a separate process, resumable.
 
-    python study.py                     # the default study (README, "Non-IID data"), into results/study/
+    python study.py                     # the default study (docs/findings.md, "Non-IID data"), into results/study/
     python study.py --methods split,federated --partitions iid,0.1 --seeds 0 --epochs 2   # a quick look
     python plot_results.py --study results/study                                         # results/noniid.png
     python study.py --methods split,federated --clients 10,100,1000 --client-ranks 4     # many clients (make scale)

@@ -4,7 +4,7 @@
                                      [--no-doorbells]
 
 Prints, for each core count, the median training-pass time of each and its ratio to regular learning's,
-overall and by round. README, "Speed", has today's table. ``--all-cores`` adds 11-rank split learning with
+overall and by round. docs/findings.md, "Speed", has the table. ``--all-cores`` adds 11-rank split learning with
 every rank on all the cores and sleeping while it waits (the thread setting before process_policy.py), for a
 side-by-side comparison with the policy; ``--no-doorbells`` adds 11-rank split learning waiting as ranks on
 several hosts do (``DOORBELLS=off``: polling with a growing sleep, no doorbells).

@@ -36,7 +36,7 @@ def kernel_monitor_cpu_s():
     """CPU seconds used so far by the kernel's DAMON memory monitors (``kdamond`` threads), None if none run.
 
     Where DAMON watches physical memory, eleven active ranks cost it about ten times the CPU that two do, and
-    it takes that CPU from the training (README, "Speed").
+    it takes that CPU from the training (docs/findings.md, "Speed").
     """
     ticks, found = 0, False
     for stat in Path("/proc").glob("[0-9]*/stat"):

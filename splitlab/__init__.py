@@ -7,9 +7,10 @@ anything of the suite before torch gets them.
   the link model and the placement of clients on ranks;
 - ``training``: what every method shares: the command line, the steps, the epoch loop, the results file;
 - ``methods``: how each method runs over MPI: split learning's roles and variants, FedAvg, sync SGD;
-- ``costs``: what a method costs: bytes in closed form, a role's work, time over a link, the decision model;
-- ``privacy``: what a method leaks: distance correlation, reconstruction and label attacks;
-- ``experiments``: the grids of runs and the reports drawn from their results.
+- ``costs``: what a method costs: bytes in closed form, a role's work, the decision model;
+- ``privacy``: what a method leaks: distance correlation, reconstruction and label attacks.
+
+The grids of runs (study.py, privacy.py) and the reports (plot_results.py) are scripts at the top.
 """
 
 from splitlab.net import runtime  # noqa: F401  (OpenMP's waiting and glibc's memory, set before torch loads)

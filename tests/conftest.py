@@ -34,9 +34,10 @@ OFFLINE = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:
 
 
 def run(args, timeout=300, cwd=ROOT, env=None):
-    """Run a command from the project folder, as a user would; returns the CompletedProcess."""
+    """Run a command from the project folder, as a user would; returns the CompletedProcess. The scripts at the
+    top are importable (PYTHONPATH), for the helpers in tests/helpers that run a script with something planted."""
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **OFFLINE, **(env or {})})
+                          env={**os.environ, **OFFLINE, "PYTHONPATH": str(ROOT), **(env or {})})
 
 
 def script(name, *args, **kwargs):

@@ -93,7 +93,7 @@ def test_both_attacks_run_on_a_saved_run_and_write_their_scores(trained_run, tra
 def test_the_attacks_see_what_the_activations_carry(trained_run, trained_attack, tmp_path):
     # The same attacks on a part whose weights are all zero (its activations the same for every image) get
     # nothing; on the trained part they must do far better. (An untrained part will not do as the blind
-    # baseline: at cut 1 its random convolution leaks as much as a trained one, README "Leakage".)
+    # baseline: at cut 1 its random convolution leaks as much as a trained one, docs/findings.md "Leakage".)
     saved = torch.load(trained_run / "split.pt", weights_only=True)
     blind = tmp_path / "blind.pt"
     torch.save({**saved, "client_parts": [[{k: torch.zeros_like(v) for k, v in parts[0].items()}]

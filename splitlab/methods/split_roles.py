@@ -332,7 +332,7 @@ class Server:
 
     def evaluate(self):
         """The report's measure: the last client's part; with --client-eval epoch, those of the evaluation
-        sample too (``evaluation_sample``). The leakage keys are the last client's (README, "Leakage")."""
+        sample too (``evaluation_sample``). The leakage keys are the last client's (docs/findings.md, "Leakage")."""
         if self.args.client_eval == "epoch":
             return self.evaluate_all_clients()
         scores, report = self.evaluate_client(self.clients[-1])

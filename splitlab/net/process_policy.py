@@ -10,7 +10,7 @@ share those cores. Its method says how many of them compute at the same time. Th
 2. A rank that takes turns with others takes at most ``MAX_THREADS``. A LeNet-5 step at batch 64 is some forty
    operations of tens of microseconds: more threads cut them thinner while each barrier waits for more of
    them, and a rank that hands a batch over finds its threads asleep when the answer comes. On a 16-core
-   machine (README, "Speed") regular learning gained 1.3x from 4 to 16 cores, while split learning with every
+   machine (docs/findings.md, "Speed") regular learning gained 1.3x from 4 to 16 cores, while split learning with every
    rank on 16 threads took 1.8x as long as with 4. Ranks that compute side by side keep their whole share: they
    are busy for a whole turn or round (SplitFed's server takes batch after batch), as regular learning is.
 3. ``OMP_NUM_THREADS``, when set, is the most any rank takes.

@@ -1,0 +1,79 @@
+"""The runs as the grids, the map and the reports see them: the one vocabulary of methods (label, script, flags),
+the names the grids give their runs, and the finished runs of a folder. Standard library only: the reports
+read results files without loading torch."""
+
+import json
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+from splitlab.training.results_guard import FINISHED
+
+
+class Method(NamedTuple):
+    label: str
+    script: str
+    flags: tuple  # what the script needs besides its defaults to be this method
+    mpi: bool  # runs under mpirun
+
+
+METHODS = {
+    "regular": Method("Regular learning", "regular_learning.py", (), False),
+    "split": Method("Split learning", "split_learning.py", (), True),
+    "split-cut2": Method("Split learning, cut 2", "split_learning.py", ("--cut-layer", "2"), True),
+    "sflv1": Method("SplitFed V1", "split_learning.py", ("--variant", "sflv1"), True),
+    "sflv2": Method("SplitFed V2", "split_learning.py", ("--variant", "sflv2"), True),
+    "u-shaped": Method("U-shaped split learning", "split_learning.py", ("--variant", "u-shaped"), True),
+    "federated": Method("FedAvg", "federated_learning.py", (), False),
+    "sync_sgd": Method("Sync SGD", "sync_sgd.py", (), True),
+}
+
+
+def label(method):
+    """The method's label; a name outside the vocabulary stands for itself."""
+    return METHODS[method].label if method in METHODS else method
+
+
+# ------------------------------------------------------------------------------------------- run names
+
+GRID_CLIENTS = 10  # the report's data holders: a grid's run with this many clients has no -k in its name
+_RUN_NAME = re.compile(r"(?P<method>.+)-(?P<partition>iid|a[0-9.]+)-s(?P<seed>-?[0-9]+)(?:-k(?P<clients>[0-9]+))?")
+
+
+def run_name(method, partition, seed, clients=GRID_CLIENTS):
+    """A grid's name for a run: ``<method>-<iid|a<alpha>>-s<seed>[-k<clients>]``."""
+    part = "iid" if partition == "iid" else f"a{partition}"
+    return f"{method}-{part}-s{seed}" + ("" if clients == GRID_CLIENTS else f"-k{clients}")
+
+
+def parse_run_name(name):
+    """``name`` taken apart as :func:`run_name` made it: a dict of ``method``, ``partition`` ("iid" or the alpha as
+    text), ``seed`` and ``clients``; None for a name no grid gives."""
+    found = _RUN_NAME.fullmatch(name)
+    if not found:
+        return None
+    return {"method": found["method"], "partition": found["partition"].removeprefix("a"), "seed": int(found["seed"]),
+            "clients": int(found["clients"] or GRID_CLIENTS)}
+
+
+# -------------------------------------------------------------------------------------------- reading runs
+
+def read_run(path):
+    """The results file at ``path``, or None if it cannot be read or is not JSON."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_finished(run):
+    """True for a run that ended as planned (its last epoch or a stopping rule) with at least one epoch."""
+    return isinstance(run, dict) and run.get("status") in FINISHED and bool(run.get("epochs"))
+
+
+def finished_runs(folder, pattern="*.json"):
+    """``(path, run)`` for every finished run among the files of ``folder`` that match ``pattern``, in name order."""
+    for path in sorted(Path(folder).glob(pattern)):
+        run = read_run(path)
+        if is_finished(run):
+            yield path, run
