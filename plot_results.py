@@ -23,14 +23,17 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import MaxNLocator, PercentFormatter  # noqa: E402
 
+from splitlab.runs import GRID_CLIENTS, METHODS, finished_runs, parse_run_name  # noqa: E402
+from splitlab.runs import label as method_label  # noqa: E402
 from splitlab.training.results_guard import FINISHED  # noqa: E402
 
-# results file (run name) -> label; the report's three methods first, then sync SGD and the split variants
-METHODS = {"split": "Split learning", "federated": "Federated learning", "regular": "Regular learning",
-           "sync_sgd": "Sync SGD", "split-sflv1": "SplitFed V1", "split-sflv2": "SplitFed V2",
-           "split-u-shaped": "U-shaped split learning"}
+# the results files of the report's experiment and of `make variants` (run names) -> their method; the report's
+# three methods first, then sync SGD and the split variants
+RESULT_FILES = {"split": "split", "federated": "federated", "regular": "regular", "sync_sgd": "sync_sgd",
+                "split-sflv1": "sflv1", "split-sflv2": "sflv2", "split-u-shaped": "u-shaped"}
 OPTIONAL = {"split-sflv1", "split-sflv2", "split-u-shaped"}  # `make variants`; not named when missing
 FIGURE1_METHODS = ["split", "federated", "regular"]  # the report's rows, in its order
 # The report (X. Ioannidou and B. T. Straathof, "An Investigation Into Split Learning", KTH, 2020): test
@@ -39,9 +42,6 @@ REPORT = {"split": (0.880, 10, 26.2), "federated": (0.880, 25, 51.5), "regular":
 # Flags that say where and how a run was written, not what was computed.
 NOT_SETTINGS = {"run_name", "results_dir", "data_dir", "no_progress", "device", "world_size", "clients",
                 "leakage_images", "client_eval"}
-STUDY_LABELS = {"regular": "Regular learning", "split": "Split learning", "sflv1": "SplitFed V1",
-                "sflv2": "SplitFed V2", "u-shaped": "U-shaped", "federated": "FedAvg", "sync_sgd": "Sync SGD",
-                "split-cut2": "Split learning, cut 2"}
 
 
 def differences(run, expected_variant=None):
@@ -61,7 +61,7 @@ def differences(run, expected_variant=None):
 
 def label(name, run):
     """The method's label, with the backup workers of sync SGD, and * when its settings differ."""
-    text = METHODS[name]
+    text = method_label(RESULT_FILES[name])
     if name == "sync_sgd":
         backups = run.get("config", {}).get("backup_workers", 0)
         text += f", {backups} backup worker{'s' if backups != 1 else ''}"
@@ -75,11 +75,11 @@ def _variant(name):
 def load_results(results_dir):
     """``(runs, problems)``: name -> results dict for each readable file, and one line per missing or bad one."""
     runs, problems = {}, []
-    for name in METHODS:
+    for name, method in RESULT_FILES.items():
         path = Path(results_dir) / f"{name}.json"
         if not path.exists():
             if name not in OPTIONAL:
-                problems.append(f"missing: {path} (run the {METHODS[name].lower()} script to make it)")
+                problems.append(f"missing: {path} (run {METHODS[method].script} to make it)")
             continue
         try:
             run = json.loads(path.read_text())
@@ -124,7 +124,7 @@ def summary_markdown(runs):
                      f"{s['total_bytes']:,} | {report} |")
         changed = differences(run, _variant(name))
         if changed:
-            notes.append(f"\\* {METHODS[name]}: not the report's experiment: {', '.join(changed)}.")
+            notes.append(f"\\* {method_label(RESULT_FILES[name])}: not the report's experiment: {', '.join(changed)}.")
     machine = next(iter(runs.values()))["environment"] if runs else {}
     lines.append(f"\nMeasured on {machine.get('cpus', '?')} CPUs ({machine.get('device', '?')}), "
                  f"torch {machine.get('torch', '?')}; seconds per epoch include evaluation. Bytes: all ranks' "
@@ -146,7 +146,7 @@ def figure1(runs):
     for row, name in enumerate(FIGURE1_METHODS):
         loss_ax, acc_ax = axes[row]
         if name not in runs:
-            loss_ax.set_ylabel(METHODS[name])
+            loss_ax.set_ylabel(method_label(RESULT_FILES[name]))
             for ax in (loss_ax, acc_ax):
                 ax.text(0.5, 0.5, "no results", ha="center", va="center", transform=ax.transAxes)
             continue
@@ -170,49 +170,51 @@ def figure1(runs):
 
 
 def comparison(runs):
-    """All methods on shared axes: accuracy per epoch and per second, and bytes communicated (log scale)."""
-    fig, (by_epoch, by_time, traffic) = plt.subplots(1, 3, figsize=(16, 5))
+    """All methods on shared axes: accuracy per epoch, accuracy against training time, and bytes communicated."""
+    fig, (by_epoch, by_time, traffic) = plt.subplots(1, 3, figsize=(16, 5.5))
     for name, run in runs.items():
         epochs = run["epochs"]
         accs = [e["test_acc"] for e in epochs]
+        typical = statistics.median(e["epoch_time_s"] for e in epochs)  # epochs that ran beside other work left out
         by_epoch.plot([e["epoch"] for e in epochs], accs, marker=".", label=label(name, run))
-        by_time.plot([e["elapsed_s"] for e in epochs], accs, marker=".", label=label(name, run))
+        by_time.plot([e["epoch"] * typical for e in epochs], accs, marker=".", label=label(name, run))
     by_epoch.set(xlabel="epoch", ylabel="test accuracy", title="accuracy per epoch")
     by_epoch.xaxis.set_major_locator(MaxNLocator(integer=True))
-    by_time.set(xlabel="wall-clock seconds", ylabel="test accuracy", title="accuracy against time")
+    cpus = {run.get("environment", {}).get("cpus") for run in runs.values()}
+    machine = f"the {cpus.pop()}-CPU machine" if len(cpus) == 1 and None not in cpus else "the machines"
+    by_time.set(xlabel="seconds: epochs x the run's median epoch time", ylabel="test accuracy",
+                title=f"accuracy against time, on {machine} that ran them")
     for ax in (by_epoch, by_time):
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    gigabytes = [summarize(run)["total_bytes"] / 1e9 for run in runs.values()]
-    bars = traffic.bar([label(name, run) for name, run in runs.items()], [g or float("nan") for g in gigabytes])
-    traffic.bar_label(bars, labels=[f"{g:.3g} GB" if g else "" for g in gigabytes], fontsize=8)
+    sent = {label(name, run): summarize(run)["total_bytes"] / 1e9 for name, run in runs.items()}
+    silent = [name for name, gigabytes in sent.items() if not gigabytes]  # nothing crossed a process boundary
+    sent = {name: gigabytes for name, gigabytes in sent.items() if gigabytes}
+    bars = traffic.bar(list(sent), list(sent.values()))
+    traffic.bar_label(bars, labels=[f"{g:.3g} GB" for g in sent.values()], fontsize=8)
     traffic.set_yscale("log")
-    for i, g in enumerate(gigabytes):
-        if not g:  # nothing crossed a process boundary: no bar on a log scale, say so
-            traffic.text(i, traffic.get_ylim()[0], "0", ha="center", va="bottom", fontsize=8)
-    traffic.set(ylabel="GB sent, all ranks (log scale)", title="bytes communicated, whole run")
+    traffic.set(ylabel="GB sent, all ranks (log scale)", title="bytes communicated, whole run"
+                + (f"\n({', '.join(silent)}: none)" if silent else ""))
     traffic.tick_params(axis="x", labelrotation=30)
     for tick in traffic.get_xticklabels():
         tick.set_ha("right")
     by_epoch.legend(fontsize=8)
-    fig.tight_layout()
+    if any(name.endswith(" *") for name in map(lambda item: label(*item), runs.items())):
+        fig.text(0.01, 0.01, "* not the report's experiment: its settings differ (results/summary.md names them)",
+                 fontsize=8)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
 
 # ------------------------------------------------------------------------------------------ the study
 
 def load_study(study_dir):
-    """method -> partition ("iid" or alpha as text) -> list of finished runs (one per seed)."""
+    """method -> partition ("iid" or alpha as text) -> list of finished runs (one per seed), of the report's 10
+    clients."""
     study = {}
-    for path in sorted(Path(study_dir).glob("*.json")):
-        try:
-            run = json.loads(path.read_text())
-        except ValueError:
-            continue
-        name = re.fullmatch(r"(.+)-(iid|a[0-9.]+)-s-?[0-9]+", path.stem)  # study.py's run names
-        if not name or run.get("status") not in FINISHED or not run.get("epochs"):
-            continue
-        method, partition = name.groups()
-        study.setdefault(method, {}).setdefault(partition.removeprefix("a"), []).append(run)
+    for path, run in finished_runs(study_dir):
+        name = parse_run_name(path.stem)
+        if name and name["clients"] == GRID_CLIENTS:
+            study.setdefault(name["method"], {}).setdefault(name["partition"], []).append(run)
     return study
 
 
@@ -239,7 +241,7 @@ def study_markdown(study):
     for method in study:
         row = [f"{cells[method, p][0]:.1%} ± {cells[method, p][1]:.1%} (n={cells[method, p][2]})"
                if (method, p) in cells else "" for p in partitions]
-        lines.append(f"| {STUDY_LABELS.get(method, method)} | " + " | ".join(row) + " |")
+        lines.append(f"| {method_label(method)} | " + " | ".join(row) + " |")
     epochs = {len(run["epochs"]) for by_p in study.values() for runs in by_p.values() for run in runs}
     lines.append(f"\nBest test accuracy over {', '.join(map(str, sorted(epochs)))} epochs, mean ± standard "
                  "deviation over seeds (n runs); Dirichlet alpha: smaller is more skewed.")
@@ -257,7 +259,7 @@ def noniid_figure(study):
         mine = [r for r in rows if r[0] == method]
         offset = (k - len(study) / 2) * 0.05
         by_alpha.errorbar([position[r[1]] + offset for r in mine], [r[2] for r in mine], yerr=[r[3] for r in mine],
-                          marker="o", capsize=3, label=STUDY_LABELS.get(method, method))
+                          marker="o", capsize=3, label=method_label(method))
     by_alpha.set_xticks(range(len(partitions)), [p if p == "iid" else f"α={p}" for p in partitions])
     by_alpha.set(xlabel="partition (more skewed to the left)", ylabel="best test accuracy",
                  title="accuracy against data skew (mean ± std over seeds)")
@@ -274,7 +276,7 @@ def noniid_figure(study):
             values = [v for v in values if v is not None]
             per_class.append(statistics.mean(values) if values else 0.0)
         by_class.bar([c + k * width for c in range(10)], per_class, width,
-                     label=STUDY_LABELS.get(method, method) + (" (IID)" if skewed not in study[method] else ""))
+                     label=method_label(method) + (" (IID)" if skewed not in study[method] else ""))
     by_class.set_xticks([c + 0.4 - width / 2 for c in range(10)], [str(c) for c in range(10)])
     by_class.set(xlabel="class", ylabel="test accuracy of the class",
                  title=f"per class at {'α=' + skewed if skewed != 'iid' else 'IID'} (best epoch, mean over seeds)")
@@ -288,15 +290,8 @@ def noniid_figure(study):
 
 def load_labels(labels_dir):
     """U-shaped runs of ``make labels``, by their label-gradient noise: noise -> run."""
-    runs = {}
-    for path in sorted(Path(labels_dir).glob("*.json")):
-        try:
-            run = json.loads(path.read_text())
-        except ValueError:
-            continue
-        if run.get("status") in FINISHED and run.get("epochs") and \
-                "label_direction_acc" in run["epochs"][-1]:
-            runs[run["config"].get("grad_noise_std", 0.0)] = run
+    runs = {run["config"].get("grad_noise_std", 0.0): run for _, run in finished_runs(labels_dir)
+            if "label_direction_acc" in run["epochs"][-1]}
     return dict(sorted(runs.items()))
 
 
@@ -336,17 +331,11 @@ def labels_figure(runs):
 def load_scale(scale_dir):
     """(method, partition) -> {K: finished run}, from the runs of ``make scale`` (study.py with --clients)."""
     scale = {}
-    for path in sorted(Path(scale_dir).glob("*.json")):
-        try:
-            run = json.loads(path.read_text())
-        except ValueError:
-            continue
-        name = re.fullmatch(r"(.+)-(iid|a[0-9.]+)-s-?[0-9]+(?:-k[0-9]+)?", path.stem)
-        if not name or run.get("status") not in FINISHED or not run.get("epochs"):
-            continue
-        clients = len(run.get("shard_sizes") or []) or run["config"].get("clients")
-        method, partition = name.groups()
-        scale.setdefault((method, partition.removeprefix("a")), {})[clients] = run
+    for path, run in finished_runs(scale_dir):
+        name = parse_run_name(path.stem)
+        if name:
+            clients = len(run.get("shard_sizes") or []) or run["config"].get("clients")
+            scale.setdefault((name["method"], name["partition"]), {})[clients] = run
     return scale
 
 
@@ -356,38 +345,55 @@ def epoch_bytes(run):
     return last.get("bytes_sent") or last.get("model_bytes_down", 0) + last.get("model_bytes_up", 0)
 
 
+def collapsed(run):
+    """True when a run's last epoch is at chance level: it lost what it had learnt, so its best accuracy is no
+    result to plot as one."""
+    return bool(run["epochs"][-1].get("at_chance"))
+
+
 def scale_rows(scale):
-    """``(method, partition, K, best accuracy, bytes an epoch, seconds an epoch)``."""
+    """``(method, partition, K, best accuracy, bytes an epoch, seconds an epoch, collapsed)``."""
     return [(method, partition, k, max(e["test_acc"] for e in run["epochs"]), epoch_bytes(run),
-             statistics.mean(e["epoch_time_s"] for e in run["epochs"]))
+             statistics.mean(e["epoch_time_s"] for e in run["epochs"]), collapsed(run))
             for (method, partition), runs in scale.items() for k, run in sorted(runs.items())]
+
+
+def scale_budget(scale):
+    """The epochs (rounds) the runs of ``make scale`` had, as text."""
+    return ", ".join(map(str, sorted({len(run["epochs"]) for runs in scale.values() for run in runs.values()})))
 
 
 def scale_markdown(scale):
     lines = ["| method | partition | clients | best test accuracy | MB an epoch (round) | s an epoch |",
              "|---|---|---|---|---|---|"]
-    for method, partition, k, acc, moved, seconds in scale_rows(scale):
-        lines.append(f"| {STUDY_LABELS.get(method, method)} | {'IID' if partition == 'iid' else 'α=' + partition} "
-                     f"| {k:,} | {acc:.1%} | {moved / 1e6:,.1f} | {seconds:.1f} |")
-    epochs = sorted({len(run["epochs"]) for runs in scale.values() for run in runs.values()})
-    lines.append(f"\nBest test accuracy within {', '.join(map(str, epochs))} epochs (rounds); traffic of the last "
-                 "epoch, summed over every rank; time on the machine that ran them.")
+    for method, partition, k, acc, moved, seconds, fell in scale_rows(scale):
+        lines.append(f"| {method_label(method)} | {'IID' if partition == 'iid' else 'α=' + partition} "
+                     f"| {k:,} | {acc:.1%}{' (then at chance)' if fell else ''} | {moved / 1e6:,.1f} | {seconds:.1f} |")
+    lines.append(f"\nBest test accuracy within {scale_budget(scale)} epochs (rounds); \"then at chance\": the run's "
+                 "last epoch was at chance level, so it kept nothing of that best. Traffic of the last epoch, summed "
+                 "over every rank; time on the machine that ran them.")
     return "\n".join(lines) + "\n"
 
 
 def scale_figure(scale):
-    """Best test accuracy and bytes an epoch against the number of clients, a line per method and partition."""
+    """Best test accuracy and bytes an epoch against the number of clients, a line per method and partition; a
+    run that ended at chance level is a cross off the line."""
     fig, (by_acc, by_bytes) = plt.subplots(1, 2, figsize=(13, 5))
     rows = scale_rows(scale)
-    for k, (method, partition) in enumerate(scale):
+    methods = sorted({m for m, _ in scale})
+    for method, partition in scale:
         mine = [r for r in rows if r[:2] == (method, partition)]
-        style = dict(marker="o", color=f"C{sorted({m for m, _ in scale}).index(method)}",
-                     linestyle="-" if partition == "iid" else "--",
-                     label=f"{STUDY_LABELS.get(method, method)}, {'IID' if partition == 'iid' else 'α=' + partition}")
-        by_acc.plot([r[2] for r in mine], [r[3] for r in mine], **style)
-        by_bytes.plot([r[2] for r in mine], [r[4] for r in mine], **style)
+        kept = [r for r in mine if not r[6]]
+        style = dict(color=f"C{methods.index(method)}", linestyle="-" if partition == "iid" else "--",
+                     label=f"{method_label(method)}, {'IID' if partition == 'iid' else 'α=' + partition}")
+        by_acc.plot([r[2] for r in kept], [r[3] for r in kept], marker="o", **style)
+        by_acc.plot([r[2] for r in mine if r[6]], [r[3] for r in mine if r[6]], marker="x", markersize=10,
+                    linestyle="none", color=style["color"])
+        by_bytes.plot([r[2] for r in mine], [r[4] for r in mine], marker="o", **style)
+    if any(r[6] for r in rows):
+        by_acc.plot([], [], "x", color="black", markersize=10, label="ended at chance: its best not kept")
     by_acc.set(xscale="log", xlabel="clients (data holders)", ylabel="best test accuracy",
-               title="accuracy as the shards shrink")
+               title=f"accuracy as the shards shrink (best within {scale_budget(scale)} epochs)")
     by_acc.yaxis.set_major_formatter(PercentFormatter(1.0))
     by_bytes.set(xscale="log", yscale="log", xlabel="clients (data holders)", ylabel="bytes an epoch (FedAvg: round)",
                  title="traffic (closed forms: results/bandwidth.png)")
@@ -402,15 +408,7 @@ def scale_figure(scale):
 
 def load_work(work_dir):
     """Finished runs of ``make work`` (in <work_dir>/<model>/) whose epochs record the roles' work (work.py)."""
-    runs = []
-    for path in sorted(Path(work_dir).glob("*/*.json")):
-        try:
-            run = json.loads(path.read_text())
-        except ValueError:
-            continue
-        if run.get("status") in FINISHED and "client_flops" in (run.get("epochs") or [{}])[-1]:
-            runs.append(run)
-    return runs
+    return [run for _, run in finished_runs(work_dir, "*/*.json") if "client_flops" in run["epochs"][-1]]
 
 
 def work_label(run):
@@ -418,7 +416,7 @@ def work_label(run):
     method = config.get("variant", "split") if run["method"] == "split" else run["method"]
     method = {"vanilla": "split"}.get(method, method)
     cut = f", cut {config['cut_layer']}" if "cut_layer" in config else ""
-    return f"{STUDY_LABELS.get(method, method)}{cut}"
+    return f"{method_label(method)}{cut}"
 
 
 def work_rows(runs):
@@ -531,27 +529,49 @@ def privacy_markdown(rows):
     return "\n".join(lines) + "\n"
 
 
+def defence(row):
+    """The defence of a privacy row, as a legend names it."""
+    if row["nopeek"]:
+        return f"NoPeek W = {row['nopeek']:g}"
+    if row["noise_std"]:
+        return f"noise S = {row['noise_std']:g}"
+    return "undefended"
+
+
 def privacy_figure(rows):
-    fig, (by_dcor, by_ssim) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for r in rows:
-        by_dcor.plot(r["dcor2"], r["test_acc"], "o")
-        by_dcor.annotate(r["setting"], (r["dcor2"], r["test_acc"]), textcoords="offset points", xytext=(4, 4),
-                         fontsize=8)
-    for attack, marker in (("white-box", "s"), ("decoder", "o")):
-        xs = [r.get(f"ssim_{attack}") for r in rows]
-        by_ssim.plot(xs, [r["test_acc"] for r in rows], marker, label=attack, linestyle="none")
-    for r in rows:
-        by_ssim.annotate(r["setting"], (r.get("ssim_decoder", 0), r["test_acc"]), textcoords="offset points",
-                         xytext=(4, 4), fontsize=8)
-    by_dcor.set(xlabel="bias-corrected dCor^2 (images, activations sent)", ylabel="test accuracy",
-                title="accuracy against leakage")
-    by_ssim.set(xlabel="SSIM of the attack's reconstructions", ylabel="test accuracy",
-                title="accuracy against reconstruction (100 test images)")
-    by_ssim.axvline(0.3, color="grey", linestyle=":", label="SSIM 0.3")
-    by_ssim.legend(fontsize=8)
-    for ax in (by_dcor, by_ssim):
+    """A panel per grid (model, cut, clients, epochs): each defence's test accuracy against the SSIM of the
+    decoder's reconstructions (filled) and of white-box inversion's (hollow), with the largest auxiliary set."""
+    groups = sorted({(r["model"], r["cut"], r["clients"], r["epochs"]) for r in rows})
+    order = sorted({(bool(r["noise_std"]), r["nopeek"], r["noise_std"]) for r in rows})
+    names = [defence({"nopeek": w, "noise_std": s}) for _, w, s in order]
+    colours = {name: f"C{i % 10}" for i, name in enumerate(names)}
+    columns = min(3, len(groups))
+    fig, axes = plt.subplots(-(-len(groups) // columns), columns, figsize=(5 * columns, 4 * -(-len(groups) // columns)),
+                             squeeze=False)
+    for ax, group in zip(axes.flat, groups):
+        mine = [r for r in rows if (r["model"], r["cut"], r["clients"], r["epochs"]) == group]
+        for setting in sorted({r["setting"] for r in mine}):
+            row = max((r for r in mine if r["setting"] == setting), key=lambda r: r["aux"])
+            colour = colours[defence(row)]
+            ax.plot(row.get("ssim_decoder", float("nan")), row["test_acc"], "o", color=colour)
+            ax.plot(row.get("ssim_white-box", float("nan")), row["test_acc"], "s", color=colour,
+                    markerfacecolor="none")
+        ax.axvline(0.3, color="grey", linestyle=":")
+        model, cut, clients, epochs = group
+        ax.set(title=f"{model}, cut {cut}: {clients} clients, {epochs} epochs", xlim=(0, 1),
+               xlabel="SSIM of the reconstructions (100 test images)", ylabel="test accuracy")
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    fig.tight_layout()
+        ax.grid(True, alpha=0.3)
+    for ax in axes.flat[len(groups):]:
+        ax.set_visible(False)
+    handles = [Line2D([], [], marker="o", linestyle="none", color=colours[name], label=name) for name in names]
+    handles += [Line2D([], [], marker="o", linestyle="none", color="black", label="decoder (filled)"),
+                Line2D([], [], marker="s", linestyle="none", color="black", markerfacecolor="none",
+                       label="white-box inversion (hollow)"),
+                Line2D([], [], color="grey", linestyle=":", label="SSIM 0.3: unrecognisable (He et al.)")]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8)
+    fig.suptitle("Split learning under each defence: what the server rebuilds, and what it costs in accuracy")
+    fig.tight_layout(rect=(0, 0.08, 1, 0.96))
     return fig
 
 
@@ -666,26 +686,16 @@ def main():
         comparison(runs).savefig(out.parent / "comparison.png", dpi=120)
         written += [out, out.parent / "comparison.png"]
         summary += summary_markdown(runs)
-    if study:
-        noniid_figure(study).savefig(out.parent / "noniid.png", dpi=120)
-        written.append(out.parent / "noniid.png")
-        summary += "\n## Non-IID data, several seeds (study.py)\n\n" + study_markdown(study)
-    if privacy:
-        privacy_figure(privacy).savefig(out.parent / "privacy.png", dpi=120)
-        written.append(out.parent / "privacy.png")
-        summary += "\n## Leakage and defences (privacy.py)\n\n" + privacy_markdown(privacy)
-    if labels:
-        labels_figure(labels).savefig(out.parent / "labels.png", dpi=120)
-        written.append(out.parent / "labels.png")
-        summary += "\n## Labels in U-shaped split learning (make labels)\n\n" + labels_markdown(labels)
-    if scale:
-        scale_figure(scale).savefig(out.parent / "scale.png", dpi=120)
-        written.append(out.parent / "scale.png")
-        summary += "\n## Many clients (make scale)\n\n" + scale_markdown(scale)
-    if work:
-        work_figure(work).savefig(out.parent / "work.png", dpi=120)
-        written.append(out.parent / "work.png")
-        summary += "\n## What a data holder pays (make work)\n\n" + work_markdown(work)
+    reports = [(study, noniid_figure, "noniid.png", "Non-IID data, several seeds (study.py)", study_markdown),
+               (privacy, privacy_figure, "privacy.png", "Leakage and defences (privacy.py)", privacy_markdown),
+               (labels, labels_figure, "labels.png", "Labels in U-shaped split learning (make labels)", labels_markdown),
+               (scale, scale_figure, "scale.png", "Many clients (make scale)", scale_markdown),
+               (work, work_figure, "work.png", "What a data holder pays (make work)", work_markdown)]
+    for found, figure, name, heading, table in reports:
+        if found:
+            figure(found).savefig(out.parent / name, dpi=120)
+            written.append(out.parent / name)
+            summary += f"\n## {heading}\n\n" + table(found)
     bandwidth_figure([args.results_dir, args.scale or Path(args.results_dir) / "scale"]).savefig(
         out.parent / "bandwidth.png", dpi=120)
     written.append(out.parent / "bandwidth.png")

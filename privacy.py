@@ -15,7 +15,6 @@ the table to results/summary.md.
 """
 
 import argparse
-import json
 import shlex
 import subprocess
 import sys
@@ -23,10 +22,9 @@ import time
 from pathlib import Path
 
 from models import MODELS, cut_points
-from splitlab.training.results_guard import FINISHED
+from splitlab.runs import MPIRUN, is_finished, read_run
 
 ROOT = Path(__file__).resolve().parent
-MPIRUN = str(Path(sys.executable).parent / "mpirun")
 DEFAULT_SETTINGS = "none,nopeek=0.1,nopeek=0.5,nopeek=2,noise=0.5,noise=1,noise=2"
 
 
@@ -91,13 +89,6 @@ def build_parser():
     return parser
 
 
-def finished(path):
-    try:
-        return json.loads(Path(path).read_text())["status"] in FINISHED
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-
-
 def run(command):
     print("    " + " ".join(map(shlex.quote, command)), flush=True)
     start = time.perf_counter()
@@ -119,7 +110,7 @@ def main():
     for k, (model, cut, (setting_name, flags)) in enumerate(runs, 1):
         name = f"{model}-cut{cut}-{setting_name}"
         results, parts = out / f"{name}.json", out / f"{name}.pt"
-        if not finished(results) or not parts.exists():
+        if not is_finished(read_run(results)) or not parts.exists():
             for stale in out.glob(f"{name}-aux*-attack.json"):  # attacks on an earlier training's parts
                 stale.unlink()
             seconds = run([MPIRUN, "-n", str(args.clients + 1), sys.executable, "split_learning.py", *flags,

@@ -26,21 +26,9 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from splitlab.net.process_policy import threads_per_job
-from splitlab.training.results_guard import FINISHED
+from splitlab.runs import GRID_CLIENTS, METHODS, MPIRUN, is_finished, read_run, run_name
 
 ROOT = Path(__file__).resolve().parent
-MPIRUN = str(Path(sys.executable).parent / "mpirun")
-# method -> (script, extra flags, runs under MPI)
-METHODS = {
-    "regular": ("regular_learning.py", [], False),
-    "split": ("split_learning.py", [], True),
-    "split-cut2": ("split_learning.py", ["--cut-layer", "2"], True),
-    "sflv1": ("split_learning.py", ["--variant", "sflv1"], True),
-    "sflv2": ("split_learning.py", ["--variant", "sflv2"], True),
-    "u-shaped": ("split_learning.py", ["--variant", "u-shaped"], True),
-    "federated": ("federated_learning.py", [], False),
-    "sync_sgd": ("sync_sgd.py", [], True),
-}
 # SFLV1 is FedAvg computed in two parts (the same numbers: tests/test_split_variants.py), so the default study
 # runs FedAvg and leaves SFLV1 out; U-shaped is left out to keep the study within an hour on 2 cores.
 # --methods can name either.
@@ -125,9 +113,8 @@ class Run:
 
     def __init__(self, method, partition, seed, clients, args):
         self.method, self.partition, self.seed, self.clients = method, partition, seed, clients
-        script, extra, self.mpi = METHODS[method]
-        part = "iid" if partition == "iid" else f"a{partition}"
-        self.name = f"{method}-{part}-s{seed}" + ("" if clients == 10 else f"-k{clients}")
+        script, extra, self.mpi = METHODS[method].script, METHODS[method].flags, METHODS[method].mpi
+        self.name = run_name(method, partition, seed, clients)
         self.path = Path(args.results_dir) / f"{self.name}.json"
         flags = ["--seed", str(seed), "--epochs", str(args.epochs), "--patience", "0", "--no-progress",
                  "--results-dir", args.results_dir, "--run-name", self.name, *extra, *shlex.split(args.extra)]
@@ -150,11 +137,8 @@ class Run:
     def finished(self):
         """True when the results file is of a finished run made with this run's flags (an earlier study with
         other --epochs or --extra under the same name does not count)."""
-        try:
-            saved = json.loads(self.path.read_text())
-            return saved["status"] in FINISHED and same_settings(self.flags, saved["config"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return False
+        saved = read_run(self.path)
+        return is_finished(saved) and same_settings(self.flags, saved.get("config", {}))
 
     def execute(self):
         start = time.perf_counter()
@@ -170,7 +154,7 @@ class Run:
 
 def grid(args):
     """Every run of the study, MPI runs first (they go one at a time)."""
-    cells = {(method, "iid" if method == "regular" else partition, seed, 10 if method == "regular" else clients)
+    cells = {(method, "iid" if method == "regular" else partition, seed, GRID_CLIENTS if method == "regular" else clients)
              for method, partition, seed, clients in itertools.product(args.methods, args.partitions, args.seeds,
                                                                        args.clients)}
     order = {}

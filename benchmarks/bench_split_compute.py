@@ -13,29 +13,25 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 
 from data import load_fashion_mnist
 from models import cut_points, cut_shape, lenet5, split
 from splitlab.training.cli import common_parser
-from splitlab.training.steps import sgd, train_step
+from splitlab.training.steps import client_backward, server_step, sgd, train_step
 
 BATCH = 64
 DISTINCT_BATCHES = 100  # cycled: enough to keep the data out of the caches' way, little to load
 
 
 def split_step(client_part, client_optimizer, server_part, server_optimizer, smashed_buf, x, y):
-    smashed = client_part(x)
-    received = smashed_buf.copy_(smashed.detach()).requires_grad_()  # what the server's receive buffer holds
-    loss = F.cross_entropy(server_part(received), y)
-    server_optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    server_optimizer.step()
+    """Split learning's steps for one batch, as its ranks take them, the activations passing through the
+    server's receive buffer."""
     client_optimizer.zero_grad(set_to_none=True)
-    smashed.backward(received.grad)
-    client_optimizer.step()
-    received.grad = None
-    received.requires_grad_(False)
+    smashed = client_part(x)
+    loss, cut_grad = server_step(server_part, server_optimizer, smashed_buf.copy_(smashed.detach()), y)
+    client_backward(client_optimizer, smashed, cut_grad)
+    smashed_buf.grad = None
+    smashed_buf.requires_grad_(False)
     return loss.item()
 
 

@@ -4,10 +4,13 @@ read results files without loading torch."""
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
 from splitlab.training.results_guard import FINISHED
+
+MPIRUN = str(Path(sys.executable).parent / "mpirun")  # the launcher `make setup` installs beside this Python
 
 
 class Method(NamedTuple):
@@ -67,13 +70,14 @@ def read_run(path):
 
 
 def is_finished(run):
-    """True for a run that ended as planned (its last epoch or a stopping rule) with at least one epoch."""
-    return isinstance(run, dict) and run.get("status") in FINISHED and bool(run.get("epochs"))
+    """True for a run (a results dict, or None) that ended as planned: its last epoch, or a stopping rule."""
+    return isinstance(run, dict) and run.get("status") in FINISHED
 
 
 def finished_runs(folder, pattern="*.json"):
-    """``(path, run)`` for every finished run among the files of ``folder`` that match ``pattern``, in name order."""
+    """``(path, run)`` for every finished run with at least one epoch among the files of ``folder`` that match
+    ``pattern``, in name order."""
     for path in sorted(Path(folder).glob(pattern)):
         run = read_run(path)
-        if is_finished(run):
+        if is_finished(run) and run.get("epochs"):
             yield path, run

@@ -30,11 +30,9 @@ links are traffic.py's closed forms (tests/test_decision.py).
 
 
 import functools
-import json
+import os
 import math
-import re
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,10 +40,9 @@ import torch.nn.functional as F
 
 from models import build, cut_shape, split
 from splitlab.costs.traffic import FLOAT, LABEL
-from splitlab.training.results_guard import FINISHED
+from splitlab.runs import finished_runs, label, parse_run_name
+from splitlab.training.steps import client_backward, server_step
 
-LABELS = {"split": "split learning", "split-cut2": "split learning, cut 2", "sflv2": "SplitFed V2",
-          "federated": "FedAvg"}
 COLOURS = {"split": "C0", "split-cut2": "C9", "sflv2": "C2", "federated": "C1"}
 BANDWIDTHS = np.logspace(6, 10, 41)  # 1 Mbit/s to 10 Gbit/s
 CLIENTS = np.unique(np.round(np.logspace(1, 3, 31)).astype(int))  # 10 to 1,000
@@ -71,15 +68,10 @@ def role_seconds(model, cut, batch=64, repeats=20):
             start = time.perf_counter()
             smashed = client(images)
             forwarded = time.perf_counter()
-            received = smashed.detach().requires_grad_()
-            loss = F.cross_entropy(server(received), labels)
-            optimisers[server].zero_grad()
-            loss.backward()
-            optimisers[server].step()
+            _, cut_grad = server_step(server, optimisers[server], smashed.detach(), labels)
             served = time.perf_counter()
             optimisers[client].zero_grad()
-            smashed.backward(received.grad)
-            optimisers[client].step()
+            client_backward(optimisers[client], smashed, cut_grad)
             done = time.perf_counter()
             optimisers[whole].zero_grad()
             F.cross_entropy(whole(images), labels).backward()
@@ -146,21 +138,17 @@ def epochs_to(run, target):
 
 
 def load_runs(folders):
-    """model -> name -> {clients: run}: the finished IID runs (seed 0) on the whole training set of study.py in
+    """model -> method -> {clients: run}: the finished IID runs (seed 0) on the whole training set of study.py in
     ``folders`` (make scale's, make decision's); of two runs of one name and number of clients, the one with
     more epochs."""
     runs = {}
-    for path in sorted(p for folder in folders for p in Path(folder).glob("*-iid-s0*.json")):
-        name = re.fullmatch(r"(.+)-iid-s0(?:-k([0-9]+))?", path.stem)
-        try:
-            run = json.loads(path.read_text())
-        except ValueError:
-            continue
-        if not (name and run.get("status") in FINISHED and run.get("epochs") and formula(run)
+    for path, run in (found for folder in folders for found in finished_runs(folder, "*-iid-s0*.json")):
+        name = parse_run_name(path.stem)
+        if not (name and name["partition"] == "iid" and name["seed"] == 0 and formula(run)
                 and not run["config"].get("train_subset")):
             continue
-        by_k = runs.setdefault(run["config"].get("model", "lenet5"), {}).setdefault(name[1], {})
-        k = int(name[2] or 10)
+        by_k = runs.setdefault(run["config"].get("model", "lenet5"), {}).setdefault(name["method"], {})
+        k = name["clients"]
         if k not in by_k or len(run["epochs"]) > len(by_k[k]["epochs"]):
             by_k[k] = run
     return runs
@@ -224,16 +212,16 @@ def markdown(model, runs, compute, target, latency, bandwidths=(1e6, 1e7, 1e8, 1
              "|---" * (2 + len(bandwidths)) + "|"]
     for i, k in enumerate(clients):
         reached = {name: epochs_to(by_k[k], target) for name, by_k in runs.items() if k in by_k}
-        epochs = ", ".join(f"{LABELS.get(n, n)} {e if done else f'> {e}'}" for n, (e, done) in reached.items())
+        epochs = ", ".join(f"{label(n)} {e if done else f'> {e}'}" for n, (e, done) in reached.items())
         cells = []
         for j in range(len(bandwidths)):
             ranked = sorted((seconds[n][i, j], n) for n in reached if reached[n][1])
             if not winner[i, j]:
                 cells.append("undecided")
                 continue
-            text = f"**{LABELS.get(winner[i, j], winner[i, j])}** {_duration(ranked[0][0])}"
+            text = f"**{label(winner[i, j])}** {_duration(ranked[0][0])}"
             if len(ranked) > 1:
-                text += f" ({LABELS.get(ranked[1][1], ranked[1][1])} {_duration(ranked[1][0])})"
+                text += f" ({label(ranked[1][1])} {_duration(ranked[1][0])})"
             cells.append(text)
         lines.append(f"| {k:,} | {epochs} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -267,11 +255,14 @@ def figure(maps, target, latency, path):
                         textcoords="offset points")
         ax.set(xscale="log", yscale="log", xlabel="link bandwidth (bit/s)", ylabel="clients (data holders)",
                title=f"{model}: first to {target:.0%} test accuracy")
-    handles = [Patch(color=COLOURS.get(n, "C7"), label=LABELS.get(n, n)) for n in names]
+    handles = [Patch(color=COLOURS.get(n, "C7"), label=label(n)) for n in names]
     handles.append(Patch(color=(0.85, 0.85, 0.85), label="undecided (a method that did not reach it might win)"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8)
-    fig.suptitle(f"Fastest to the target: measured epochs x modelled epoch time (latency {latency * 1e3:g} ms, "
-                 "each party its own machine and link; decision.py)", fontsize=9)
-    fig.tight_layout(rect=(0, 0.07, 1, 0.95))
+    fig.suptitle(f"Fastest to the target: measured epochs x modelled epoch time (splitlab/costs/decision.py). "
+                 f"Assumed: the server and every data holder on a machine of its own, each computing as one core of "
+                 f"the {os.cpu_count()}-CPU machine that drew this map,\nwith a link of its own at the bandwidth shown "
+                 f"and {latency * 1e3:g} ms latency; epochs from one seed (0) on IID shards; FedAvg at the report's "
+                 "settings (batch 64, one local epoch, every client each round)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.93))
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from data import batches, num_batches, shuffle_generator
 from models import cut_shape, flat_parameters, flatten, split, unflatten_into
@@ -24,7 +23,7 @@ from splitlab.net.protocol import SERVER, ProtocolError, Tag, tag_name
 from splitlab.privacy.leakage import distance_correlation, leakage_report
 from splitlab.training.loop import progress
 from splitlab.training.results_guard import atomic_path
-from splitlab.training.steps import Scores, set_lr, sgd
+from splitlab.training.steps import Scores, client_backward, server_step, set_lr, sgd
 
 
 def evaluation_sample(clients, size, seed):
@@ -129,10 +128,8 @@ class Client:
         """Receive the gradient at the cut, finish the backward pass (with NoPeek's term) and step."""
         cut_grad = self.cut_grad_buf[:len(smashed)]
         self.channel.recv(cut_grad.numpy(), SERVER, Tag.CUT_GRAD)
-        if self.args.nopeek:
-            (self.args.nopeek * distance_correlation(x, smashed)).backward(retain_graph=True)
-        smashed.backward(cut_grad.to(self.device))
-        self.optimizer.step()
+        penalty = self.args.nopeek * distance_correlation(x, smashed) if self.args.nopeek else None
+        client_backward(self.optimizer, smashed, cut_grad.to(self.device), penalty)
 
     def train_batch(self, x, y):
         """One batch with the server (which has the labels and takes the loss)."""
@@ -275,13 +272,10 @@ class Server:
         loss_sum, seen = 0.0, 0
         for size in batch_sizes(len(labels), self.args.batch_size):
             with self.work.batch(size):
-                smashed = self.recv_smashed(client, size).requires_grad_()
-                loss = F.cross_entropy(self.server_part(smashed), labels[seen:seen + size])
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
+                loss, cut_grad = server_step(self.server_part, self.optimizer, self.recv_smashed(client, size),
+                                             labels[seen:seen + size])
             loss_sum += loss.item() * size
-            self.channel.send(smashed.grad.cpu().numpy(), self.rank_of(client), Tag.CUT_GRAD)
+            self.channel.send(cut_grad.cpu().numpy(), self.rank_of(client), Tag.CUT_GRAD)
             seen += size
             bar.update()
         return loss_sum, seen, self.finish_turn(client)

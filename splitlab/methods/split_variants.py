@@ -30,7 +30,7 @@ from splitlab.methods.split_roles import Client, ClientRank, Server, batch_sizes
 from splitlab.net import process_policy
 from splitlab.net.protocol import SERVER, ProtocolError, Tag
 from splitlab.training.loop import progress
-from splitlab.training.steps import Scores, set_lr
+from splitlab.training.steps import Scores, server_step, set_lr
 
 # ------------------------------------------------------------------------------------------------ U-shaped
 
@@ -250,12 +250,9 @@ class SplitFedServer(Server):
         start = index * self.args.batch_size
         part, optimizer = self.server_part_of(client)
         with self.work.batch(size):
-            smashed = self.recv_smashed(client, size).requires_grad_()
-            loss = F.cross_entropy(part(smashed), turn.labels[start:start + size])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        self.channel.send(smashed.grad.cpu().numpy(), self.rank_of(client), Tag.CUT_GRAD)
+            loss, cut_grad = server_step(part, optimizer, self.recv_smashed(client, size),
+                                         turn.labels[start:start + size])
+        self.channel.send(cut_grad.cpu().numpy(), self.rank_of(client), Tag.CUT_GRAD)
         self.loss_sum += loss.item() * size
         self.bar.update()
 

@@ -1,4 +1,5 @@
-"""The train and evaluate steps every method shares, and their scores."""
+"""The train and evaluate steps every method shares, and their scores; and the tensor math of split learning's
+two roles apart from any message (the roles, the decision map's timing and the benchmarks call it)."""
 
 import contextlib
 
@@ -83,3 +84,27 @@ def sgd(params, args):
 def set_lr(optimizer, lr):
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+# ------------------------------------------------------------------------------ split learning's two roles
+
+def server_step(server_part, optimizer, smashed, labels):
+    """The server's step on one batch: the activations at the cut (``smashed``, a leaf tensor that is given a
+    gradient) through ``server_part``, the loss on ``labels``, backward, and one step of ``optimizer``. Returns
+    the loss (still on the device) and the gradient at the cut, which goes back to the client."""
+    smashed.requires_grad_()
+    loss = F.cross_entropy(server_part(smashed), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), smashed.grad
+
+
+def client_backward(optimizer, smashed, cut_grad, penalty=None):
+    """A client's backward pass from the gradient at the cut, ``cut_grad``, into the activations it sent,
+    ``smashed`` (after the gradient of its own ``penalty``, such as NoPeek's, if any), then one step of
+    ``optimizer``; the caller cleared the gradients before its forward pass."""
+    if penalty is not None:
+        penalty.backward(retain_graph=True)
+    smashed.backward(cut_grad)
+    optimizer.step()
