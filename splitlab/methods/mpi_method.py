@@ -221,48 +221,58 @@ def run_method(parser, method, command, load, roles, check=None):
     device, placement, data, link = collective(comm, setup)
     runtime.release_freed_memory()  # the rest of the data set, which this rank does not keep
     channel = Channel(comm, link)
-    channel.stall_timeout = args.stall_timeout
-    driver_class, worker_class = roles(args)
-    if channel.rank != SERVER:
-        worker = worker_class(channel, args, data, device, placement)
-        channel.gather(settings(channel))  # every rank set up: the first epoch's time is training alone
-        serve(channel, worker.handlers)
-        return
-    driver = driver_class(channel, args, data, device, placement)
-    results = Results(args, parser, method, device, world_size=comm.Get_size(), mpi=mpi_description())
-    results.data["shard_sizes"] = list(driver.shard_sizes)  # each client's training examples, in client order
-    results.data["placement"] = placement.describe()
-    threads, poll = zip(*channel.gather(settings(channel)))
-    results.data["environment"].update(link=os.environ.get("LINK") if link else None,
-                                       message_wait="doorbells" if channel.bells.enabled else "polling",
-                                       rank_threads=[int(t) for t in threads], rank_poll_s=list(poll))
-    fit(args, results, driver.train_epoch, driver.evaluate, final_info=driver.final_summary)
-    driver.stop()
-    print(f"results: {results.path}")
+    try:
+        channel.stall_timeout = args.stall_timeout
+        driver_class, worker_class = roles(args)
+        if channel.rank != SERVER:
+            worker = worker_class(channel, args, data, device, placement)
+            channel.gather(settings(channel))  # every rank set up: the first epoch's time is training alone
+            serve(channel, worker.handlers)
+            return
+        driver = driver_class(channel, args, data, device, placement)
+        results = Results(args, parser, method, device, world_size=comm.Get_size(), mpi=mpi_description())
+        results.data["shard_sizes"] = list(driver.shard_sizes)  # each client's training examples, in client order
+        results.data["placement"] = placement.describe()
+        threads, poll = zip(*channel.gather(settings(channel)))
+        results.data["environment"].update(link=os.environ.get("LINK") if link else None,
+                                           message_wait="doorbells" if channel.bells.enabled else "polling",
+                                           rank_threads=[int(t) for t in threads], rank_poll_s=list(poll))
+        fit(args, results, driver.train_epoch, driver.evaluate, final_info=driver.final_summary)
+        driver.stop()
+        print(f"results: {results.path}")
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        end_job(exc, channel)
 
 
 def run_mpi_main(main):
-    """Run ``main()`` on this rank; if it raises, print the error, tell rank 0, and end every rank at once.
-
-    An exception left to itself ends only its own rank while the others wait for it forever; MPI_Abort
-    makes the launcher kill them all and return a non-zero status. A failing worker first tells rank 0 (a
-    FAILED message), so that rank 0 marks its results file failed with this rank's error. The launcher may kill
-    before it has forwarded what a rank wrote last, so the message goes out in one write and the rank waits
-    ABORT_GRACE_S before it aborts (CI once saw only the traceback's first line). What a peer did wrong (a
-    ProtocolError, a stall, a failure it reported) gets its one line, without this rank's traceback.
-    """
+    """Run ``main()`` on this rank; if it raises, end the job (:func:`end_job`). An exception left to itself ends
+    only its own rank while the others wait for it forever."""
     try:
         main()
     except SystemExit:
         raise
     except BaseException as exc:
-        rank = MPI.COMM_WORLD.Get_rank()
-        quiet = isinstance(exc, (KeyboardInterrupt, ProtocolError, PeerError))
-        error = f"{type(exc).__name__}: {exc}"
-        sys.stderr.write(f"{'' if quiet else traceback.format_exc()}error: rank {rank}: {error}\n")
-        sys.stderr.flush()
-        start = time.perf_counter()
-        if Channel.current is not None and not isinstance(exc, PeerFailed):
-            Channel.current.report_failure(f"rank {rank}: {error}", ABORT_GRACE_S)
-        time.sleep(max(0.0, ABORT_GRACE_S - (time.perf_counter() - start)))
-        MPI.COMM_WORLD.Abort(1)
+        end_job(exc)
+
+
+def end_job(exc, channel=None):
+    """Print this rank's error, tell rank 0 through ``channel`` (once this rank has one), and end every rank at once.
+
+    MPI_Abort makes the launcher kill every rank and return a non-zero status. A failing worker first tells rank 0
+    (a FAILED message), so that rank 0 marks its results file failed with this rank's error. The launcher may kill
+    before it has forwarded what a rank wrote last, so the message goes out in one write and the rank waits
+    ABORT_GRACE_S before it aborts. What a peer did wrong (a ProtocolError, a stall, a failure it reported) gets
+    its one line, without this rank's traceback. Called while ``exc`` is being handled.
+    """
+    rank = MPI.COMM_WORLD.Get_rank()
+    quiet = isinstance(exc, (KeyboardInterrupt, ProtocolError, PeerError))
+    error = f"{type(exc).__name__}: {exc}"
+    sys.stderr.write(f"{'' if quiet else traceback.format_exc()}error: rank {rank}: {error}\n")
+    sys.stderr.flush()
+    start = time.perf_counter()
+    if channel is not None and not isinstance(exc, PeerFailed):
+        channel.report_failure(f"rank {rank}: {error}", ABORT_GRACE_S)
+    time.sleep(max(0.0, ABORT_GRACE_S - (time.perf_counter() - start)))
+    MPI.COMM_WORLD.Abort(1)

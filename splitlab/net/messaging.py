@@ -133,8 +133,6 @@ class Channel:
     a rank calls ``flush()`` before it ends, so that every message it sent is delivered.
     """
 
-    current = None  # this process's channel, once made (for report_failure on the way out)
-
     def __init__(self, comm, link=None):
         self.comm = comm
         self.rank = comm.Get_rank()
@@ -154,7 +152,6 @@ class Channel:
         self.stall_timeout = None  # seconds a wait for a message may last before Stalled (None: for ever)
         self.link = link  # an emulated network (Link) that every message crosses, or None
         self.held = collections.deque()  # with a link: (arrival, buffer, dest, tag) of sends still on their way
-        Channel.current = self  # the channel report_failure() uses
 
     def traffic(self):
         """Bytes sent and received since the last call (and reset the counters)."""
