@@ -56,7 +56,7 @@ reproduce: setup
 	@echo "== [4/5] synchronous SGD, 10 workers  -> results/sync_sgd.json"
 	$(VENV)/bin/mpirun -n 11 $(PYTHON) sync_sgd.py --no-progress
 	@echo "== [5/5] figures and table  -> results/figure1.png, comparison.png, bandwidth.png, summary.md, runs.csv"
-	$(PYTHON) plot_results.py
+	$(PYTHON) plot_results.py --bandwidth
 	@echo "== make reproduce took $$(( $$(date +%s) - $(STARTED) )) s"
 
 # U-shaped split learning, the report's 10 clients, under label-gradient noise: what the server reads of the labels.
@@ -94,7 +94,7 @@ SCALE_EPOCHS ?= 5
 scale: setup
 	$(PYTHON) study.py --methods split,split-cut2,sflv2,federated --partitions iid,0.5 --seeds 0 \
 		--clients 10,100,1000 --client-ranks 4 --epochs $(SCALE_EPOCHS) --results-dir results/scale
-	$(PYTHON) plot_results.py
+	$(PYTHON) plot_results.py --bandwidth
 	@echo "== make scale took $$(( $$(date +%s) - $(STARTED) )) s"
 
 # What a data holder pays (splitlab/costs/work.py): every method with the report's 10 clients, the full data, WORK_EPOCHS epochs

@@ -619,7 +619,7 @@ def bandwidth_figure(results_dirs, n=60000, t=10000):
     """Bytes per epoch against the number of clients for every model: FedAvg's line, vanilla split learning's
     at each cut, the crossovers marked, and the measured epochs of the results files in ``results_dirs`` (full
     data only) as points: the last epoch, which carries no set-up."""
-    import numpy as np  # here: drawing this figure alone needs torch (the models' sizes)
+    import numpy as np  # here: only this figure needs the networks' sizes, and so torch
 
     from models import MODELS, build, cut_points, cut_shape, split
     from splitlab.costs.traffic import FLOAT, crossover, fedavg_round_bytes, split_epoch_bytes
@@ -663,6 +663,9 @@ def main():
     parser.add_argument("--results-dir", default="results", help="where the <method>.json results files are")
     parser.add_argument("--study", default=None, help="the study's results (default: <results-dir>/study, if any)")
     parser.add_argument("--scale", default=None, help="make scale's results (default: <results-dir>/scale, if any)")
+    parser.add_argument("--bandwidth", action="store_true",
+                        help="also draw bandwidth.png, every method's bytes an epoch in closed form against the "
+                             "clients (it loads the networks, and so torch, for their sizes)")
     parser.add_argument("--out", default=None, help="Figure 1's file (default: <results-dir>/figure1.png); "
                                                     "the others go beside it")
     args = parser.parse_args()
@@ -696,9 +699,10 @@ def main():
             figure(found).savefig(out.parent / name, dpi=120)
             written.append(out.parent / name)
             summary += f"\n## {heading}\n\n" + table(found)
-    bandwidth_figure([args.results_dir, args.scale or Path(args.results_dir) / "scale"]).savefig(
-        out.parent / "bandwidth.png", dpi=120)
-    written.append(out.parent / "bandwidth.png")
+    if args.bandwidth:
+        bandwidth_figure([args.results_dir, args.scale or Path(args.results_dir) / "scale"]).savefig(
+            out.parent / "bandwidth.png", dpi=120)
+        written.append(out.parent / "bandwidth.png")
     (out.parent / "summary.md").write_text(summary)
     write_runs_table(runs_table(args.results_dir), out.parent / "runs.csv")
     print(f"wrote {', '.join(map(str, written))}, {out.parent / 'summary.md'}, {out.parent / 'runs.csv'}")
