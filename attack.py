@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from splitlab.privacy.attack import AUX_START, attack, figure
-from splitlab.training.cli import positive_int, run_main
+from splitlab.training.cli import nonnegative_float, nonnegative_int, positive_int, run_main
 
 
 def build_parser():
@@ -40,12 +40,12 @@ def build_parser():
     add("--aux", type=positive_int, default=5000, help=f"auxiliary images for the decoder (test images {AUX_START}+)")
     add("--decoder-epochs", type=positive_int, default=20, help="passes of decoder training over the auxiliary pairs")
     add("--inversion-steps", type=positive_int, default=600, help="optimisation steps of the white-box inversion")
-    add("--tv-weight", type=float, default=0.01, help="weight of the total-variation prior in the inversion")
+    add("--tv-weight", type=nonnegative_float, default=0.01, help="weight of the total-variation prior in the inversion")
     add("--classifier-epochs", type=positive_int, default=2,
         help="epochs of regular learning for the LeNet-5 that judges the reconstructions")
     add("--classifier-images", type=positive_int, default=60000,
         help="training images of that LeNet-5 (the first N; fewer make a quicker, weaker judge)")
-    add("--seed", type=int, default=0)
+    add("--seed", type=nonnegative_int, default=0, help="seed of the attacks' random choices")
     add("--data-dir", default=None, help="Fashion-MNIST folder (default: searched for, as the training scripts do)")
     add("--figure", default=None, help="the figure's path (default: reconstructions.png beside the .pt file)")
     add("--out", default=None, help="the scores' path (default: <run-name>-attack.json beside the .pt file)")

@@ -48,7 +48,9 @@ def test_truncated_data_file_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("flag, value", [("--epochs", "-1"), ("--lr", "-0.1"), ("--lr", "abc"),
-                                         ("--patience", "-2"), ("--batch-size", "0")])
+                                         ("--patience", "-2"), ("--batch-size", "0"), ("--lr", "nan"),
+                                         ("--lr", "inf"), ("--momentum", "inf"), ("--stop-at", "nan"),
+                                         ("--seed", "-1")])
 def test_bad_flags_are_argparse_errors(flag, value):
     result = in_process("regular_learning.py", flag, value)
     assert_one_line_error(result, flag)
@@ -62,3 +64,13 @@ def test_help_documents_every_flag_with_defaults():
                  "--test-subset", "--device", "--no-progress"]:
         assert flag in result.stdout
     assert "(default: 30)" in " ".join(result.stdout.split())
+
+
+def test_a_run_whose_loss_is_no_longer_a_number_ends_diverged(tmp_path):
+    result = in_process("regular_learning.py", "--lr", "1e6", "--train-subset", "640", "--test-subset", "200",
+                        "--epochs", "3", "--patience", "0", "--no-progress", "--results-dir", str(tmp_path))
+    saved = json.loads((tmp_path / "regular.json").read_text())
+    assert result.returncode == 0 and saved["status"] == "diverged"
+    assert saved["diverged_at_epoch"] == len(saved["epochs"]) < 3  # ended at the epoch that diverged
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: epoch {saved['diverged_at_epoch']}: the run "
+                                                             "diverged")

@@ -94,3 +94,13 @@ def test_privacy_attacks_again_a_setting_it_trained_again(tmp_path, monkeypatch)
     (tmp_path / "lenet5-cut2-none.json").write_text(json.dumps({"status": "running"}))  # interrupted
     privacy.main()
     assert commands == first + ["train lenet5-cut2-none", *[a.format(2) for a in attacks]]
+
+
+def test_a_diverged_run_is_finished_and_not_run_again_and_a_failed_one_is_run_again(tmp_path):
+    flags = ["--methods", "regular", "--seeds", "0", "--epochs", "2", "--results-dir", str(tmp_path)]
+    command = dry_run(*flags)[1].split()
+    config = {name[2:].replace("-", "_"): value for name, value in zip(command, command[1:])
+              if name.startswith("--") and not value.startswith("--")}
+    for status, to_go in (("diverged", "0 to go"), ("failed", "1 to go")):
+        (tmp_path / "regular-iid-s0.json").write_text(json.dumps({"status": status, "config": config}))
+        assert to_go in dry_run(*flags)[0]

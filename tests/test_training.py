@@ -204,3 +204,13 @@ def test_a_link_set_for_a_run_without_messages_is_named_not_ignored(monkeypatch,
     monkeypatch.setenv("LINK", "10mbit,20ms")
     warn_if_link_set()
     assert "LINK=10mbit,20ms is ignored" in capsys.readouterr().err
+
+
+def test_a_loss_that_is_not_a_number_ends_the_run_diverged_at_that_epoch(tmp_path, capsys):
+    args = args_for(tmp_path, epochs=5, patience=0)
+    losses = iter([1.0, float("nan"), 0.5])
+    data = fit(args, Results(args, PARSER, "regular", "cpu"), lambda epoch, lr: {"train_loss": next(losses)},
+               lambda: {"test_loss": 1.0, "test_acc": 0.5})
+    assert data["status"] == "diverged" and data["diverged_at_epoch"] == 2 and len(data["epochs"]) == 2
+    assert json.loads((tmp_path / "regular.json").read_text())["status"] == "diverged"
+    assert "error: epoch 2: the run diverged: train_loss nan" in capsys.readouterr().err

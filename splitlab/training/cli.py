@@ -2,6 +2,7 @@
 input: status 2 and one line, never a traceback."""
 
 import argparse
+import math
 import os
 import sys
 
@@ -19,6 +20,8 @@ def _number(kind, low, inclusive):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}")
+        if not math.isfinite(value):  # nan and inf parse as floats, and would train to the end on nonsense
+            raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
         if value < low or (value == low and not inclusive):
             raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {low}, not {text}")
         return value
@@ -65,7 +68,8 @@ def common_parser(method, description):
     add("--model", choices=MODELS, default="lenet5",
         help="the network: lenet5 (padded first convolution, the suite's), lenet5-report (the report's own "
              "code: unpadded), vgg-small (1.7 M parameters; models.py)")
-    add("--seed", type=int, default=0, help="seed of every random choice: initial weights, shuffling, partition")
+    add("--seed", type=nonnegative_int, default=0,
+        help="seed of every random choice: initial weights, shuffling, partition")
     add("--data-dir", default=None,
         help="folder with the four Fashion-MNIST files (downloaded there if missing); default: searched for "
              "in $FASHION_MNIST_DIR, ./data, /usr/share/datasets/fashion-mnist")

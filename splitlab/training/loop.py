@@ -1,5 +1,6 @@
 """The epoch loop every method shares: train, evaluate, record, stop on a plateau or at a target accuracy."""
 
+import math
 import sys
 import time
 
@@ -50,12 +51,13 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
     ``train_one_epoch(epoch, lr)`` trains with learning rate ``lr`` and returns a dict with at least
     ``train_loss`` (and ``bytes_sent``, ``bytes_received`` where processes talk); ``evaluate_model()`` one with
     ``test_loss`` and ``test_acc``.
+    A loss that is not finite ends the run with status ``diverged`` (and ``diverged_at_epoch``).
     ``final_info()`` gives keys to add to the results once training is over (those under ``per_epoch``, a list
     of values each, go into the epochs' records). A crash, in training or in
     ``final_info``, marks the results file ``failed`` and keeps every completed epoch.
     """
     plateau = Plateau(args.patience, args.lr, args.lr_decay, args.lr_patience)
-    status = "completed"
+    status, ended = "completed", {}
     start = time.perf_counter()
     try:
         for epoch in range(1, args.epochs + 1):
@@ -76,6 +78,12 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
             results.add_epoch(record)
             print(f"epoch {epoch:3d}  train loss {record['train_loss']:.4f}  test loss {record['test_loss']:.4f}  "
                   f"test acc {record['test_acc']:.4f}  {record['epoch_time_s']:.1f} s", file=sys.stderr, flush=True)
+            bad = [key for key in ("train_loss", "test_loss") if not math.isfinite(record[key])]
+            if bad:
+                status, ended = "diverged", {"diverged_at_epoch": epoch}
+                print(f"error: epoch {epoch}: the run diverged: {' and '.join(bad)} {record[bad[0]]}; the results say "
+                      "status diverged (a smaller --lr may help)", file=sys.stderr, flush=True)
+                break
             if plateau.should_stop(record["test_loss"]) or (args.stop_at and record["test_acc"] >= args.stop_at):
                 status = "stopped_early"
                 break
@@ -87,7 +95,7 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
         for record, value in zip(results.data["epochs"], values):
             record[key] = value
     results.finish(status, epochs_at_chance=[e["epoch"] for e in results.data["epochs"] if e.get("at_chance")],
-                   **final)
+                   **ended, **final)
     return results.data
 
 

@@ -15,8 +15,9 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-# The statuses of a run that ended as planned: its last epoch, or a stopping rule (--patience, --stop-at).
-FINISHED = ("completed", "stopped_early")
+# The statuses of a run that ended as planned: its last epoch, a stopping rule (--patience, --stop-at), or a loss
+# that was no longer a number (diverged: finished, and it did not learn).
+FINISHED = ("completed", "stopped_early", "diverged")
 KILLED = ("killed: the process that wrote this file ended without a word (SIGKILL: mpirun ends every rank this "
           "way when one rank dies, and so does the out-of-memory killer); the job's output says which rank died first")
 
