@@ -40,7 +40,8 @@ def build_parser():
     add("--aux", type=positive_int, default=5000, help=f"auxiliary images for the decoder (test images {AUX_START}+)")
     add("--decoder-epochs", type=positive_int, default=20, help="passes of decoder training over the auxiliary pairs")
     add("--inversion-steps", type=positive_int, default=600, help="optimisation steps of the white-box inversion")
-    add("--tv-weight", type=nonnegative_float, default=0.01, help="weight of the total-variation prior in the inversion")
+    add("--tv-weight", type=nonnegative_float, default=0.01,
+        help="weight of the total-variation prior in the inversion")
     add("--classifier-epochs", type=positive_int, default=2,
         help="epochs of regular learning for the LeNet-5 that judges the reconstructions")
     add("--classifier-images", type=positive_int, default=60000,

@@ -81,3 +81,9 @@ def finished_runs(folder, pattern="*.json"):
         run = read_run(path)
         if is_finished(run) and run.get("epochs"):
             yield path, run
+
+
+def epoch_bytes(epoch):
+    """The bytes an epoch's record says crossed the network: those sent, or for FedAvg in one process (which sends
+    none) the model traffic down and up that it stands for."""
+    return epoch.get("bytes_sent") or epoch.get("model_bytes_down", 0) + epoch.get("model_bytes_up", 0)

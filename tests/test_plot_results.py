@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from conftest import run, script
-from plot_results import load_results, summarize, summary_markdown
+from splitlab.reports.experiment import load_results, summarize, summary_markdown
 
 
 def write_run(folder, method, losses, accs, seconds=2.0, sent=100):
@@ -110,7 +110,7 @@ def test_study_table_and_figure_from_fixture_results(tmp_path):
         write_study_run(study, f"federated-iid-s{seed}", 0.5, [0.5] * 10)
     write_study_run(study, "federated-a0.1-s0", 0.7, [0.7] * 10)
     (study / "sflv2-iid-s0.json").write_text(json.dumps({"status": "running", "epochs": []}))  # unfinished: left out
-    from plot_results import load_study, study_markdown
+    from splitlab.reports.study import load_study, study_markdown
     loaded = load_study(study)
     assert set(loaded) == {"split", "federated"}
     table = study_markdown(loaded)
@@ -139,7 +139,8 @@ def test_plotting_imports_no_training_code():
 
 
 def test_scale_and_label_tables_from_fixture_results(tmp_path):
-    from plot_results import labels_markdown, load_labels, load_scale, scale_markdown
+    from splitlab.reports.labels import labels_markdown, load_labels
+    from splitlab.reports.scale import load_scale, scale_markdown
     (tmp_path / "scale").mkdir()
     (tmp_path / "labels").mkdir()
     for k, acc, moved in ((10, 0.88, 612e6), (1000, 0.80, 614e6)):
@@ -160,7 +161,7 @@ def test_scale_and_label_tables_from_fixture_results(tmp_path):
 
 
 def test_what_a_data_holder_pays_averages_the_clients_that_trained_in_the_last_epoch(tmp_path):
-    from plot_results import load_work, work_markdown
+    from splitlab.reports.work import load_work, work_markdown
     (tmp_path / "work" / "lenet5").mkdir(parents=True)
     def epoch(flops, cpu):  # client 3 was not sampled (FedAvg --fraction): it computed nothing
         return {"epoch": 1, "server_flops": 0, "server_cpu_s": 0.5, "client_flops": flops, "client_cpu_s": cpu,
@@ -176,7 +177,7 @@ def test_what_a_data_holder_pays_averages_the_clients_that_trained_in_the_last_e
 
 
 def test_the_first_private_setting_keeps_accuracy_within_two_points_of_its_undefended_run():
-    from plot_results import first_private_setting
+    from splitlab.reports.privacy import first_private_setting
     def row(setting, cut, nopeek, noise, acc, ssim):
         return {"setting": setting, "model": "lenet5", "cut": cut, "clients": 2, "epochs": 3, "nopeek": nopeek,
                 "noise_std": noise, "test_acc": acc, "ssim_decoder": ssim}

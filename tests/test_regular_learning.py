@@ -51,8 +51,9 @@ def test_truncated_data_file_is_named(tmp_path):
                                          ("--patience", "-2"), ("--batch-size", "0"), ("--lr", "nan"),
                                          ("--lr", "inf"), ("--momentum", "inf"), ("--stop-at", "nan"),
                                          ("--seed", "-1")])
-def test_bad_flags_are_argparse_errors(flag, value):
-    result = in_process("regular_learning.py", flag, value)
+def test_bad_flags_are_argparse_errors(flag, value, tmp_path):
+    # its own results folder: a flag let through would otherwise train into results/
+    result = in_process("regular_learning.py", flag, value, "--results-dir", str(tmp_path))
     assert_one_line_error(result, flag)
 
 

@@ -9,15 +9,14 @@ share those cores. Its method says how many of them compute at the same time. Th
    core, and every operation of a step waits at a barrier for the slowest of them.
 2. A rank that takes turns with others takes at most ``MAX_THREADS``. A LeNet-5 step at batch 64 is some forty
    operations of tens of microseconds: more threads cut them thinner while each barrier waits for more of
-   them, and a rank that hands a batch over finds its threads asleep when the answer comes. On a 16-core
-   machine (docs/findings.md, "Speed") regular learning gained 1.3x from 4 to 16 cores, while split learning with every
-   rank on 16 threads took 1.8x as long as with 4. Ranks that compute side by side keep their whole share: they
-   are busy for a whole turn or round (SplitFed's server takes batch after batch), as regular learning is.
+   them, and a rank that hands a batch over finds its threads asleep when the answer comes (the measurements:
+   docs/performance.md, "The process policy, across core counts"). Ranks that compute side by side keep their
+   whole share: they are busy for a whole turn or round (SplitFed's server takes batch after batch), as regular
+   learning is.
 3. ``OMP_NUM_THREADS``, when set, is the most any rank takes.
 4. A rank that takes turns polls for the answer for ``POLL_SECONDS`` before it sleeps on its doorbell, where its
    cores have room for it beside the computing rank's threads: an answer within a batch comes in a few
-   milliseconds, and a sleeping rank pays a wake-up at every hand-over. At equal threads (one per rank, so that
-   2 cores had room) polling made split learning's epoch 2-5 % shorter on 2 cores (docs/performance.md).
+   milliseconds, and a sleeping rank pays a wake-up at every hand-over (docs/performance.md).
    Otherwise a rank sleeps at once: where cores are short a polling rank takes the core from the one that
    computes. Ranks on several hosts look now and then instead of sleeping on doorbells (messaging.py). How long
    OpenMP's threads spin before they sleep is set before torch loads (runtime.py), as measured on 2 cores.

@@ -74,7 +74,8 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
             if at_chance(record):
                 record["at_chance"] = True
                 print(f"warning: epoch {epoch}: test accuracy {record['test_acc']:.1%} is at chance level: the model "
-                      "predicts about one class (see docs/experiments.md, 'A run that does not learn')", file=sys.stderr)
+                      "predicts about one class (see docs/experiments.md, 'A run that does not learn')",
+                      file=sys.stderr)
             results.add_epoch(record)
             print(f"epoch {epoch:3d}  train loss {record['train_loss']:.4f}  test loss {record['test_loss']:.4f}  "
                   f"test acc {record['test_acc']:.4f}  {record['epoch_time_s']:.1f} s", file=sys.stderr, flush=True)

@@ -1,0 +1,7 @@
+"""The reports drawn from results files: a module a study, each with its loader, its table (markdown) and its
+figure; plot_results.py draws them all. They read results files only, and load no torch (bandwidth.py's figure
+alone needs the networks' sizes)."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
