@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from models import MODELS, cut_points
-from splitlab.runs import MPIRUN, is_finished, read_run
+from splitlab.runs import MPIRUN, attack_files, is_finished, privacy_run_name, read_run
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_SETTINGS = "none,nopeek=0.1,nopeek=0.5,nopeek=2,noise=0.5,noise=1,noise=2"
@@ -108,20 +108,21 @@ def main():
     start = time.perf_counter()
     out = Path(args.results_dir)
     for k, (model, cut, (setting_name, flags)) in enumerate(runs, 1):
-        name = f"{model}-cut{cut}-{setting_name}"
+        name = privacy_run_name(model, cut, setting_name)
         results, parts = out / f"{name}.json", out / f"{name}.pt"
         if not is_finished(read_run(results)) or not parts.exists():
-            for stale in out.glob(f"{name}-aux*-attack.json"):  # attacks on an earlier training's parts
+            for stale in out.glob(attack_files(name, "*")[0]):  # attacks on an earlier training's parts
                 stale.unlink()
             seconds = run([MPIRUN, "-n", str(args.clients + 1), sys.executable, "split_learning.py", *flags,
                            "--model", model, "--cut-layer", str(cut), "--epochs", str(args.epochs), "--patience", "0",
                            "--no-progress", "--results-dir", str(out), "--run-name", name, *shlex.split(args.extra)])
             print(f"[{k}/{len(runs)}] {name}: trained in {seconds:.0f} s", flush=True)
         for aux in args.aux:
-            attacked = out / f"{name}-aux{aux}-attack.json"
+            scores, reconstructions = attack_files(name, aux)
+            attacked = out / scores
             if not attacked.exists():
                 seconds = run([sys.executable, "attack.py", str(parts), "--aux", str(aux), "--out", str(attacked),
-                               "--figure", str(out / f"{name}-aux{aux}-reconstructions.png"),
+                               "--figure", str(out / reconstructions),
                                *shlex.split(args.attack_flags)])
                 print(f"[{k}/{len(runs)}] {name}: attacked with {aux} auxiliary images in {seconds:.0f} s",
                       flush=True)

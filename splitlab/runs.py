@@ -59,6 +59,22 @@ def parse_run_name(name):
             "clients": int(found["clients"] or GRID_CLIENTS)}
 
 
+
+def privacy_run_name(model, cut, setting):
+    """The privacy grid's name for a run: ``<model>-cut<cut>-<setting>``."""
+    return f"{model}-cut{cut}-{setting}"
+
+
+def attack_files(run, aux):
+    """The files of the attack on the run named ``run`` with ``aux`` auxiliary images: its scores, its figure."""
+    return f"{run}-aux{aux}-attack.json", f"{run}-aux{aux}-reconstructions.png"
+
+
+def attacked_run(scores_file):
+    """The name of the run whose attack's scores are in ``scores_file`` (attack.py alone writes <run>-attack.json)."""
+    return re.fullmatch(r"(.+?)(?:-aux[0-9]+)?-attack\.json", scores_file)[1]
+
+
 # -------------------------------------------------------------------------------------------- reading runs
 
 def read_run(path):

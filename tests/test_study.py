@@ -104,3 +104,16 @@ def test_a_diverged_run_is_finished_and_not_run_again_and_a_failed_one_is_run_ag
     for status, to_go in (("diverged", "0 to go"), ("failed", "1 to go")):
         (tmp_path / "regular-iid-s0.json").write_text(json.dumps({"status": status, "config": config}))
         assert to_go in dry_run(*flags)[0]
+
+
+def test_run_names_are_taken_apart_as_they_were_built():
+    from splitlab.runs import attack_files, attacked_run, parse_run_name, run_name
+    for method, partition, seed, clients in [("split-cut2", "iid", 0, 10), ("sflv2", "0.5", 2, 1000),
+                                             ("u-shaped", "0.1", 11, 100)]:
+        name = run_name(method, partition, seed, clients)
+        assert parse_run_name(name) == {"method": method, "partition": partition, "seed": seed, "clients": clients}
+    assert run_name("split", "iid", 0) == "split-iid-s0" and run_name("federated", "1.0", 1, 100) == \
+        "federated-a1.0-s1-k100"
+    assert parse_run_name("lenet5-cut1-none") is None and parse_run_name("split") is None
+    assert attacked_run(attack_files("lenet5-cut2-noise1", 500)[0]) == "lenet5-cut2-noise1"
+    assert attacked_run("split-attack.json") == "split"  # attack.py run alone

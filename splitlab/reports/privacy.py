@@ -1,12 +1,13 @@
 """Leakage and defences (privacy.py): each defence's accuracy against what the attacks rebuild, table and figure."""
 
 import json
-import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 from matplotlib.ticker import PercentFormatter
+
+from splitlab.runs import attacked_run
 
 
 def load_privacy(privacy_dir):
@@ -14,7 +15,7 @@ def load_privacy(privacy_dir):
     its training results and its attack results."""
     rows = []
     for attack_path in sorted(Path(privacy_dir).glob("*-attack.json")):
-        name = re.fullmatch(r"(.+?)(?:-aux[0-9]+)?-attack\.json", attack_path.name)[1]
+        name = attacked_run(attack_path.name)
         try:
             run = json.loads((attack_path.parent / f"{name}.json").read_text())
             attack = json.loads(attack_path.read_text())
