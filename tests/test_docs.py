@@ -40,3 +40,31 @@ def test_a_broken_link_or_anchor_is_found(tmp_path):
     page.write_text("[fine](other.md#a-section-measured) [gone](missing.md) [no such part](other.md#nowhere) "
                     "[web](https://example.org)")
     assert broken_links(page) == ["missing.md", "other.md#nowhere"]
+
+
+def test_the_readmes_findings_are_the_committed_results():
+    """The findings box quotes committed results files: a number that drifts from its file fails here."""
+    from splitlab.reports.experiment import summarize
+    from splitlab.reports.study import load_study, study_rows
+    from splitlab.runs import epoch_bytes, read_run
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    results = ROOT / "results"
+    best = {name: summarize(read_run(results / f"{name}.json"))["best_acc"]
+            for name in ("regular", "split", "sync_sgd", "federated")}
+    assert (f"regular learning {best['regular']:.2%}, split learning {best['split']:.2%}, sync SGD "
+            f"{best['sync_sgd']:.2%}, FedAvg {best['federated']:.2%} best test accuracy").replace("%", " %") in readme
+
+    def per_epoch_mb(name):
+        epochs = read_run(results / f"{name}.json")["epochs"]
+        return sum(epoch_bytes(e) for e in epochs) / len(epochs) / 1e6
+    split_mb, fedavg_mb = per_epoch_mb("split"), per_epoch_mb("federated")
+    assert f"split learning sends {split_mb:.0f} MB an epoch, FedAvg {fedavg_mb:.1f} MB a round" in readme
+
+    rows = {(method, partition): (mean, std)
+            for method, partition, mean, std, _ in study_rows(load_study(results / "study"))}
+    split_mean, split_std = rows[("split", "0.1")]
+    assert f"split learning falls to {split_mean:.1%} +- {split_std * 100:.1f}".replace("%", " %") in readme
+    assert f"FedAvg to {rows[('federated', '0.1')][0]:.1%}".replace("%", " %") in readme
+
+    attack = read_run(results / "privacy" / "none-attack.json")
+    assert f"at SSIM {attack['attacks']['decoder']['ssim']:.2f} (cut 1)" in readme
