@@ -1,6 +1,7 @@
 """The reconstruction attacks: they run on a saved run as a user runs them, and refuse bad input plainly."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -83,9 +84,14 @@ def test_both_attacks_run_on_a_saved_run_and_write_their_scores(trained_run, tra
     saved = torch.load(trained_run / "split.pt", weights_only=True)
     assert len(saved["client_parts"]) == 2 and saved["config"]["cut_layer"] == 1
     scores = trained_attack
-    assert set(scores["attacks"]) == {"white-box", "decoder"} and scores["strongest"] in scores["attacks"]
+    assert set(scores["attacks"]) == {"white-box", "decoder"}
+    assert scores["strongest"] == max(scores["attacks"], key=lambda name: scores["attacks"][name]["ssim"])
+    assert scores["victims"] == "test images 0..19" and scores["auxiliary"] == "test images 5000..5499"
     for result in scores["attacks"].values():
-        assert 0 < result["mse"] < 1 and -1 <= result["ssim"] <= 1 and 0 <= result["classifier_accuracy"] <= 1
+        # PSNR is the mean of the images' 10 log10(1 / MSE): by Jensen at least that of the mean MSE
+        assert 0 < result["mse"] < 1 and result["psnr_db"] >= 10 * math.log10(1 / result["mse"]) - 1e-6
+        assert -1 <= result["ssim_min"] <= result["ssim"] <= 1
+        assert math.isclose(result["classifier_accuracy"] * 20, round(result["classifier_accuracy"] * 20))  # of 20
     assert (trained_run / "reconstructions.png").read_bytes()[:4] == b"\x89PNG"
 
 

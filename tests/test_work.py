@@ -3,6 +3,7 @@ server parts add up to the whole network, and CPU seconds leave out the waits fo
 checked where the runs are made: one client of every variant against regular learning
 (tests/test_split_variants.py), K clients on any placement (tests/test_placement.py)."""
 
+import sys
 import time
 from types import SimpleNamespace
 
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from models import MODELS, build, cut_points, split
-from splitlab.costs.work import Work, epoch_keys
+from splitlab.costs.work import Work, epoch_keys, peak_rss_mb
 from splitlab.training.steps import train_epoch
 
 SPLITS = [(name, cut) for name in MODELS for cut in cut_points(name)]
@@ -84,3 +85,13 @@ def test_epoch_keys_give_a_value_a_client_in_client_order():
     keys = epoch_keys({"flops": 5, "cpu_s": 1.0}, [{"flops": 1, "peak_rss_mb": 9.0}, {}])
     assert keys["server_flops"] == 5 and keys["client_flops"] == [1, 0] and keys["client_peak_rss_mb"] == [9.0, 0]
     assert "server_flops" not in epoch_keys(None, [{}])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the kernel's own count in /proc")
+def test_peak_memory_is_the_kernels_high_water_mark_in_megabytes():
+    def high_water_mb():  # the kernel's peak resident set, in kB
+        line = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
+        return int(line.split()[1]) / 1024
+    touched = torch.ones(50_000_000)  # 200 MB, so that the peak is this process's own
+    assert abs(peak_rss_mb() - high_water_mb()) <= 0.02 * high_water_mb()
+    del touched
