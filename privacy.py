@@ -15,6 +15,7 @@ the table to results/summary.md.
 """
 
 import argparse
+import math
 import shlex
 import subprocess
 import sys
@@ -37,7 +38,7 @@ def setting(text):
         number = float(value)
     except ValueError:
         number = -1.0
-    if kind not in ("nopeek", "noise") or number < 0:
+    if kind not in ("nopeek", "noise") or not 0 <= number < math.inf:  # nan fails both comparisons
         raise argparse.ArgumentTypeError(f"a setting is none, nopeek=W or noise=S with W, S >= 0; not {text!r}")
     return f"{kind}{value}", ["--nopeek" if kind == "nopeek" else "--noise-std", value]
 

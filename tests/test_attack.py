@@ -109,8 +109,13 @@ def test_the_attacks_see_what_the_activations_carry(trained_run, trained_attack,
         assert seen[name]["ssim"] > unseen[name]["ssim"] + 0.15, (name, seen[name], unseen[name])
 
 
-def test_privacy_settings_are_checked():
-    result = in_process("privacy.py", "--settings", "none,dropout=0.5")
+@pytest.mark.parametrize("bad", ["dropout=0.5", "nopeek=-1", "noise=nan", "nopeek=inf"])
+def test_privacy_settings_are_checked(bad, tmp_path):
+    # its own results folder, and a run that would take seconds: a setting let through would otherwise run the grid
+    result = in_process("privacy.py", "--settings", f"none,{bad}", "--results-dir", str(tmp_path), "--models",
+                        "lenet5", "--cut-layers", "1", "--clients", "1", "--epochs", "1", "--aux", "100",
+                        "--extra=--train-subset 64 --test-subset 200 --leakage-images 0",
+                        "--attack-flags=--victims 5 --decoder-epochs 1 --inversion-steps 2 --classifier-images 500")
     assert result.returncode == 2 and "a setting is none, nopeek=W or noise=S" in result.stderr
 
 
