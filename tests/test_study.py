@@ -117,3 +117,31 @@ def test_run_names_are_taken_apart_as_they_were_built():
     assert parse_run_name("lenet5-cut1-none") is None and parse_run_name("split") is None
     assert attacked_run(attack_files("lenet5-cut2-noise1", 500)[0]) == "lenet5-cut2-noise1"
     assert attacked_run("split-attack.json") == "split"  # attack.py run alone
+
+
+def test_the_privacy_grid_trains_each_setting_with_its_own_defence(tmp_path, monkeypatch):
+    import privacy
+    trained = {}
+
+    def fake_run(command):  # records what split_learning.py would be asked; writes what it would
+        if "attack.py" in command:
+            Path(command[command.index("--out") + 1]).write_text(json.dumps({"attacks": {}}))
+            return 0.0
+        name = command[command.index("--run-name") + 1]
+        trained[name] = command
+        (tmp_path / f"{name}.json").write_text(json.dumps({"status": "completed"}))
+        (tmp_path / f"{name}.pt").write_bytes(b"parts")
+        return 0.0
+
+    monkeypatch.setattr(privacy, "run", fake_run)
+    monkeypatch.setattr("sys.argv", ["privacy.py", "--settings", "none,nopeek=0.5,noise=2", "--cut-layers", "2",
+                                     "--clients", "3", "--results-dir", str(tmp_path)])
+    privacy.main()
+
+    def flag(command, name):
+        return command[command.index(name) + 1] if name in command else None
+    assert sorted(trained) == ["lenet5-cut2-noise2", "lenet5-cut2-none", "lenet5-cut2-nopeek0.5"]
+    assert [(flag(trained[n], "--nopeek"), flag(trained[n], "--noise-std")) for n in sorted(trained)] == \
+        [(None, "2"), (None, None), ("0.5", None)]
+    for command in trained.values():
+        assert flag(command, "--cut-layer") == "2" and flag(command, "-n") == "4"  # 3 clients and the server
