@@ -57,7 +57,7 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
     ``final_info``, marks the results file ``failed`` and keeps every completed epoch.
     """
     plateau = Plateau(args.patience, args.lr, args.lr_decay, args.lr_patience)
-    status, ended = "completed", {}
+    status = "completed"
     start = time.perf_counter()
     try:
         for epoch in range(1, args.epochs + 1):
@@ -81,7 +81,7 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
                   f"test acc {record['test_acc']:.4f}  {record['epoch_time_s']:.1f} s", file=sys.stderr, flush=True)
             bad = [key for key in ("train_loss", "test_loss") if not math.isfinite(record[key])]
             if bad:
-                status, ended = "diverged", {"diverged_at_epoch": epoch}
+                status = "diverged"
                 print(f"error: epoch {epoch}: the run diverged: {' and '.join(bad)} {record[bad[0]]}; the results say "
                       "status diverged (a smaller --lr may help)", file=sys.stderr, flush=True)
                 break
@@ -95,8 +95,9 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
     for key, values in final.pop("per_epoch", {}).items():  # keys only known at the end (sync SGD's work)
         for record, value in zip(results.data["epochs"], values):
             record[key] = value
-    results.finish(status, epochs_at_chance=[e["epoch"] for e in results.data["epochs"] if e.get("at_chance")],
-                   **ended, **final)
+    epochs = results.data["epochs"]
+    diverged = {"diverged_at_epoch": epochs[-1]["epoch"]} if status == "diverged" else {}
+    results.finish(status, epochs_at_chance=[e["epoch"] for e in epochs if e.get("at_chance")], **diverged, **final)
     return results.data
 
 
