@@ -12,7 +12,7 @@ momentum and weight decay; each client's momentum buffers start from zero every 
 (--client-momentum keep carries them over to the client's next round). --server-momentum adds FedAvgM.
 """
 
-from splitlab.methods.federated import ONE_PROCESS_CLIENTS, Aggregator, ClientRank, run_one_process
+from splitlab.methods.federated import ONE_PROCESS_CLIENTS, AggregatorRank, ClientRank, run_one_process
 from splitlab.methods.mpi_method import load_clients, run_method, run_mpi_main
 from splitlab.training.cli import (
     add_client_args,
@@ -48,7 +48,7 @@ def build_parser():
 def main():
     if launched_by_mpi():
         run_mpi_main(lambda: run_method(build_parser(), "federated", "mpirun -n 11 python federated_learning.py",
-                                        load_clients, lambda args: (Aggregator, ClientRank)))
+                                        load_clients, lambda args: (AggregatorRank, ClientRank)))
     else:
         parser = build_parser()
         args = parser.parse_args()

@@ -1,6 +1,6 @@
 """Federated averaging (FedAvg, McMahan et al. 2017): every sampled client trains the global model on its shard, and
 the aggregator replaces the model with the average of theirs, weighted by shard size. One round is the same code
-in both modes: clients simulated in one process (:func:`run_one_process`) or on MPI ranks (:class:`Aggregator`
+in both modes: clients simulated in one process (:func:`run_one_process`) or on MPI ranks (:class:`AggregatorRank`
 on rank 0, :class:`ClientRank` on the others)."""
 
 import numpy as np
@@ -111,7 +111,7 @@ def run_one_process(parser, args, device):
     print(f"results: {results.path}")
 
 
-class Aggregator:
+class AggregatorRank:
     """Rank 0 over MPI: sends the global model to each sampled client, averages what comes back."""
 
     def __init__(self, channel, args, data, device, placement):
