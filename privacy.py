@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from models import MODELS, cut_points
-from splitlab.runs import MPIRUN, attack_files, is_finished, privacy_run_name, read_run
+from splitlab.runs import MPIRUN, attack_files, is_finished, privacy_run_name, read_run, resume_flags
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_SETTINGS = "none,nopeek=0.1,nopeek=0.5,nopeek=2,noise=0.5,noise=1,noise=2"
@@ -114,9 +114,10 @@ def main():
         if not is_finished(read_run(results)) or not parts.exists():
             for stale in out.glob(attack_files(name, "*")[0]):  # attacks on an earlier training's parts
                 stale.unlink()
+            flags = [*flags, "--model", model, "--cut-layer", str(cut), "--epochs", str(args.epochs), "--patience", "0",
+                     "--no-progress", "--results-dir", str(out), "--run-name", name, *shlex.split(args.extra)]
             seconds = run([MPIRUN, "-n", str(args.clients + 1), sys.executable, "split_learning.py", *flags,
-                           "--model", model, "--cut-layer", str(cut), "--epochs", str(args.epochs), "--patience", "0",
-                           "--no-progress", "--results-dir", str(out), "--run-name", name, *shlex.split(args.extra)])
+                           *resume_flags(results, flags)])
             print(f"[{k}/{len(runs)}] {name}: trained in {seconds:.0f} s", flush=True)
         for aux in args.aux:
             scores, reconstructions = attack_files(name, aux)

@@ -8,6 +8,7 @@
 from data import batches, load_fashion_mnist, num_batches, shuffle_generator
 from models import build
 from splitlab.costs.work import Work, epoch_keys, peak_rss_mb
+from splitlab.training.checkpoint import in_one_process
 from splitlab.training.cli import common_parser, resolve_device, run_main, warn_if_link_set
 from splitlab.training.loop import fit, progress
 from splitlab.training.results import Results
@@ -35,8 +36,10 @@ def main():
             loss = train_epoch(model, optimizer, progress(args, epoch_batches, total, f"epoch {epoch}"), work)
         return {"train_loss": loss, **epoch_keys(None, [{**work.take(), "peak_rss_mb": peak_rss_mb()}])}
 
+    save, resumed = in_one_process(args, {"model": model, "optimizer": optimizer, "shuffle": shuffle})
     results = Results(args, parser, "regular", device)
-    fit(args, results, train_one_epoch, lambda: evaluate(model, x_test, y_test, args.test_batch_size))
+    fit(args, results, train_one_epoch, lambda: evaluate(model, x_test, y_test, args.test_batch_size), save=save,
+        resumed=resumed)
     print(f"results: {results.path}")
 
 

@@ -8,8 +8,9 @@
 Partitions are ``iid`` or a Dirichlet concentration alpha (smaller: more skewed shards). Regular learning has
 no data holders, so it runs once per seed (under ``iid``). With several ``--clients`` values every method runs at
 each (its name ends ``-k<K>`` where K is not 10); MPI runs place the K clients on at most ``--client-ranks``
-ranks (placement.py). A run whose results file says ``completed`` or
-``stopped_early`` is skipped, so an interrupted study resumes where it stopped. Runs under MPI take every
+ranks (placement.py). A run whose results file says it finished is
+skipped, and one cut short goes on from its last finished epoch (``--resume``), so an interrupted study resumes
+where it stopped. Runs under MPI take every
 core and go one at a time; single-process runs go ``--jobs`` at a time, with the cores shared among them.
 Each progress line prints the command that repeats that run alone.
 """
@@ -26,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from splitlab.net.process_policy import threads_per_job
-from splitlab.runs import GRID_CLIENTS, METHODS, MPIRUN, is_finished, read_run, run_name
+from splitlab.runs import GRID_CLIENTS, METHODS, MPIRUN, is_finished, read_run, resume_flags, run_name, same_settings
 
 ROOT = Path(__file__).resolve().parent
 # SFLV1 is FedAvg computed in two parts (the same numbers: tests/test_split_variants.py), so the default study
@@ -93,21 +94,6 @@ def build_parser():
     return parser
 
 
-def same_settings(flags, config):
-    """Whether a results file's ``config`` has every ``--name value`` of ``flags`` (numbers compared as numbers)."""
-    for name, value in zip(flags, flags[1:]):
-        if not name.startswith("--") or value.startswith("--"):
-            continue
-        saved = config.get(name[2:].replace("-", "_"), object())
-        try:
-            if float(saved) != float(value):
-                return False
-        except (TypeError, ValueError):
-            if str(saved) != value:
-                return False
-    return True
-
-
 class Run:
     """One experiment of the grid: its name, its command, and its results file."""
 
@@ -142,8 +128,8 @@ class Run:
 
     def execute(self):
         start = time.perf_counter()
-        result = subprocess.run(self.command, cwd=ROOT, env={**os.environ, **self.env},
-                                capture_output=True, text=True)
+        result = subprocess.run(self.command + resume_flags(self.path, self.flags), cwd=ROOT,
+                                env={**os.environ, **self.env}, capture_output=True, text=True)
         elapsed = time.perf_counter() - start
         if result.returncode != 0:
             tail = (result.stderr.strip().splitlines() or ["(no output)"])[-1]

@@ -99,6 +99,29 @@ def finished_runs(folder, pattern="*.json"):
             yield path, run
 
 
+def same_settings(flags, config, ignore=()):
+    """Whether a results file's ``config`` has every ``--name value`` of ``flags`` (numbers compared as numbers)
+    but those named in ``ignore``."""
+    for name, value in zip(flags, flags[1:]):
+        if not name.startswith("--") or value.startswith("--") or name[2:] in ignore:
+            continue
+        saved = config.get(name[2:].replace("-", "_"), object())
+        try:
+            if float(saved) != float(value):
+                return False
+        except (TypeError, ValueError):
+            if str(saved) != value:
+                return False
+    return True
+
+
+def resume_flags(path, flags):
+    """``["--resume"]`` for a grid's run whose results file ``path`` is of a run of ``flags`` (but for --epochs,
+    which may grow): it goes on from its checkpoint; else ``[]``, a fresh start."""
+    saved = read_run(path)
+    return ["--resume"] if saved and same_settings(flags, saved.get("config", {}), ignore=("epochs",)) else []
+
+
 def epoch_bytes(epoch):
     """The bytes an epoch's record says crossed the network: those sent, or for FedAvg in one process (which sends
     none) the model traffic down and up that it stands for."""

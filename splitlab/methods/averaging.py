@@ -62,6 +62,12 @@ class Aggregator:
         self.server_momentum, self.server_lr = server_momentum, server_lr
         self.velocity = torch.zeros_like(initial)
 
+    def state_dict(self):
+        return {"params": self.params, "velocity": self.velocity}
+
+    def load_state_dict(self, state):
+        self.params, self.velocity = state["params"].clone(), state["velocity"].clone()
+
     def step(self, average):
         """Move the global model given the clients' weighted ``average``."""
         if self.server_momentum == 0 and self.server_lr == 1:

@@ -13,6 +13,7 @@ from splitlab.methods import averaging
 from splitlab.methods.mpi_method import stop_workers, take_turns
 from splitlab.net import process_policy
 from splitlab.net.protocol import SERVER, ProtocolError, Tag
+from splitlab.training.checkpoint import in_one_process, restore, snapshot
 from splitlab.training.cli import warn_if_link_set
 from splitlab.training.loop import fit
 from splitlab.training.results import Results
@@ -32,6 +33,13 @@ class Client:
         # Made once: torch's first optimizer in a process costs seconds of imports, which would otherwise land
         # in every MPI client's first round.
         self.optimizer = sgd(model.parameters(), args)
+
+    def state_dict(self):
+        """For the checkpoint: its momentum buffers (--client-momentum keep) and its shuffling."""
+        return snapshot({"optimizer": self.optimizer, "shuffle": self.shuffle})
+
+    def load_state_dict(self, state):
+        restore({"optimizer": self.optimizer, "shuffle": self.shuffle}, state)
 
     def train(self, global_params, lr):
         """Start from the global model, train locally; return (parameters, mean training loss)."""
@@ -104,10 +112,11 @@ def run_one_process(parser, args, device):
             round.infos[k] = {"train_loss": loss, "work": work}
         return round.finish()
 
+    save, resumed = in_one_process(args, {"aggregator": aggregator, **{f"client {k}": c for k, c in clients.items()}})
     results = Results(args, parser, "federated", device)
     results.data["shard_sizes"] = shard_sizes
     fit(args, results, train_one_round, lambda: evaluate_global(aggregator, model, x_test, y_test,
-                                                                args.test_batch_size))
+                                                                args.test_batch_size), save=save, resumed=resumed)
     print(f"results: {results.path}")
 
 
@@ -161,6 +170,12 @@ class AggregatorRank:
             traffic[key] += sum(info[key] for info in round.infos.values())
         return {**record, **traffic}
 
+    def state_dict(self):
+        return {"aggregator": self.aggregator.state_dict()}
+
+    def load_state_dict(self, state):
+        self.aggregator.load_state_dict(state["aggregator"])
+
     def evaluate(self):
         return evaluate_global(self.aggregator, self.model, self.x_test, self.y_test, self.args.test_batch_size)
 
@@ -187,6 +202,13 @@ class ClientRank:
         self.global_params = torch.empty(sum(p.numel() for p in model.parameters()))
         self.model_round = None  # the round whose global model this rank holds
         self.handlers = {Tag.ROUND: self.train_round}
+
+    def state_dict(self):
+        return {k: client.state_dict() for k, client in self.clients.items()}
+
+    def load_state_dict(self, state):
+        for k, client in self.clients.items():
+            client.load_state_dict(state[k])
 
     def train_round(self, client, round, lr):
         if client not in self.clients:

@@ -23,6 +23,7 @@ import sys
 import time
 import traceback
 
+import numpy as np
 import torch
 from mpi4py import MPI
 
@@ -33,6 +34,7 @@ from splitlab.net.link import Link
 from splitlab.net.messaging import Channel, PeerError, PeerFailed, mpi_description
 from splitlab.net.placement import Placement
 from splitlab.net.protocol import SERVER, ProtocolError, Tag, tag_name
+from splitlab.training.checkpoint import Checkpoint
 from splitlab.training.cli import resolve_device
 from splitlab.training.loop import fit
 from splitlab.training.results import Results, check_results_dir
@@ -214,11 +216,17 @@ def run_method(parser, method, command, load, roles, check=None):
         placement = Placement(args.clients, comm.Get_size() - 1)
         if check:
             check(args, comm.Get_size())
+        checkpoint = Checkpoint(args, comm.Get_rank(), comm.Get_size())
         if comm.Get_rank() == SERVER:
             check_results_dir(args.results_dir)
-        return resolve_device(args.device), placement, load(args, comm.Get_rank(), placement), emulated_link()
+        resume_after = checkpoint.committed_epoch(args.resume) if comm.Get_rank() == SERVER else 0
+        return (resolve_device(args.device), placement, load(args, comm.Get_rank(), placement), emulated_link(),
+                checkpoint, resume_after)
 
-    device, placement, data, link = collective(comm, setup)
+    device, placement, data, link, checkpoint, resume_after = collective(comm, setup)
+    epoch = np.array([resume_after])
+    comm.Bcast(epoch, root=SERVER)  # rank 0 read which epoch every rank finished
+    saved = collective(comm, lambda: checkpoint.load(int(epoch[0])))
     runtime.release_freed_memory()  # the rest of the data set, which this rank does not keep
     channel = Channel(comm, link)
     try:
@@ -227,7 +235,11 @@ def run_method(parser, method, command, load, roles, check=None):
         if channel.rank != SERVER:
             worker = worker_class(channel, args, data, device, placement)
             channel.gather(settings(channel))  # every rank set up: the first epoch's time is training alone
-            serve(channel, worker.handlers)
+            if saved:
+                resume_rank(channel, worker, saved)
+            serve(channel, {**worker.handlers, Tag.CHECKPOINT: lambda epoch: save_worker(channel, checkpoint, worker,
+                                                                                          epoch)})
+            checkpoint.keep_last()
             return
         driver = driver_class(channel, args, data, device, placement)
         results = Results(args, parser, method, device, world_size=comm.Get_size(), mpi=mpi_description())
@@ -237,13 +249,42 @@ def run_method(parser, method, command, load, roles, check=None):
         results.data["environment"].update(link=os.environ.get("LINK") if link else None,
                                            message_wait="doorbells" if channel.bells.enabled else "polling",
                                            rank_threads=[int(t) for t in threads], rank_poll_s=list(poll))
-        fit(args, results, driver.train_epoch, driver.evaluate, final_info=driver.final_summary)
+        if saved:
+            resume_rank(channel, driver, saved)
+        fit(args, results, driver.train_epoch, driver.evaluate, final_info=driver.final_summary,
+            save=lambda epoch, loop_state: save_every_rank(channel, checkpoint, driver, epoch, loop_state),
+            resumed=saved and saved["loop"])
         driver.stop()
+        checkpoint.keep_last()
         print(f"results: {results.path}")
     except SystemExit:
         raise
     except BaseException as exc:
         end_job(exc, channel)
+
+
+def save_every_rank(channel, checkpoint, driver, epoch, loop_state):
+    """Rank 0's checkpoint after ``epoch``: every rank writes its state, and once all have, the epoch is done."""
+    ranks = range(1, channel.comm.Get_size())
+    for rank in ranks:
+        channel.send_obj({"epoch": epoch}, rank, Tag.CHECKPOINT)
+    checkpoint.save(epoch, {"role": driver.state_dict(), "unreported": channel.unreported(), "loop": loop_state})
+    for rank in ranks:
+        channel.recv_obj(rank, Tag.SAVED)
+    checkpoint.commit(epoch)
+
+
+def save_worker(channel, checkpoint, worker, epoch):
+    """A worker's part of the checkpoint after ``epoch``."""
+    checkpoint.save(epoch, {"role": worker.state_dict(), "unreported": channel.unreported()})
+    channel.send_obj({}, SERVER, Tag.SAVED)
+
+
+def resume_rank(channel, role, saved):
+    """Put this rank's checkpoint back: its role's state, and the traffic it had yet to report (so that the
+    resumed epoch counts the bytes of an epoch that was never stopped)."""
+    role.load_state_dict(saved["role"])
+    channel.set_unreported(saved["unreported"])
 
 
 def run_mpi_main(main):

@@ -21,6 +21,7 @@ from splitlab.methods.mpi_method import per_client, stop_workers
 from splitlab.net import process_policy
 from splitlab.net.protocol import SERVER, ProtocolError, Tag, tag_name
 from splitlab.privacy.leakage import distance_correlation, leakage_report
+from splitlab.training.checkpoint import restore, snapshot
 from splitlab.training.loop import progress
 from splitlab.training.results_guard import atomic_path
 from splitlab.training.steps import Scores, client_backward, server_step, set_lr, sgd
@@ -78,6 +79,14 @@ class Client:
     @staticmethod
     def plan(host, num_ranks):
         return process_policy.one_at_a_time(host)  # clients take turns with the server, one at a time
+
+    def state_dict(self):
+        """For the checkpoint: its parts with their momentum, its shuffling and its noise."""
+        return {"state": flatten(self.state).cpu(), **snapshot({"shuffle": self.shuffle, "noise": self.noise})}
+
+    def load_state_dict(self, state):
+        unflatten_into(self.state, state.pop("state").to(self.device))  # in place: the optimizer holds these
+        restore({"shuffle": self.shuffle, "noise": self.noise}, state)
 
     def report(self, **extra):
         """Tell the server this turn is over, with this rank's traffic since its last report."""
@@ -194,6 +203,13 @@ class ClientRank:
         self.handlers = {tag: per_client(self.clients, method) for tag, method in self.client_class.commands.items()}
         process_policy.apply(self.client_class.plan(channel.host, placement.num_ranks), channel)
 
+    def state_dict(self):
+        return {number: client.state_dict() for number, client in self.clients.items()}
+
+    def load_state_dict(self, state):
+        for number, client in self.clients.items():
+            client.load_state_dict(state[number])
+
     def buffer(self, name, shape):
         """A receive buffer that this rank's clients share (they run one at a time), allocated once."""
         if name not in self.buffers:
@@ -227,6 +243,17 @@ class Server:
     @staticmethod
     def make_part(args):
         return split(args.model, args.cut_layer, args.seed)[1]
+
+    def state_dict(self):
+        """For the checkpoint: the server part and its optimizer, who holds the newest part in pass mode, and
+        what the server has been sent so far."""
+        return {**snapshot({"server_part": self.server_part, "optimizer": self.optimizer}), "holder": self.holder,
+                "received": [[tag, list(shape), count] for (tag, shape), count in self.received.items()]}
+
+    def load_state_dict(self, state):
+        restore({"server_part": self.server_part, "optimizer": self.optimizer}, state)
+        self.holder = state["holder"]
+        self.received = {(tag, tuple(shape)): count for tag, shape, count in state["received"]}
 
     @staticmethod
     def plan(host, num_ranks):

@@ -13,6 +13,7 @@ from models import build, flat_parameters, flatten, load_flat_parameters, unflat
 from splitlab.costs.work import Work, epoch_keys, peak_rss_mb
 from splitlab.net import process_policy
 from splitlab.net.protocol import SERVER, Tag
+from splitlab.training.checkpoint import restore, snapshot
 from splitlab.training.steps import evaluate, sgd
 
 # ------------------------------------------------------------------------------------ the method itself
@@ -85,6 +86,13 @@ class ParameterServer:
         self.step = 0
         self.grad_buf = torch.empty(sum(p.numel() for p in self.model.parameters()) + 3)
         self.work = Work(channel)  # the server's (work.py); the workers report theirs when they stop
+
+    def state_dict(self):
+        return {**snapshot({"model": self.model, "optimizer": self.optimizer}), "step": self.step}
+
+    def load_state_dict(self, state):
+        restore({"model": self.model, "optimizer": self.optimizer}, state)
+        self.step = state["step"]
 
     def _arrivals(self):
         """Gradient messages in arrival order, as ``(worker, step, gradient, loss)``; the buffer is reused."""
@@ -162,6 +170,16 @@ class Worker:
         self.straggler = np.random.default_rng([args.seed, number])
         self.order, self.position = torch.randperm(len(self.y), generator=self.shuffle), 0
 
+    def state_dict(self):
+        """For the checkpoint: where it is in its shard, its random generators and its work so far."""
+        return {**snapshot({"shuffle": self.shuffle, "straggler": self.straggler}), "order": self.order,
+                "position": self.position, "work_by_epoch": {e: dict(w) for e, w in self.work_by_epoch.items()}}
+
+    def load_state_dict(self, state):
+        restore({"shuffle": self.shuffle, "straggler": self.straggler}, state)
+        self.order, self.position = state["order"], state["position"]
+        self.work_by_epoch = {e: collections.Counter(w) for e, w in state["work_by_epoch"].items()}
+
     def next_batch(self):
         if self.position + self.args.batch_size > len(self.y):  # a new pass over the shard
             self.order, self.position = torch.randperm(len(self.y), generator=self.shuffle), 0
@@ -184,6 +202,13 @@ class WorkerRank:
         self.model = build(args.model, args.seed).to(device)
         self.params_buf = torch.empty(sum(p.numel() for p in self.model.parameters()) + 1)
         self.handlers = {Tag.PARAMS: self.compute_gradients, Tag.STOP: self.stopped}
+
+    def state_dict(self):
+        return {worker.number: worker.state_dict() for worker in self.workers}
+
+    def load_state_dict(self, state):
+        for worker in self.workers:
+            worker.load_state_dict(state[worker.number])
 
     def compute_gradients(self):
         self.channel.recv(self.params_buf.numpy(), SERVER, Tag.PARAMS)

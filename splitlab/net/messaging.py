@@ -30,7 +30,7 @@ from mpi4py import MPI
 from mpi4py.util.dtlib import from_numpy_dtype
 
 from splitlab.net.process_policy import Host
-from splitlab.net.protocol import SERVER, ProtocolError, Tag
+from splitlab.net.protocol import SERVER, UNCOUNTED, ProtocolError, Tag
 
 IDLE_STALL_FACTOR = 10  # a worker waiting between turns waits through other clients' turns: it allows this x
 
@@ -159,6 +159,14 @@ class Channel:
         self.reported = (self.sent_total, self.received_total)
         return {"bytes_sent": self.sent_total - sent, "bytes_received": self.received_total - received}
 
+    def unreported(self):
+        """Bytes sent and received since the last traffic(), which the next will report (for a checkpoint)."""
+        return [self.sent_total - self.reported[0], self.received_total - self.reported[1]]
+
+    def set_unreported(self, counts):
+        """Make the next traffic() report ``counts`` more (``unreported()`` of a checkpoint)."""
+        self.reported = (self.sent_total - counts[0], self.received_total - counts[1])
+
     def count_unsent(self, nbytes_sent=0, nbytes_received=0):
         """Count bytes that would cross the network between separate data holders but do not here: a hand-over
         between two clients of this rank, or one copy of the average received for all of this rank's clients
@@ -167,7 +175,7 @@ class Channel:
         self.received_total += nbytes_received
 
     def _post_send(self, buffer, nbytes, dest, tag):
-        self.sent_total += nbytes
+        self.sent_total += nbytes if tag not in UNCOUNTED else 0
         self._record("send", dest, tag, time.perf_counter(), nbytes)
         if self.link:
             self.held.append((self.link.arrival(nbytes, time.perf_counter()), buffer, dest, tag))
@@ -197,7 +205,7 @@ class Channel:
 
     def _received(self, source, tag, nbytes):
         """Count and trace a message taken in: from when this rank began waiting for it, until now."""
-        self.received_total += nbytes
+        self.received_total += nbytes if tag not in UNCOUNTED else 0
         start, self.waiting_since = self.waiting_since, None
         self._record("recv", source, tag, start if start is not None else time.perf_counter(), nbytes)
 

@@ -37,6 +37,11 @@ server takes batches in arrival order); at the end of its turn the client sends 
 before TURN_DONE. Once every client is done, server -> every client rank  GLOBAL_MODEL  float32 [the average],
 one message a rank, counted once for each of its clients, which all take it.
 
+Every method, after each epoch (round), for its checkpoint (not part of the method, and not counted as traffic):
+
+    server -> every other rank   CHECKPOINT  obj {"epoch"};  each writes its state, then  rank -> server  SAVED  obj {}
+  and the server records the epoch as done once every SAVED has come (checkpoint.py).
+
 Any rank, when it fails: rank -> rank 0  FAILED  obj {"error"}, just before it ends the job; rank 0 raises
 PeerFailed wherever it waits, and its results file names that rank.
 
@@ -87,6 +92,8 @@ class Tag(IntEnum):
     STOPPED = 8
     EXPORT = 9
     FAILED = 20  # any rank -> rank 0: {"error"}, just before a failing rank ends the job
+    CHECKPOINT = 21
+    SAVED = 22
     # arrays (raw buffers)
     SMASHED = 10
     LABELS = 11
@@ -102,7 +109,10 @@ class Tag(IntEnum):
     @property
     def is_control(self):
         """Control messages are JSON objects; the others raw arrays."""
-        return self < 10 or self == Tag.FAILED
+        return self < 10 or self >= Tag.FAILED
+
+
+UNCOUNTED = {Tag.CHECKPOINT, Tag.SAVED}  # the experimenter's messages, not the method's: not in its traffic
 
 
 def tag_name(tag):

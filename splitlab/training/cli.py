@@ -79,6 +79,10 @@ def common_parser(method, description):
     add("--test-subset", type=positive_int, default=None, help="use only the first N test images")
     add("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to compute; auto = cuda if any")
     add("--no-progress", action="store_true", help="no progress bar (also off when stderr is not a terminal)")
+    add("--resume", action="store_true",
+        help="go on after the last epoch that this run (the same --results-dir and --run-name) finished, from "
+             "its checkpoint, every random state as it was; the other flags must be the same (--epochs may "
+             "grow). With no checkpoint, the run starts at epoch 1; without --resume, any old checkpoint is dropped")
     return parser
 
 

@@ -44,7 +44,7 @@ def at_chance(record):
     return bool(classes) and record["test_acc"] <= 1.5 / len(classes)
 
 
-def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
+def fit(args, results, train_one_epoch, evaluate_model, final_info=dict, save=None, resumed=None):
     """The loop every method shares: train an epoch, evaluate, record, stop early (on a plateau, or at
     ``--stop-at``); returns the results dict.
 
@@ -55,12 +55,18 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
     ``final_info()`` gives keys to add to the results once training is over (those under ``per_epoch``, a list
     of values each, go into the epochs' records). A crash, in training or in
     ``final_info``, marks the results file ``failed`` and keeps every completed epoch.
+    ``save(epoch, loop_state)``, if given, checkpoints every rank after each epoch (checkpoint.py); ``resumed``
+    is the ``loop_state`` of the epoch a resumed run goes on after.
     """
     plateau = Plateau(args.patience, args.lr, args.lr_decay, args.lr_patience)
-    status = "completed"
-    start = time.perf_counter()
+    status, first, start = "completed", 1, time.perf_counter()
+    if resumed:
+        status, first, start = resumed["status"], resumed["epoch"] + 1, start - resumed["elapsed_s"]
+        vars(plateau).update(resumed["plateau"])
+        results.resume(resumed)
+        print(f"resuming after epoch {resumed['epoch']} (status then: {status})", file=sys.stderr, flush=True)
     try:
-        for epoch in range(1, args.epochs + 1):
+        for epoch in range(first, args.epochs + 1) if status == "completed" else ():
             epoch_start = time.perf_counter()
             record = {"epoch": epoch, "lr": plateau.lr, "bytes_sent": 0, "bytes_received": 0,
                       **train_one_epoch(epoch, plateau.lr)}
@@ -84,9 +90,15 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict):
                 status = "diverged"
                 print(f"error: epoch {epoch}: the run diverged: {' and '.join(bad)} {record[bad[0]]}; the results say "
                       "status diverged (a smaller --lr may help)", file=sys.stderr, flush=True)
-                break
-            if plateau.should_stop(record["test_loss"]) or (args.stop_at and record["test_acc"] >= args.stop_at):
+            elif plateau.should_stop(record["test_loss"]) or (args.stop_at and record["test_acc"] >= args.stop_at):
                 status = "stopped_early"
+            if save:
+                saving = time.perf_counter()
+                save(epoch, {"epoch": epoch, "status": status, "plateau": vars(plateau),
+                             "elapsed_s": record["elapsed_s"], "epochs": results.data["epochs"], "best": results.data["best"],
+                             "resumed_after_epochs": results.data.get("resumed_after_epochs", [])})
+                record["checkpoint_s"] = time.perf_counter() - saving  # in the file from the next write on
+            if status != "completed":
                 break
         final = final_info()
     except BaseException as exc:

@@ -53,6 +53,13 @@ class Results:
             self.data["best"] = {k: record[k] for k in ("epoch", "test_loss", "test_acc")}
         write_json_atomic(self.path, self.data)
 
+    def resume(self, loop_state):
+        """Go on from a checkpoint's ``loop_state`` (loop.fit): its epochs' records, and the epochs after which
+        the run has been resumed."""
+        self.data.update(epochs=list(loop_state["epochs"]), best=loop_state["best"],
+                         resumed_after_epochs=[*loop_state["resumed_after_epochs"], loop_state["epoch"]])
+        write_json_atomic(self.path, self.data)
+
     def finish(self, status, **extra):
         self.data.update(status=status, **extra)
         write_json_atomic(self.path, self.data)

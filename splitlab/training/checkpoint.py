@@ -1,0 +1,157 @@
+"""Checkpoints, so that a killed run resumes where it stopped (``--resume``).
+
+    <results-dir>/<run-name>.ckpt/
+        rank0-epoch7.pt   each rank's own state after epoch 7: its parts, optimizers, random generators; rank 0's
+        rank1-epoch7.pt   also the loop's (the learning-rate plateau, the epochs' records)
+        done.json         {"epoch": 7, "flags": ..., "world_size": ...}: written once every rank has written epoch 7
+
+An epoch counts only once ``done.json`` names it, so a rank killed while writing leaves the last epoch every rank
+finished. Each rank keeps its files of that epoch and of the one being written, nothing older. The files are read
+with ``torch.load(weights_only=True)``: tensors, numbers, strings and containers, never code.
+"""
+
+import json
+from pathlib import Path
+
+import torch
+
+from splitlab.errors import InputError
+from splitlab.training.results_guard import atomic_path, write_json_atomic
+
+# Flags that may differ on --resume: they do not change the experiment (where it is written, how it is shown,
+# how long a stalled peer is waited for, and how many epochs it may go on for).
+SAME_EXPERIMENT = {"epochs", "resume", "no_progress", "results_dir", "run_name", "stall_timeout", "data_dir"}
+
+
+class Checkpoint:
+    """One rank's view of the run's checkpoint folder."""
+
+    def __init__(self, args, rank=0, world_size=1):
+        self.folder = Path(args.results_dir) / f"{args.run_name}.ckpt"
+        self.rank, self.world_size = rank, world_size
+        self.setup = {"flags": {k: v for k, v in vars(args).items() if k not in SAME_EXPERIMENT},
+                      "world_size": world_size}
+
+    def file(self, epoch, rank=None):
+        return self.folder / f"rank{self.rank if rank is None else rank}-epoch{epoch}.pt"
+
+    def own_files(self):
+        return {int(path.stem.split("epoch")[1]): path for path in self.folder.glob(f"rank{self.rank}-epoch*.pt")}
+
+    def committed_epoch(self, resume):
+        """Rank 0, at set-up: the epoch to resume after (0 for a fresh start). With ``resume``, the checkpoint's
+        flags must be this run's (InputError naming those that differ); without, the old checkpoint is dropped."""
+        done = self.folder / "done.json"
+        if not resume or not done.exists():
+            done.unlink(missing_ok=True)
+            return 0
+        saved = json.loads(done.read_text())
+        differ = sorted(k for k in {*saved["flags"], *self.setup["flags"]}
+                        if saved["flags"].get(k, "(unset)") != self.setup["flags"].get(k, "(unset)"))
+        if saved["world_size"] != self.world_size:
+            differ.append(f"the number of MPI processes ({saved['world_size']} then, {self.world_size} now)")
+        if differ:
+            named = ", ".join(f"--{k.replace('_', '-')}" if k in saved["flags"] or k in self.setup["flags"] else k
+                              for k in differ)
+            verb = "differs" if len(differ) == 1 else "differ"
+            raise InputError(f"--resume: this run's checkpoint in {self.folder} was made with other settings: {named} "
+                             f"{verb} (only --epochs and the output options may change); run without --resume to "
+                             "start again")
+        return saved["epoch"]
+
+    def load(self, epoch):
+        """This rank's state after ``epoch`` (None for 0, a fresh start). Drops this rank's other files: older ones,
+        or a newer epoch that not every rank finished."""
+        for other, path in self.own_files().items():
+            if other != epoch:
+                path.unlink()
+        if epoch == 0:
+            return None
+        if not self.file(epoch).exists():
+            raise InputError(f"--resume: rank {self.rank}'s checkpoint of epoch {epoch} is missing "
+                             f"({self.file(epoch)}); run without --resume to start again")
+        try:
+            state = torch.load(self.file(epoch), weights_only=True)
+        except Exception as exc:  # torch.load raises many kinds (unpickling, zip, version): all mean "not ours"
+            raise InputError(f"--resume: cannot read {self.file(epoch)}: it is not a checkpoint of this suite "
+                             f"({type(exc).__name__}); run without --resume to start again") from None
+        restore_global_rng(state.pop("global_rng"))
+        return state
+
+    def save(self, epoch, state):
+        """Write this rank's ``state`` after ``epoch`` atomically, then drop its files older than the epoch before."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.file(epoch)) as tmp:
+            torch.save({**state, "global_rng": global_rng()}, tmp)
+        for other, path in self.own_files().items():
+            if other < epoch - 1:
+                path.unlink()
+
+    def commit(self, epoch):
+        """Rank 0, once every rank has saved ``epoch``: from now on the run resumes after it."""
+        write_json_atomic(self.folder / "done.json", {"epoch": epoch, **self.setup})
+
+    def keep_last(self):
+        """Drop this rank's files but the newest (at the end of a run, once that one is committed)."""
+        files = self.own_files()
+        for epoch, path in files.items():
+            if epoch < max(files):
+                path.unlink()
+
+
+def in_one_process(args, parts):
+    """A run in one process: restore ``parts`` (name -> model, optimizer, generator, or anything with
+    ``state_dict``) from the checkpoint if resumed; returns ``(save, loop_state)`` for loop.fit."""
+    checkpoint = Checkpoint(args)
+    state = checkpoint.load(checkpoint.committed_epoch(args.resume))
+    if state:
+        restore(parts, state["parts"])
+
+    def save(epoch, loop_state):
+        checkpoint.save(epoch, {"parts": snapshot(parts), "loop": loop_state})
+        checkpoint.commit(epoch)
+        checkpoint.keep_last()
+
+    return save, state and state["loop"]
+
+
+def snapshot(parts):
+    """The state of each of ``parts`` (name -> a model, an optimizer, a torch or numpy generator, or anything with
+    ``state_dict()``), as a checkpoint holds it."""
+    return {name: generator_state(part) if is_generator(part) else part.state_dict() for name, part in parts.items()}
+
+
+def restore(parts, state):
+    """Put ``state`` (from :func:`snapshot`) back into ``parts``."""
+    for name, part in parts.items():
+        if is_generator(part):
+            set_generator_state(part, state[name])
+        else:
+            part.load_state_dict(state[name])
+
+
+def is_generator(part):
+    return isinstance(part, torch.Generator) or hasattr(part, "bit_generator")
+
+
+def generator_state(generator):
+    """A torch or numpy generator's state, as a checkpoint holds it."""
+    return generator.get_state() if isinstance(generator, torch.Generator) else generator.bit_generator.state
+
+
+def set_generator_state(generator, state):
+    if isinstance(generator, torch.Generator):
+        generator.set_state(state)
+    else:
+        generator.bit_generator.state = state
+
+
+def global_rng():
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def restore_global_rng(state):
+    torch.set_rng_state(state["torch"])
+    if state["cuda"]:
+        torch.cuda.set_rng_state_all(state["cuda"])
