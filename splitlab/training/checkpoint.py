@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from splitlab.errors import InputError
+from splitlab.training.results import check_results_dir
 from splitlab.training.results_guard import atomic_path, write_json_atomic
 
 # Flags that may differ on --resume: they do not change the experiment (where it is written, how it is shown,
@@ -102,6 +103,7 @@ class Checkpoint:
 def in_one_process(args, parts):
     """A run in one process: restore ``parts`` (name -> model, optimizer, generator, or anything with
     ``state_dict``) from the checkpoint if resumed; returns ``(save, loop_state)`` for loop.fit."""
+    check_results_dir(args.results_dir)
     checkpoint = Checkpoint(args)
     state = checkpoint.load(checkpoint.committed_epoch(args.resume))
     if state:
