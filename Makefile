@@ -9,6 +9,7 @@
 # make decision   which method reaches a target accuracy first, by clients and bandwidth (decision.py)
 # make work       what a data holder pays: every method, 10 clients, for the models WORK_MODELS
 # make bench      the speed benchmarks (ratios measured side by side)
+# make mutate     mutation testing (mutmut) of the modules that need no MPI, with the score of each
 # make bench-cores  split learning and FedAvg across CORES (default 2,4,8,16), with a per-batch trace at each
 
 VENV   := .venv
@@ -18,7 +19,7 @@ STARTED := $(shell date +%s)
 CORES  ?= 2,4,8,16
 comma  := ,
 
-.PHONY: setup data test reproduce variants study privacy labels scale decision work bench bench-cores
+.PHONY: setup data test mutate reproduce variants study privacy labels scale decision work bench bench-cores
 
 setup: $(VENV)/.installed data
 
@@ -44,6 +45,17 @@ data: $(VENV)/.installed
 TEST_JOBS ?= 2
 test: setup
 	$(PYTHON) -m pytest -n $(TEST_JOBS) --dist loadfile tests
+
+# Mutation testing: mutmut plants one-line bugs in the modules [tool.mutmut] names (pyproject.toml) and runs their
+# unit tests against each (SPLITLAB_UNIT_ONLY=1 leaves out the tests that train on the data set); then the share of
+# mutants each module's tests caught. The last scores, and how long it takes: docs/tests.md, "Mutation testing".
+mutate: setup
+	$(VENV)/bin/pip install -q mutmut==3.8.1
+	rm -rf mutants
+	SPLITLAB_UNIT_ONLY=1 $(VENV)/bin/mutmut run --max-children $(TEST_JOBS) > /dev/null || true
+	$(VENV)/bin/mutmut results --all true | awk -F': ' '{m = $$1; sub(/^ +/, "", m); sub(/\.x[_\xc7].*/, "", m); \
+		n[m]++; if ($$2 == "killed" || $$2 == "timeout") k[m]++} \
+		END {for (m in n) printf "%-34s %5d mutants  %5.1f %% caught\n", m, n[m], 100 * k[m] / n[m]}' | sort
 
 # The report's experiment, every method with its defaults, then the figures and the table.
 reproduce: setup

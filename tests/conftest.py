@@ -22,7 +22,12 @@ def have_data():
         return False
 
 
-needs_data = pytest.mark.skipif(not have_data(), reason="Fashion-MNIST not installed (run 'make setup')")
+# Tests that train on the data set; `make mutate` leaves them out (SPLITLAB_UNIT_ONLY=1): it runs the tests once a
+# mutant, and needs those that take a second.
+UNIT_ONLY = bool(os.environ.get("SPLITLAB_UNIT_ONLY"))
+needs_data = pytest.mark.skipif(UNIT_ONLY or not have_data(),
+                                reason="unit tests only (make mutate)" if UNIT_ONLY else
+                                "Fashion-MNIST not installed (run 'make setup')")
 
 # Floating-point sums follow the thread count: a test that compares two runs for "the same numbers" runs both
 # with one thread (FedAvg over MPI and in one process differed by 1.7e-3 in test loss at default threads).

@@ -41,12 +41,20 @@ def test_messages_from_one_rank_take_their_turn_on_its_link():
     assert ends[1] == [pytest.approx(0.12)] and ends[2] == [pytest.approx(0.22)]
 
 
+def test_an_emulated_link_sends_one_message_after_another_each_for_its_size_over_the_bandwidth():
+    link = Link(8e6, 0.01)  # a megabyte a second, 10 ms
+    assert link.arrival(1_000_000, now=0.0) == pytest.approx(1.01)  # a second on the wire, then the latency
+    assert link.arrival(500_000, now=0.5) == pytest.approx(1.51)  # waits for the first to leave at 1.0
+    assert link.arrival(0, now=3.0) == pytest.approx(3.01)  # the link was free again
+
+
 def test_link_settings_are_read_or_refused_with_the_form():
     link = Link.parse("10mbit,20ms")
     assert (link.bits_per_s, link.latency_s) == (10e6, 0.02)
     assert (Link.parse("1gbit, 500us").bits_per_s, Link.parse("1gbit,500us").latency_s) == (1e9, 5e-4)
-    with pytest.raises(ValueError, match="such as 10mbit,20ms"):
-        Link.parse("10mb")
+    for wrong in ("10mb", "10mbit", "0mbit,1ms", "10mbit,20ms,5ms", ",20ms"):
+        with pytest.raises(ValueError, match="such as 10mbit,20ms"):
+            Link.parse(wrong)
 
 
 @needs_data

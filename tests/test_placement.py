@@ -4,6 +4,8 @@
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from conftest import PINNED, mpirun, needs_data
 from splitlab.errors import InputError
@@ -20,8 +22,19 @@ def test_clients_are_placed_in_even_contiguous_blocks():
     assert placement.describe()["clients_per_rank"] == [3, 3, 2, 2]
 
 
+@given(ranks=st.integers(1, 64), more=st.integers(0, 2000))
+def test_every_client_is_placed_once_in_contiguous_blocks_differing_by_at_most_one(ranks, more):
+    placement = Placement(ranks + more, ranks)
+    blocks = [placement.clients_on(r) for r in range(1, ranks + 1)]
+    assert [k for block in blocks for k in block] == list(range(1, ranks + more + 1)) == placement.clients
+    assert max(map(len, blocks)) - min(map(len, blocks)) <= 1 and min(map(len, blocks)) >= 1
+    assert all(placement.rank_of(k) == r for r, block in enumerate(blocks, 1) for k in block)
+    assert placement.describe() == {"clients": ranks + more, "client_ranks": ranks,
+                                    "clients_per_rank": [len(block) for block in blocks]}
+
+
 def test_fewer_clients_than_client_ranks_is_an_input_error():
-    with pytest.raises(InputError, match="--clients 3 is fewer than the 4 client ranks"):
+    with pytest.raises(InputError, match="--clients 3 is fewer than the 4 client ranks.* or mpirun -n 4$"):
         Placement(3, 4)
 
 

@@ -14,7 +14,7 @@ from conftest import ROOT
 from splitlab.training.cli import common_parser, warn_if_link_set
 from splitlab.training.loop import Plateau, fit
 from splitlab.training.results import Results
-from splitlab.training.results_guard import write_json_atomic
+from splitlab.training.results_guard import KILLED, mark_failed_if_running, write_json_atomic
 from splitlab.training.steps import Scores
 
 PARSER = common_parser("regular", "")
@@ -160,6 +160,30 @@ def test_a_killed_run_is_marked_failed_by_its_guard(tmp_path):
         time.sleep(0.1)
     saved = json.loads((tmp_path / "regular.json").read_text())
     assert saved["status"] == "failed" and saved["error"].startswith("killed:")
+
+
+def test_the_guard_marks_only_a_file_that_still_says_running(tmp_path):
+    for status in ("running", "completed", "failed"):
+        write_json_atomic(tmp_path / f"{status}.json", {"status": status, "epochs": [{"epoch": 1}]})
+        mark_failed_if_running(tmp_path / f"{status}.json")
+    assert json.loads((tmp_path / "running.json").read_text()) == {"status": "failed", "epochs": [{"epoch": 1}],
+                                                                   "error": KILLED}
+    assert json.loads((tmp_path / "completed.json").read_text()) == {"status": "completed", "epochs": [{"epoch": 1}]}
+    assert "error" not in json.loads((tmp_path / "failed.json").read_text())
+    (tmp_path / "half.json").write_text('{"status": "runn')  # not JSON: left as it is, no traceback
+    mark_failed_if_running(tmp_path / "half.json")
+    mark_failed_if_running(tmp_path / "missing.json")
+    assert (tmp_path / "half.json").read_text() == '{"status": "runn' and not (tmp_path / "missing.json").exists()
+
+
+def test_a_results_file_is_indented_json_readable_by_anyone(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "r.json", {"epochs": [1]})
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "r.json").read_text() == '{\n  "epochs": [\n    1\n  ]\n}'
+    assert oct((tmp_path / "r.json").stat().st_mode & 0o044) == oct(0o044)  # group and others may read it
 
 
 def test_evaluation_traffic_is_added_to_the_epoch(tmp_path):
