@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from conftest import PINNED, mpirun, needs_data
 from splitlab.errors import InputError
+from splitlab.methods.mpi_method import take_turns
 from splitlab.net.placement import Placement
 
 TINY = ["--train-subset", "480", "--test-subset", "200", "--patience", "0", "--no-progress", "--leakage-images", "0"]
@@ -83,3 +84,65 @@ def test_u_shaped_clients_sharing_a_rank_give_the_same_run_as_on_two_ranks(tmp_p
     assert losses(one_rank) == pytest.approx(losses(two_ranks), abs=1e-4)
     assert one_rank["epochs"][-1]["label_direction_acc"] == pytest.approx(
         two_ranks["epochs"][-1]["label_direction_acc"], abs=1e-6)
+
+
+# ------------------------------------------------------------------ the scheduler of many clients on few ranks
+
+class Status:
+    def __init__(self, source, tag):
+        self.source, self.tag = source, tag
+
+    def Get_source(self):  # noqa: N802 (mpi4py's name)
+        return self.source
+
+    def Get_tag(self):  # noqa: N802
+        return self.tag
+
+
+class Ranks:
+    """Stands in for the channel of ``take_turns``: each rank runs the clients it was started, one at a time and
+    in the order they were started, and says when one is done; which rank answers next is ``random``'s choice."""
+
+    def __init__(self, random):
+        self.random, self.queued = random, {}
+
+    def start(self, rank, client):
+        self.queued.setdefault(rank, []).append(client)
+
+    def probe(self, awaited):
+        assert awaited == sorted(rank for rank, clients in self.queued.items() if clients)
+        rank = self.random.choice(awaited)
+        return Status(rank, 2)
+
+    def finish(self, rank):
+        return self.queued[rank].pop(0)
+
+
+@given(ranks=st.integers(1, 6), more=st.integers(0, 200), at_once=st.integers(1, 6), ahead=st.integers(1, 3),
+       random=st.randoms(use_true_random=False))
+def test_every_client_takes_one_turn_on_its_rank_in_order_with_the_next_one_waiting_there(ranks, more, at_once,
+                                                                                         ahead, random):
+    placement, channel, started, ended = Placement(ranks + more, ranks), Ranks(random), [], []
+    at_once = min(at_once, ranks)
+
+    def start(client):
+        rank = placement.rank_of(client)
+        busy = [r for r, clients in channel.queued.items() if clients]
+        assert len(channel.queued.get(rank, [])) < ahead  # at most `ahead` clients given to a rank at once
+        assert rank in busy or len(busy) < at_once  # at most `at_once` ranks at work
+        started.append(client)
+        channel.start(rank, client)
+
+    def done(client):
+        rank = placement.rank_of(client)
+        assert channel.finish(rank) == client  # a rank's message belongs to the oldest of its clients in their turn
+        ended.append(client)
+        # the rank's next client, if it has one, is already there: no round trip between two of its turns
+        waiting = [k for k in placement.clients_on(rank) if k not in started]
+        assert not waiting or channel.queued[rank] or ahead == 1
+        return True
+
+    take_turns(channel, placement.clients, at_once, start, {2: done}, placement.rank_of, ahead=ahead)
+    assert sorted(started) == sorted(ended) == placement.clients
+    for rank in range(1, ranks + 1):  # each rank ran its clients in their order
+        assert [k for k in started if placement.rank_of(k) == rank] == placement.clients_on(rank)
