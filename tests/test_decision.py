@@ -11,6 +11,7 @@ import pytest
 import decision as decision_script
 from splitlab.costs import decision
 from splitlab.costs.traffic import fedavg_round_bytes, split_epoch_bytes
+from splitlab.runs import label
 
 COMPUTE = {"client_forward": 0.001, "client_backward": 0.002, "server": 0.004, "whole": 0.006}
 FREE = (1e30, 0.0)  # a link that costs nothing
@@ -127,6 +128,32 @@ def test_the_map_from_results_files(tmp_path, monkeypatch):
                                       str(tmp_path / "decision.png")])
     decision_script.main()
     assert (tmp_path / "decision.png").stat().st_size > 10_000
+
+
+def test_the_tables_name_the_winner_of_every_cell_that_the_model_chooses(tmp_path, monkeypatch):
+    """decision.md, read back: each cell's bold method is the model's winner there, among them SplitFed V2 (run
+    with 1,000 clients only) and split learning at cut 2 (a compute time of its own)."""
+    runs = [("split-iid-s0", 10, [0.85], "split", "vanilla", 1), ("split-iid-s0-k1000", 1000, [0.7, 0.84], "split",
+            "vanilla", 1), ("split-cut2-iid-s0-k1000", 1000, [0.81], "split", "vanilla", 2),
+            ("sflv2-iid-s0-k1000", 1000, [0.81], "split", "sflv2", 1),
+            ("federated-iid-s0", 10, [0.81], "federated", None, 1), ("federated-iid-s0-k1000", 1000, [0.3] * 30,
+                                                                    "federated", None, 1)]
+    for name, k, accs, method, variant, cut in runs:
+        run = _run(method, accs, k, variant)
+        run["config"]["cut_layer"] = cut
+        (tmp_path / f"{name}.json").write_text(json.dumps(run))
+    compute = {1: COMPUTE, 2: {**COMPUTE, "server": 0.002, "client_forward": 0.002}}
+    monkeypatch.setattr(decision_script, "role_seconds", lambda model, cut: compute[cut])
+    monkeypatch.setattr(sys, "argv", ["decision.py", "--runs", str(tmp_path), "--out", str(tmp_path / "d.png")])
+    decision_script.main()
+    rows = [line.split(" | ") for line in (tmp_path / "d.md").read_text().splitlines() if line.startswith("| 1")]
+    assert [row[0] for row in rows] == ["| 10", "| 1,000"]
+    by_name = decision.load_runs([tmp_path])["lenet5"]
+    winner, _ = decision.decide(by_name, compute, "lenet5", 0.8, 0.01, np.array([10, 1000]),
+                                np.array([1e6, 1e7, 1e8, 1e9, 1e10]))
+    written = [[cell.split("**")[1] if "**" in cell else cell.strip(" |") for cell in row[2:]] for row in rows]
+    assert written == [[label(name) if name else "undecided" for name in cells] for cells in winner]
+    assert {"SplitFed V2", "Split learning, cut 2"} <= set(written[1])
 
 
 @pytest.mark.parametrize("flags,named", [(["--target", "80"], "--target"), (["--latency", "fast"], "'fast'"),
