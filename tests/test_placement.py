@@ -39,10 +39,10 @@ def test_fewer_clients_than_client_ranks_is_an_input_error():
         Placement(3, 4)
 
 
-def run(ranks, tmp_path, *flags, env=None):
-    """Split learning with 4 clients on ``ranks - 1`` client ranks, 2 epochs; the results file."""
+def run(ranks, tmp_path, *flags, env=None, clients=4):
+    """Split learning with ``clients`` clients on ``ranks - 1`` client ranks, 2 epochs; the results file."""
     folder = tmp_path / f"{ranks}-ranks"
-    result = mpirun(ranks, "split_learning.py", "--clients", "4", "--epochs", "2", *TINY, *flags,
+    result = mpirun(ranks, "split_learning.py", "--clients", str(clients), "--epochs", "2", *TINY, *flags,
                     "--results-dir", str(folder), env={**PINNED, **(env or {})}, timeout=240)
     assert result.returncode == 0, result.stderr
     return json.loads((folder / "split.json").read_text())
@@ -58,22 +58,25 @@ def losses(run_):
 
 @needs_data
 def test_passed_weights_give_the_same_run_within_a_rank_and_across_ranks_polling(tmp_path):
-    """Four clients on one rank (every hand-over a copy there) and on two ranks waiting as on several hosts
-    (no doorbells; hand-overs 2 to 3 and 4 to 1 are messages); the evaluation sample (3 of the 4 parts) alike."""
+    """Twelve clients on one rank (every hand-over a copy there) and on three ranks waiting as on several hosts
+    (no doorbells; hand-overs 4 to 5, 8 to 9 and 12 to 1 are messages); the evaluation sample (3 of the 12 parts)
+    alike."""
     flags = ["--client-weights", "pass", "--eval-clients", "3"]
-    one_rank, two_ranks = run(2, tmp_path, *flags), run(3, tmp_path, *flags, env={"DOORBELLS": "off"})
-    assert one_rank["placement"]["clients_per_rank"] == [4] and two_ranks["environment"]["message_wait"] == "polling"
-    assert losses(one_rank) == pytest.approx(losses(two_ranks), abs=1e-4)
-    assert one_rank["evaluated_clients"] == two_ranks["evaluated_clients"]
-    assert len(set(one_rank["evaluated_clients"])) == 3 and one_rank["evaluated_clients"][-1] == 4
-    assert one_rank["final_client_test_acc"] == pytest.approx(two_ranks["final_client_test_acc"], abs=1e-4)
+    one_rank = run(2, tmp_path, *flags, clients=12)
+    three_ranks = run(4, tmp_path, *flags, env={"DOORBELLS": "off"}, clients=12)
+    assert one_rank["placement"]["clients_per_rank"] == [12] and three_ranks["placement"]["clients_per_rank"] == [4] * 3
+    assert three_ranks["environment"]["message_wait"] == "polling"
+    assert losses(one_rank) == pytest.approx(losses(three_ranks), abs=1e-4)
+    assert one_rank["evaluated_clients"] == three_ranks["evaluated_clients"]
+    assert len(set(one_rank["evaluated_clients"])) == 3 and one_rank["evaluated_clients"][-1] == 12
+    assert one_rank["final_client_test_acc"] == pytest.approx(three_ranks["final_client_test_acc"], abs=1e-4)
     def later_bytes(run_):  # the first epoch also carries the set-up, a message a rank
         return [e[key] for e in run_["epochs"][1:] for key in ("bytes_sent", "bytes_received")]
     # control messages carry numbers whose digits vary: a few bytes
-    assert later_bytes(one_rank) == pytest.approx(later_bytes(two_ranks), abs=16)
+    assert later_bytes(one_rank) == pytest.approx(later_bytes(three_ranks), abs=16)
     for key in ("client_flops", "client_bytes_sent", "client_bytes_received"):  # each data holder's work (work.py)
-        assert one_rank["epochs"][1][key] == pytest.approx(two_ranks["epochs"][1][key], abs=16), key
-    kinds = {(r["tag"], tuple(r["shape_per_example"])) for r in two_ranks["server_received"]}
+        assert one_rank["epochs"][1][key] == pytest.approx(three_ranks["epochs"][1][key], abs=16), key
+    kinds = {(r["tag"], tuple(r["shape_per_example"])) for r in three_ranks["server_received"]}
     assert kinds == {("SMASHED", (6, 14, 14)), ("LABELS", ()), ("TURN_DONE", ())}  # nothing but the cut's
 
 
