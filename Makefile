@@ -47,12 +47,13 @@ test: setup
 	$(PYTHON) -m pytest -n $(TEST_JOBS) --dist loadfile tests
 
 # Mutation testing: mutmut plants one-line bugs in the modules [tool.mutmut] names (pyproject.toml) and runs their
-# unit tests against each (SPLITLAB_UNIT_ONLY=1 leaves out the tests that train on the data set); then the share of
+# unit tests against each (SPLITLAB_UNIT_ONLY=1 leaves out the tests that train on the data set; one thread each,
+# as two run at a time); then the share of
 # mutants each module's tests caught. The last scores, and how long it takes: docs/tests.md, "Mutation testing".
 mutate: setup
 	$(VENV)/bin/pip install -q mutmut==3.8.1
 	rm -rf mutants
-	SPLITLAB_UNIT_ONLY=1 $(VENV)/bin/mutmut run --max-children $(TEST_JOBS) > /dev/null || true
+	SPLITLAB_UNIT_ONLY=1 OMP_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children $(TEST_JOBS) > /dev/null || true
 	$(VENV)/bin/mutmut results --all true | awk -F': ' '{m = $$1; sub(/^ +/, "", m); sub(/\.x[_\xc7].*/, "", m); \
 		n[m]++; if ($$2 == "killed" || $$2 == "timeout") k[m]++} \
 		END {for (m in n) printf "%-34s %5d mutants  %5.1f %% caught\n", m, n[m], 100 * k[m] / n[m]}' | sort

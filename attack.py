@@ -15,7 +15,9 @@ against collaborative inference"):
 
 If the run added noise to the activations (--noise-std), the server sees noisy activations, in both attacks.
 Scores per attack, on images in [0, 1]: MSE, PSNR, SSIM (pytorch-msssim), and the accuracy that a LeNet-5
-trained by regular learning gets on the reconstructions (does the attacker see the class?).
+trained by regular learning gets on the reconstructions (does the attacker see the class?). Each attack also runs
+against a blind client part (all weights zero: the same activations for every image), its baseline: an attack no
+better than its baseline, image by image, is marked failed ("attack failed", not "defended").
 """
 
 
@@ -61,7 +63,8 @@ def main():
     out.write_text(json.dumps(result, indent=2))
     figure(args.figure or parts.with_name("reconstructions.png"), original, reconstructions)
     for name, s in result["attacks"].items():
-        print(f"{name:<10} SSIM {s['ssim']:.3f}  PSNR {s['psnr_db']:.1f} dB  MSE {s['mse']:.4f}  "
+        print(f"{name:<10} SSIM {s['ssim']:.3f} (baseline {s['baseline_ssim']:.3f}"
+              f"{': attack failed' if s['failed'] else ''})  PSNR {s['psnr_db']:.1f} dB  MSE {s['mse']:.4f}  "
               f"classifier accuracy {s['classifier_accuracy']:.1%}", file=sys.stderr)
     print(f"results: {out}  ({result['time_s']:.0f} s)")
 

@@ -85,7 +85,8 @@ def test_both_attacks_run_on_a_saved_run_and_write_their_scores(trained_run, tra
     assert len(saved["client_parts"]) == 2 and saved["config"]["cut_layer"] == 1
     scores = trained_attack
     assert set(scores["attacks"]) == {"white-box", "decoder"}
-    assert scores["strongest"] == max(scores["attacks"], key=lambda name: scores["attacks"][name]["ssim"])
+    succeeded = [name for name, result in scores["attacks"].items() if not result["failed"]]
+    assert scores["strongest"] == max(succeeded, key=lambda name: scores["attacks"][name]["ssim"])
     assert scores["victims"] == "test images 0..19" and scores["auxiliary"] == "test images 5000..5499"
     for result in scores["attacks"].values():
         # PSNR is the mean of the images' 10 log10(1 / MSE): by Jensen at least that of the mean MSE
@@ -107,6 +108,10 @@ def test_the_attacks_see_what_the_activations_carry(trained_run, trained_attack,
     seen, unseen = trained_attack["attacks"], attack(blind)["attacks"]
     for name in ("white-box", "decoder"):
         assert seen[name]["ssim"] > unseen[name]["ssim"] + 0.15, (name, seen[name], unseen[name])
+        # That blind part is every attack's baseline: recorded, and an attack on it is no better, so it failed.
+        assert seen[name]["baseline_ssim"] == pytest.approx(unseen[name]["ssim"], abs=1e-3)
+        assert not seen[name]["failed"] and unseen[name]["failed"], (name, seen[name], unseen[name])
+        assert unseen[name]["ssim_over_baseline"] == pytest.approx(0, abs=1e-3)
 
 
 @pytest.mark.parametrize("bad", ["dropout=0.5", "nopeek=-1", "noise=nan", "nopeek=inf"])

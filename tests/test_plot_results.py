@@ -185,3 +185,22 @@ def test_the_first_private_setting_keeps_accuracy_within_two_points_of_its_undef
             row("nopeek8", 1, 8, 0, 0.89, 0.25), row("none", 2, 0, 0, 0.88, 0.50)]
     assert first_private_setting(rows)["setting"] == "nopeek8"
     assert first_private_setting(rows[:2] + rows[3:]) is None
+
+
+def test_an_attack_no_better_than_its_baseline_reads_attack_failed(tmp_path):
+    """In the privacy table, from the files privacy.py writes: a failed attack is marked, one with a baseline it
+    beat is not, and one from before the baseline existed carries no mark."""
+    from splitlab.reports.privacy import load_privacy, privacy_markdown
+    run = {"config": {"model": "lenet5", "cut_layer": 1, "noise_std": 2.0}, "shard_sizes": [1, 1],
+           "epochs": [{"test_acc": 0.8, "dcor2_bias_corrected": 0.1}]}
+    attacks = {"white-box": {"ssim": 0.081, "classifier_accuracy": 0.1, "failed": True},
+               "decoder": {"ssim": 0.41, "classifier_accuracy": 0.6, "failed": False}}
+    for name, saved in (("lenet5-cut1-noise2", attacks), ("lenet5-cut2-noise2", {
+            k: {key: value for key, value in v.items() if key != "failed"} for k, v in attacks.items()})):
+        (tmp_path / f"{name}.json").write_text(json.dumps(run))
+        (tmp_path / f"{name}-attack.json").write_text(json.dumps({"attacks": saved}))
+    table = privacy_markdown(load_privacy(tmp_path)).splitlines()
+    marked, unmarked = (next(line for line in table if f"| {name} |" in line)
+                        for name in ("lenet5-cut1-noise2", "lenet5-cut2-noise2"))
+    assert "| 0.081 attack failed |" in marked and "| 0.410 |" in marked
+    assert "attack failed" not in unmarked and "| 0.081 |" in unmarked

@@ -1,5 +1,6 @@
 """The reconstruction attacks of attack.py (its docstring says what each does), and their scores."""
 
+import copy
 import sys
 import time
 from pathlib import Path
@@ -113,6 +114,26 @@ def learned_decoder(z_aux, u_aux, z_victims, cut_shape, epochs, seed):
         return net(z_victims)
 
 
+def blind(front):
+    """The client part with every weight zero: the same activations for every image. What an attack rebuilds from
+    them is what it knows without the victims' activations (the mean image, a grey field): its baseline."""
+    zeroed = copy.deepcopy(front)
+    with torch.no_grad():
+        for p in zeroed.parameters():
+            p.zero_()
+    return zeroed
+
+
+def against_baseline(reconstructed, baseline, original):
+    """Whether an attack did better than its baseline, image by image: the mean gain in SSIM and its standard
+    error; ``failed`` when the gain is not above twice that (or not above 0)."""
+    gain = (ssim(reconstructed, original, data_range=1.0, size_average=False)
+            - ssim(baseline, original, data_range=1.0, size_average=False))
+    error = gain.std().item() / len(gain) ** 0.5 if len(gain) > 1 else 0.0
+    return {"baseline_ssim": ssim(baseline, original, data_range=1.0).item(), "ssim_over_baseline": gain.mean().item(),
+            "ssim_over_baseline_se": error, "failed": bool(gain.mean().item() <= max(2 * error, 0.0))}
+
+
 def scores(reconstructed, original, labels, classifier):
     """MSE, PSNR and SSIM on images in [0, 1], and the classifier's accuracy on the reconstructions."""
     mse = F.mse_loss(reconstructed, original, reduction="none").mean((1, 2, 3))
@@ -150,34 +171,48 @@ def figure(path, original, reconstructions, columns=10):
     plt.close(fig)
 
 
+def run_attacks(front, victims, aux, noise_std, cut, args):
+    """Both attacks on what ``front`` sends for the victims (with the run's noise): images by attack."""
+    generator = torch.Generator().manual_seed(args.seed)
+    z_victims, z_aux = observe(front, victims, noise_std, generator), observe(front, aux, noise_std, generator)
+    return {"white-box": white_box_inversion(front, z_victims, args.inversion_steps, args.tv_weight),
+            "decoder": learned_decoder(z_aux, to_unit(aux), z_victims, cut, args.decoder_epochs, args.seed)}
+
+
 def attack(args):
-    """Both attacks on the victims of ``args`` (attack.py's flags): the results' record, the victims in [0, 1]
-    and the reconstructions by attack."""
+    """Both attacks on the victims of ``args`` (attack.py's flags), and each against its baseline (the same attack
+    on a blind part, :func:`blind`): the results' record, the victims in [0, 1] and the reconstructions by row of
+    the figure."""
     start = time.perf_counter()
     front, config, client = load_client_part(args.parts, args.client, args.cut_layer)
     x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir)
     if args.victims > AUX_START or AUX_START + args.aux > len(y_test):
         raise InputError(f"--victims must be at most {AUX_START} and --aux at most {len(y_test) - AUX_START}")
     noise_std = config.get("noise_std", 0.0)
-    generator = torch.Generator().manual_seed(args.seed)
     victims, labels = x_test[:args.victims], y_test[:args.victims]
     aux = x_test[AUX_START:AUX_START + args.aux]
-    z_victims, z_aux = observe(front, victims, noise_std, generator), observe(front, aux, noise_std, generator)
-    original = to_unit(victims)
+    original, cut = to_unit(victims), cut_shape(config["model"], config["cut_layer"])
 
     print(f"attacking client {client}'s part ({config['model']}, cut layer {config['cut_layer']}, variant "
           f"{config.get('variant', 'vanilla')}, noise {noise_std}, NoPeek {config.get('nopeek', 0.0)})",
           file=sys.stderr)
-    reconstructions = {"white-box": white_box_inversion(front, z_victims, args.inversion_steps, args.tv_weight),
-                       "decoder": learned_decoder(z_aux, to_unit(aux), z_victims, cut_shape(config["model"], config["cut_layer"]),
-                                                  args.decoder_epochs, args.seed)}
+    reconstructions = run_attacks(front, victims, aux, noise_std, cut, args)
+    baselines = run_attacks(blind(front), victims, aux, noise_std, cut, args)
     classifier = train_classifier(x_train[:args.classifier_images], y_train[:args.classifier_images],
                                   args.classifier_epochs, args.seed)
     result = {"parts": str(args.parts), "client": client, "config": config, "victims": f"test images 0..{args.victims - 1}",
               "auxiliary": f"test images {AUX_START}..{AUX_START + args.aux - 1}", "attack_settings": vars(args),
               "classifier_accuracy_on_originals": evaluate(classifier, victims, labels, 1000)["test_acc"],
-              "attacks": {name: scores(images, original, labels, classifier)
+              "baseline": "the same attack on the client part with all weights zero (the same activations for "
+                          "every image); failed: no better than it, image by image (SSIM gain <= 2 standard errors)",
+              "attacks": {name: {**scores(images, original, labels, classifier),
+                                 **against_baseline(images, baselines[name], original)}
                           for name, images in reconstructions.items()}}
-    result["strongest"] = max(result["attacks"], key=lambda name: result["attacks"][name]["ssim"])
+    succeeded = [name for name, s in result["attacks"].items() if not s["failed"]]
+    result["strongest"] = max(succeeded, key=lambda name: result["attacks"][name]["ssim"], default=None)
     result["time_s"] = time.perf_counter() - start
-    return result, original, reconstructions
+    rows = {}
+    for name, images in reconstructions.items():
+        rows[f"{name}{' (attack failed)' if result['attacks'][name]['failed'] else ''}"] = images
+        rows[f"{name}, baseline"] = baselines[name]
+    return result, original, rows

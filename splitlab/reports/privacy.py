@@ -30,7 +30,8 @@ def load_privacy(privacy_dir):
                      "test_acc": last["test_acc"], "dcor2": last.get("dcor2_bias_corrected"),
                      "dcor_batch": last.get("dcor_batch"), "epochs": len(run["epochs"]),
                      **{f"ssim_{k}": v["ssim"] for k, v in attack["attacks"].items()},
-                     **{f"class_acc_{k}": v["classifier_accuracy"] for k, v in attack["attacks"].items()}})
+                     **{f"class_acc_{k}": v["classifier_accuracy"] for k, v in attack["attacks"].items()},
+                     **{f"failed_{k}": v.get("failed") for k, v in attack["attacks"].items()}})  # None: no baseline
     return rows
 
 
@@ -46,6 +47,11 @@ def first_private_setting(rows, ssim_below=0.3, points=0.02):
     return min(candidates, key=lambda r: (r["model"], r["cut"], r["nopeek"], r["noise_std"]), default=None)
 
 
+def ssim_cell(row, attack):
+    """An attack's SSIM for the table, marked where the attack did no better than its baseline."""
+    return f"{row.get(f'ssim_{attack}', float('nan')):.3f}" + (" attack failed" if row.get(f"failed_{attack}") else "")
+
+
 def privacy_markdown(rows):
     lines = ["| model | cut | clients | epochs | setting | NoPeek W | noise S | test acc | dCor^2 bias-corrected "
              "| SSIM white-box | decoder's auxiliary images | SSIM decoder | classifier acc on decoder's images |",
@@ -54,14 +60,17 @@ def privacy_markdown(rows):
                                          r["noise_std"], r["aux"])):
         lines.append(f"| {r['model']} | {r['cut']} | {r['clients']} | {r['epochs']} | {r['setting']} | {r['nopeek']} "
                      f"| {r['noise_std']} | {r['test_acc']:.2%} | {r['dcor2']:.3f} | "
-                     f"{r.get('ssim_white-box', float('nan')):.3f} | {r['aux']:,} | "
-                     f"{r.get('ssim_decoder', float('nan')):.3f} | {r.get('class_acc_decoder', float('nan')):.1%} |")
+                     f"{ssim_cell(r, 'white-box')} | {r['aux']:,} | {ssim_cell(r, 'decoder')} | "
+                     f"{r.get('class_acc_decoder', float('nan')):.1%} |")
     found = first_private_setting(rows)
     lines.append("\nVanilla split learning; test accuracy and leakage after the last epoch (the last client's part); "
                  "attacks on test images 0-99 (attack.py), the decoder trained on that many test images from 5,000 on. "
                  + (f"First setting with decoder SSIM under 0.3 within 2 points of its undefended run's accuracy: "
-                    f"{found['setting']} ({found['test_acc']:.2%}, SSIM {found['ssim_decoder']:.3f})." if found else
-                    "No setting here has decoder SSIM under 0.3 within 2 points of its undefended run's accuracy."))
+                    f"{found['setting']} ({found['test_acc']:.2%}, SSIM {ssim_cell(found, 'decoder')})." if found else
+                    "No setting here has decoder SSIM under 0.3 within 2 points of its undefended run's accuracy.")
+                 + " \"attack failed\": the attack did no better, image by image, than the same attack on a client part "
+                   "with all weights zero (attack.py's baseline): a failure of the attack, not a measure of the "
+                   "defence. Attacks run before the baseline existed carry no mark.")
     return "\n".join(lines) + "\n"
 
 
@@ -89,9 +98,9 @@ def privacy_figure(rows):
         for setting in sorted({r["setting"] for r in mine}):
             row = max((r for r in mine if r["setting"] == setting), key=lambda r: r["aux"])
             colour = colours[defence(row)]
-            ax.plot(row.get("ssim_decoder", float("nan")), row["test_acc"], "o", color=colour)
-            ax.plot(row.get("ssim_white-box", float("nan")), row["test_acc"], "s", color=colour,
-                    markerfacecolor="none")
+            for attack, marker, face in (("decoder", "o", colour), ("white-box", "s", "none")):
+                ax.plot(row.get(f"ssim_{attack}", float("nan")), row["test_acc"],
+                        "x" if row.get(f"failed_{attack}") else marker, color=colour, markerfacecolor=face)
         ax.axvline(0.3, color="grey", linestyle=":")
         model, cut, clients, epochs = group
         ax.set(title=f"{model}, cut {cut}: {clients} clients, {epochs} epochs", xlim=(0, 1),
@@ -104,6 +113,8 @@ def privacy_figure(rows):
     handles += [Line2D([], [], marker="o", linestyle="none", color="black", label="decoder (filled)"),
                 Line2D([], [], marker="s", linestyle="none", color="black", markerfacecolor="none",
                        label="white-box inversion (hollow)"),
+                Line2D([], [], marker="x", linestyle="none", color="black",
+                       label="attack failed: no better than on a blind part"),
                 Line2D([], [], color="grey", linestyle=":", label="SSIM 0.3: unrecognisable (He et al.)")]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8)
     fig.suptitle("Split learning under each defence: what the server rebuilds, and what it costs in accuracy")
