@@ -9,8 +9,9 @@ import argparse
 import glob
 from pathlib import Path
 
-from splitlab.costs.decision import decide, figure, load_runs, markdown, role_seconds
+from splitlab.costs.decision import decide, load_runs, role_seconds
 from splitlab.net import link
+from splitlab.reports.decision import figure, markdown
 
 
 def latency_value(text):

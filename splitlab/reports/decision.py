@@ -1,0 +1,73 @@
+"""The decision map's tables and figure (decision.py draws them): the fastest method in every cell, from the
+model of splitlab/costs/decision.py."""
+
+import os
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import to_rgb
+from matplotlib.patches import Patch
+
+from splitlab.costs.decision import BANDWIDTHS, CLIENTS, decide, epochs_to
+from splitlab.runs import label
+
+COLOURS = {"split": "C0", "split-cut2": "C9", "sflv2": "C2", "federated": "C1"}
+
+
+def markdown(model, runs, compute, target, latency, bandwidths=(1e6, 1e7, 1e8, 1e9, 1e10)):
+    """A table for the measured numbers of clients: each method's epochs to the target, and at each bandwidth the
+    fastest method with its time to the target (and the runner-up's)."""
+    clients = np.array(sorted({k for by_k in runs.values() for k in by_k}))
+    winner, seconds = decide(runs, compute, model, target, latency, clients, np.array(bandwidths))
+    lines = [f"| {model}: clients | epochs to {target:.0%} | "
+             + " | ".join(f"{b / 1e6:,.0f} Mbit/s" for b in bandwidths) + " |",
+             "|---" * (2 + len(bandwidths)) + "|"]
+    for i, k in enumerate(clients):
+        reached = {name: epochs_to(by_k[k], target) for name, by_k in runs.items() if k in by_k}
+        epochs = ", ".join(f"{label(n)} {e if done else f'> {e}'}" for n, (e, done) in reached.items())
+        cells = []
+        for j in range(len(bandwidths)):
+            ranked = sorted((seconds[n][i, j], n) for n in reached if reached[n][1])
+            if not winner[i, j]:
+                cells.append("undecided")
+                continue
+            text = f"**{label(winner[i, j])}** {_duration(ranked[0][0])}"
+            if len(ranked) > 1:
+                text += f" ({label(ranked[1][1])} {_duration(ranked[1][0])})"
+            cells.append(text)
+        lines.append(f"| {k:,} | {epochs} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _duration(seconds):
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else \
+        f"{seconds / 3600:.0f} h"
+
+
+def figure(maps, target, latency, path):
+    """One panel a model: the winner's colour in every cell, the measured numbers of clients marked."""
+    fig, axes = plt.subplots(1, len(maps), figsize=(6.5 * len(maps), 5), squeeze=False)
+    names = sorted({name for winner, _, _ in maps.values() for name in set(winner.flat) if name})
+    for ax, (model, (winner, runs, compute)) in zip(axes[0], maps.items()):
+        rgb = np.ones((*winner.shape, 3))
+        for name in names:
+            rgb[winner == name] = to_rgb(COLOURS.get(name, "C7"))
+        rgb[winner == ""] = (0.85, 0.85, 0.85)
+        ax.pcolormesh(BANDWIDTHS, CLIENTS, rgb, shading="nearest")
+        for k in sorted({k for by_k in runs.values() for k in by_k}):
+            ax.axhline(k, color="black", linewidth=0.6, linestyle=":")
+            ax.annotate(f"measured, {k:,} clients", (BANDWIDTHS[0], k), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+        ax.set(xscale="log", yscale="log", xlabel="link bandwidth (bit/s)", ylabel="clients (data holders)",
+               title=f"{model}: first to {target:.0%} test accuracy")
+    handles = [Patch(color=COLOURS.get(n, "C7"), label=label(n)) for n in names]
+    handles.append(Patch(color=(0.85, 0.85, 0.85), label="undecided (a method that did not reach it might win)"))
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8)
+    fig.suptitle(f"Fastest to the target: measured epochs x modelled epoch time (splitlab/costs/decision.py). "
+                 f"Assumed: the server and every data holder on a machine of its own, each computing as one core of "
+                 f"the {os.cpu_count()}-CPU machine that drew this map,\nwith a link of its own at the bandwidth shown "
+                 f"and {latency * 1e3:g} ms latency; epochs from one seed (0) on IID shards; FedAvg at the report's "
+                 "settings (batch 64, one local epoch, every client each round)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.07, 1, 0.93))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
