@@ -9,8 +9,14 @@ import sys
 from unittest import mock
 
 import pytest
+from hypothesis import settings
 
 from common import MPIRUN, ROOT  # benchmarks/common.py: the mpirun that `make setup` installs in .venv
+
+
+# Hypothesis' per-example deadline would fail a property on a machine busy with the suite's other processes.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 
 def have_data():

@@ -7,6 +7,8 @@ import struct
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 import data
 from conftest import PINNED, in_process, mpirun, needs_data
@@ -141,3 +143,67 @@ def test_every_method_trains_each_client_on_its_dirichlet_shard(tmp_path, comman
         one_run = json.loads((tmp_path / "one" / "federated.json").read_text())
         assert one_run["shard_sizes"] == expected
         assert saved["epochs"][0]["test_loss"] == pytest.approx(one_run["epochs"][0]["test_loss"], abs=1e-4)
+
+
+# ---------------------------------------------------------------------------------- where the files are looked for
+
+@pytest.fixture
+def places(tmp_path, monkeypatch):
+    """Empty folders in place of $FASHION_MNIST_DIR, ./data and Debian's, and a download that records its call."""
+    folders = {name: tmp_path / name for name in ("env", "project", "debian", "given")}
+    for folder in folders.values():
+        folder.mkdir()
+    (folders["project"] / "data").mkdir()
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(folders["env"]))
+    monkeypatch.setattr(data, "PROJECT_DIR", folders["project"])
+    monkeypatch.setattr(data, "DEBIAN_DIR", folders["debian"])
+    downloads = []
+    monkeypatch.setattr(data, "_download", lambda directory, names: downloads.append((directory, sorted(names))))
+    return folders, downloads
+
+
+def fill(folder, gz=(), leave_out=()):
+    for name in data.FILES:
+        if name not in leave_out:
+            (folder / (f"{name}.gz" if name in gz else name)).write_bytes(b"")
+
+
+def test_the_first_folder_with_all_four_files_is_used_in_the_documented_order(places):
+    folders, downloads = places
+    fill(folders["debian"])
+    assert data.find_data_dir() == folders["debian"]
+    fill(folders["project"] / "data", gz=list(data.FILES)[:2])  # gzipped files count
+    assert data.find_data_dir() == folders["project"] / "data"
+    fill(folders["env"], leave_out=list(data.FILES)[-1:])  # three of four: passed over
+    assert data.find_data_dir() == folders["project"] / "data"
+    fill(folders["env"])
+    assert data.find_data_dir() == folders["env"] and downloads == []
+
+
+def test_missing_files_are_downloaded_into_the_named_folder_or_the_projects(places):
+    folders, downloads = places
+    assert data.find_data_dir() == folders["project"] / "data"
+    assert downloads == [(folders["project"] / "data", sorted(data.FILES))]
+    fill(folders["given"], leave_out=list(data.FILES)[:1])
+    assert data.find_data_dir(folders["given"]) == folders["given"]
+    assert downloads[1] == (folders["given"], list(data.FILES)[:1])  # only what is missing
+
+
+@given(examples=st.integers(1, 3000), clients=st.integers(1, 50), seed=st.integers(0, 2**32 - 1))
+def test_an_iid_partition_covers_each_image_once_in_shards_equal_within_one(examples, clients, seed):
+    if clients > examples:
+        with pytest.raises(data.DataError, match=f"cannot give each of {clients} clients one"):
+            data.partition(np.zeros(examples), clients, "iid", seed=seed)
+        return
+    shards = data.partition(np.zeros(examples), clients, "iid", seed=seed)
+    assert len(shards) == clients and sorted(torch.cat(shards).tolist()) == list(range(examples))
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    assert all(torch.equal(s, torch.sort(s).values) for s in shards)  # each shard in image order
+
+
+@given(clients=st.integers(1, 8), alpha=st.floats(0.3, 100), seed=st.integers(0, 1000))
+def test_a_dirichlet_partition_covers_each_image_once_and_gives_every_client_some(clients, alpha, seed):
+    labels = np.repeat(np.arange(10), 30)
+    shards = data.partition(labels, clients, "dirichlet", alpha=alpha, seed=seed)
+    assert len(shards) == clients and sorted(torch.cat(shards).tolist()) == list(range(len(labels)))
+    assert min(map(len, shards)) >= 1
