@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import decision as decision_script
 from splitlab.costs import decision
@@ -165,3 +166,25 @@ def test_bad_input_is_an_error_naming_it_and_status_2(flags, named, monkeypatch,
     assert exit_.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert "error:" in last and named in last
+
+
+def test_the_roles_are_timed_on_the_code_that_trains_each_interval_to_its_role(monkeypatch):
+    """role_seconds times the split steps that training runs (at the cut's shape) and keeps the least of each
+    role's intervals after the two warm-up rounds: with a clock whose intervals are known, the result is known."""
+    repeats, stamps, now = 3, [], 0.0
+    for i in range(repeats + 2):  # per round: client forward, server, client backward, whole; warm-ups shortest
+        for interval in ((1e-3,) * 4 if i < 2 else (1 + i, 10 + i, 100 + i, 1000 + i)):
+            stamps.append(now)
+            now += interval
+        stamps.append(now)
+        now += 5  # between rounds
+    clock = iter(stamps)
+    monkeypatch.setattr(decision.time, "perf_counter", lambda: next(clock))
+    shapes = []
+    real_step = decision.server_step
+    monkeypatch.setattr(decision, "server_step", lambda part, opt, smashed, labels: shapes.append(
+        tuple(smashed.shape)) or real_step(part, opt, smashed, labels))
+    threads = torch.get_num_threads()
+    assert decision.role_seconds("lenet5", 2, batch=8, repeats=repeats) == pytest.approx(
+        {"client_forward": 3, "server": 12, "client_backward": 102, "whole": 1002})
+    assert shapes == [(8, 16, 5, 5)] * (repeats + 2) and torch.get_num_threads() == threads

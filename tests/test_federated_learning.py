@@ -51,6 +51,19 @@ def test_server_momentum_accumulates_the_pseudo_gradient():
     assert torch.allclose(aggregator.params, torch.full((3,), 1.5))
 
 
+def test_the_aggregator_resumes_from_its_state_with_its_momentum():
+    aggregator = Aggregator(torch.zeros(3), server_momentum=0.5)
+    aggregator.step(torch.ones(3))
+    state = {k: v.clone() for k, v in aggregator.state_dict().items()}
+    aggregator.step(2 * torch.ones(3))
+    resumed = Aggregator(torch.full((3,), 7.0), server_momentum=0.5)
+    resumed.load_state_dict(state)
+    resumed.step(2 * torch.ones(3))
+    assert torch.equal(resumed.params, aggregator.params) and torch.equal(resumed.velocity, aggregator.velocity)
+    resumed.load_state_dict(state)  # the loaded tensors are copies: stepping leaves the checkpoint as it was
+    assert torch.equal(state["params"], torch.ones(3))
+
+
 def test_server_lr_scales_the_step_towards_the_average():
     aggregator = Aggregator(torch.zeros(3), server_lr=2.0)
     aggregator.step(weighted_average([torch.ones(3), 3 * torch.ones(3)], [1, 1]))  # average 2: the step is twice that

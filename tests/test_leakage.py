@@ -53,3 +53,22 @@ def test_nopeek_can_train_through_a_batch_of_constant_activations():
     penalty = distance_correlation(torch.randn(16, 10, dtype=torch.float64), z)
     penalty.backward()
     assert penalty.item() == 0 and torch.equal(z.grad, torch.zeros_like(z))
+
+
+def test_the_bias_corrected_estimator_takes_four_examples_or_more_and_is_zero_for_a_constant():
+    rng = np.random.default_rng(4)
+    x, z = rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
+    assert bias_corrected_dcor_sqr(torch.from_numpy(x), torch.from_numpy(z)).item() == pytest.approx(
+        dcor.u_distance_correlation_sqr(x, z), abs=1e-9)
+    with pytest.raises(ValueError, match="needs at least 4 examples, got 3"):
+        bias_corrected_dcor_sqr(torch.from_numpy(x[:3]), torch.from_numpy(z[:3]))
+    constant = torch.zeros(10, 2, dtype=torch.float64)
+    assert bias_corrected_dcor_sqr(torch.from_numpy(rng.normal(size=(10, 3))), constant).item() == 0
+
+
+def test_the_batch_statistic_is_the_mean_over_whole_batches_only():
+    rng = np.random.default_rng(5)
+    x, z = rng.normal(size=(130, 6)), rng.normal(size=(130, 4))
+    z[:64] += x[:64, :4]  # the first batch dependent, the second not; the last two examples left out
+    expected = np.mean([dcor.distance_correlation(x[s:s + 64], z[s:s + 64]) for s in (0, 64)])
+    assert batch_distance_correlation(torch.from_numpy(x), torch.from_numpy(z)) == pytest.approx(expected, abs=1e-9)
