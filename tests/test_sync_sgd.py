@@ -73,7 +73,8 @@ FLAGS = ["--train-subset", "1200", "--test-subset", "500", "--patience", "0", "-
 @needs_data
 def test_backup_worker_run_learns_and_drops_late_gradients(tmp_path):
     # The last of the 3 workers always answers after the server has moved on: with 2 awaited, its gradients
-    # are dropped, every epoch, whatever the machine's timing.
+    # are dropped. A late gradient is counted when the server next collects; on a machine busy with other tests
+    # that can be an epoch later (a full suite run saw 0 and 8 for epochs of 6 steps), so the run is counted.
     result = mpirun(4, "tests/helpers/sync_sgd_late_worker.py", *FLAGS, "--backup-workers", "1",
                     "--results-dir", str(tmp_path), timeout=180)
     assert result.returncode == 0, result.stderr
@@ -81,7 +82,8 @@ def test_backup_worker_run_learns_and_drops_late_gradients(tmp_path):
     assert saved["method"] == "sync_sgd" and saved["status"] == "completed"
     epoch = saved["epochs"][-1]
     assert epoch["steps"] == 1200 // 3 // 64  # one pass of each of the 3 workers over its shard of 400
-    assert all(e["gradients_dropped"] > 0 for e in saved["epochs"])
+    dropped = [e["gradients_dropped"] for e in saved["epochs"]]
+    assert 0 < sum(dropped) <= len(dropped) * epoch["steps"]  # one late gradient a step at most
     assert epoch["mean_step_time_s"] > 0 and epoch["bytes_sent"] > 0
     assert epoch["test_acc"] > 0.3
 
