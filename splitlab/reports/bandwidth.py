@@ -1,11 +1,10 @@
 """Every method's bytes an epoch in closed form against the number of clients, with the measured runs."""
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from splitlab.runs import epoch_bytes
+from splitlab.runs import epoch_bytes, read_run
 
 
 def bandwidth_figure(results_dirs, n=60000, t=10000):
@@ -33,7 +32,7 @@ def bandwidth_figure(results_dirs, n=60000, t=10000):
                         fontsize=7, color=colour)
     for path_ in sorted(p for folder in results_dirs for p in Path(folder).glob("*.json")):  # the measured points
         try:
-            run = json.loads(path_.read_text())
+            run = read_run(path_)
             model = run["config"].get("model", "lenet5")
             k = len(run["shard_sizes"]) if run.get("shard_sizes") else run["config"].get("clients")
             if run["method"] in ("split", "federated") and k and run["config"].get("train_subset") is None:

@@ -1,13 +1,12 @@
 """Leakage and defences (privacy.py): each defence's accuracy against what the attacks rebuild, table and figure."""
 
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 from matplotlib.ticker import PercentFormatter
 
-from splitlab.runs import attacked_run
+from splitlab.runs import attacked_run, read_run
 
 
 def load_privacy(privacy_dir):
@@ -16,11 +15,11 @@ def load_privacy(privacy_dir):
     rows = []
     for attack_path in sorted(Path(privacy_dir).glob("*-attack.json")):
         name = attacked_run(attack_path.name)
+        run, attack = read_run(attack_path.parent / f"{name}.json"), read_run(attack_path)
         try:
-            run = json.loads((attack_path.parent / f"{name}.json").read_text())
-            attack = json.loads(attack_path.read_text())
             last = run["epochs"][-1]
-        except (OSError, ValueError, KeyError, IndexError):
+            attack["attacks"]
+        except (TypeError, KeyError, IndexError):  # either file unreadable (None), cut off, or not of this kind
             continue
         config = run["config"]
         rows.append({"setting": name, "model": config.get("model", "lenet5"), "cut": config.get("cut_layer", 1),
@@ -68,8 +67,8 @@ def privacy_markdown(rows):
                  + (f"First setting with decoder SSIM under 0.3 within 2 points of its undefended run's accuracy: "
                     f"{found['setting']} ({found['test_acc']:.2%}, SSIM {ssim_cell(found, 'decoder')})." if found else
                     "No setting here has decoder SSIM under 0.3 within 2 points of its undefended run's accuracy.")
-                 + " \"attack failed\": the attack did no better, image by image, than the same attack on a client part "
-                   "with all weights zero (attack.py's baseline): a failure of the attack, not a measure of the "
+                 + " \"attack failed\": the attack did no better, image by image, than the same attack on a client "
+                   "part with all weights zero (attack.py's baseline): a failure of the attack, not a measure of the "
                    "defence. Attacks run before the baseline existed carry no mark.")
     return "\n".join(lines) + "\n"
 

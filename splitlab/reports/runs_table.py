@@ -1,11 +1,10 @@
 """results/runs.csv: one row per results file under a results folder."""
 
 import csv
-import json
 import statistics
 from pathlib import Path
 
-from splitlab.runs import epoch_bytes
+from splitlab.runs import epoch_bytes, read_run
 
 # results/runs.csv: one row per results file under the results folder (docs/findings.md, "Every run in one table")
 RUN_COLUMNS = ["file", "method", "variant", "cut_layer", "clients", "partition", "alpha", "seed", "nopeek",
@@ -33,8 +32,7 @@ def runs_table(results_dir):
     rows = []
     for path in sorted(Path(results_dir).rglob("*.json")):
         try:
-            run = json.loads(path.read_text())
-            rows.append(run_row(path.relative_to(results_dir), run))
+            rows.append(run_row(path.relative_to(results_dir), read_run(path)))
         except (ValueError, KeyError, TypeError, AttributeError):
             continue  # an attack's scores, a file cut off mid-write: not a run
     return rows
