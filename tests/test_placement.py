@@ -72,8 +72,8 @@ def test_passed_weights_give_the_same_run_within_a_rank_and_across_ranks_polling
     assert one_rank["final_client_test_acc"] == pytest.approx(three_ranks["final_client_test_acc"], abs=1e-4)
     def later_bytes(run_):  # the first epoch also carries the set-up, a message a rank
         return [e[key] for e in run_["epochs"][1:] for key in ("bytes_sent", "bytes_received")]
-    # control messages carry numbers whose digits vary: a few bytes
-    assert later_bytes(one_rank) == pytest.approx(later_bytes(three_ranks), abs=16)
+    # control messages carry numbers (timings, memory) whose digits vary: a few bytes a client (40 seen with 12)
+    assert later_bytes(one_rank) == pytest.approx(later_bytes(three_ranks), abs=8 * 12)
     for key in ("client_flops", "client_bytes_sent", "client_bytes_received"):  # each data holder's work (work.py)
         assert one_rank["epochs"][1][key] == pytest.approx(three_ranks["epochs"][1][key], abs=16), key
     kinds = {(r["tag"], tuple(r["shape_per_example"])) for r in three_ranks["server_received"]}
