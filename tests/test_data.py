@@ -207,3 +207,53 @@ def test_a_dirichlet_partition_covers_each_image_once_and_gives_every_client_som
     shards = data.partition(labels, clients, "dirichlet", alpha=alpha, seed=seed)
     assert len(shards) == clients and sorted(torch.cat(shards).tolist()) == list(range(len(labels)))
     assert min(map(len, shards)) >= 1
+
+
+# ------------------------------------------------------------------------ loading, on a data set made up here
+
+@pytest.fixture
+def numbered(tmp_path):
+    """Fashion-MNIST's four files, full size, where image i's first pixel is i % 251 and its label i % 10."""
+    for name, (magic, shape) in data.FILES.items():
+        if "labels" in name:
+            payload = (np.arange(shape[0]) % 10).astype(np.uint8).tobytes()
+        else:
+            images = np.zeros(shape, dtype=np.uint8)
+            images[:, 0, 0] = np.arange(shape[0]) % 251
+            payload = images.tobytes()
+        write_idx(tmp_path / name, magic, shape, payload)
+    return tmp_path
+
+
+def test_a_rank_loads_its_own_clients_shards_standardised_and_every_shards_size(numbered):
+    import argparse
+    args = argparse.Namespace(data_dir=numbered, train_subset=100, test_subset=20, partition="iid", alpha=0.5, seed=3)
+    sizes, shards, (x_test, y_test) = data.load_shards(args, 4, clients=(2, 3))
+    assert sizes == [25] * 4 and sorted(shards) == [2, 3]
+    indices = data.partition(np.arange(100) % 10, 4, "iid", seed=3)
+    for k, (x, y) in shards.items():
+        first_pixel = torch.round((x[:, 0, 0, 0] * data.STD + data.MEAN) * 255).long()
+        assert first_pixel.tolist() == (indices[k - 1] % 251).tolist()
+        assert y.tolist() == (indices[k - 1] % 10).tolist()
+        assert x.shape == (25, 1, 28, 28) and x.dtype == torch.float32
+        black = x[:, 0, 1:, :]  # a black pixel, standardised
+        assert torch.allclose(black, torch.full_like(black, -data.MEAN / data.STD))
+    assert x_test.shape == (20, 1, 28, 28) and y_test.tolist() == [i % 10 for i in range(20)]
+    x_train, y_train, x_all, _ = data.load_fashion_mnist(numbered, train_subset=30)
+    assert len(y_train) == 30 and len(x_all) == 10000 and y_train.dtype == torch.int64
+
+
+def test_a_download_asks_torchvision_for_each_missing_archive_with_its_checksum(tmp_path, monkeypatch):
+    from torchvision.datasets import FashionMNIST, utils
+    fetched = []
+    monkeypatch.setattr(utils, "download_and_extract_archive", lambda url, download_root, filename, md5: fetched.append(
+        (url, download_root, filename, md5)))
+    data._download(tmp_path / "new", ["t10k-labels-idx1-ubyte"])
+    archive = "t10k-labels-idx1-ubyte.gz"
+    assert fetched == [(FashionMNIST.mirrors[0] + archive, str(tmp_path / "new"), archive,
+                        dict(FashionMNIST.resources)[archive])]
+    def offline(*args, **kwargs):
+        raise OSError("offline")
+    monkeypatch.setattr(utils, "download_and_extract_archive", offline)
+    with pytest.raises(data.DataError, match="t10k-labels-idx1-ubyte missing from .*offline"):
+        data._download(tmp_path / "new", ["t10k-labels-idx1-ubyte"])
