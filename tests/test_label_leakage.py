@@ -34,6 +34,13 @@ def test_the_direction_attack_reads_the_direction_whatever_each_gradients_size()
     assert label_leakage_report(gradients * scales, labels)["label_direction_acc"] == 1.0
 
 
+def test_the_report_needs_a_batch_of_ten_and_a_norm_needs_two_classes_to_compare():
+    gradients, labels = planted_gradients(n=10, seed=4)
+    assert set(label_leakage_report(gradients, labels)) == {"label_direction_acc", "label_norm_auc"}
+    assert label_leakage_report(gradients[:9], labels[:9]) == {}  # fewer examples than classes: no score
+    assert np.isnan(norm_auc(gradients, np.full(10, 3)))  # one class only: no class to tell it from
+
+
 def test_the_best_naming_is_found_whatever_the_cluster_numbers():
     labels = np.array([0, 0, 1, 1, 2, 2, 3])
     assert best_naming_accuracy(np.array([5, 5, 7, 7, 1, 1, 0]), labels) == 1.0
