@@ -48,8 +48,7 @@ test: setup
 
 # Mutation testing: mutmut plants one-line bugs in the modules [tool.mutmut] names (pyproject.toml) and runs their
 # unit tests against each (SPLITLAB_UNIT_ONLY=1 leaves out the tests that train on the data set; one thread each,
-# as two run at a time); then the share of
-# mutants each module's tests caught. The last scores, and how long it takes: docs/tests.md, "Mutation testing".
+# as two run at a time); then the share of mutants each module's tests caught. The last scores, and how long it takes: docs/tests.md, "Mutation testing".
 mutate: setup
 	$(VENV)/bin/pip install -q mutmut==3.8.1
 	rm -rf mutants

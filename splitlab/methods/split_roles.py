@@ -85,7 +85,7 @@ class Client:
         return {"state": flatten(self.state).cpu(), **snapshot({"shuffle": self.shuffle, "noise": self.noise})}
 
     def load_state_dict(self, state):
-        unflatten_into(self.state, state.pop("state").to(self.device))  # in place: the optimizer holds these
+        unflatten_into(self.state, state["state"].to(self.device))  # in place: the optimizer holds these
         restore({"shuffle": self.shuffle, "noise": self.noise}, state)
 
     def report(self, **extra):

@@ -127,11 +127,11 @@ def blind(front):
 def against_baseline(reconstructed, baseline, original):
     """Whether an attack did better than its baseline, image by image: the mean gain in SSIM and its standard
     error; ``failed`` when the gain is not above twice that (or not above 0)."""
-    gain = (ssim(reconstructed, original, data_range=1.0, size_average=False)
-            - ssim(baseline, original, data_range=1.0, size_average=False))
-    error = gain.std().item() / len(gain) ** 0.5 if len(gain) > 1 else 0.0
-    return {"baseline_ssim": ssim(baseline, original, data_range=1.0).item(), "ssim_over_baseline": gain.mean().item(),
-            "ssim_over_baseline_se": error, "failed": bool(gain.mean().item() <= max(2 * error, 0.0))}
+    baseline_ssim = ssim(baseline, original, data_range=1.0, size_average=False)
+    gain = ssim(reconstructed, original, data_range=1.0, size_average=False) - baseline_ssim
+    mean, error = gain.mean().item(), gain.std().item() / len(gain) ** 0.5 if len(gain) > 1 else 0.0
+    return {"baseline_ssim": baseline_ssim.mean().item(), "ssim_over_baseline": mean, "ssim_over_baseline_se": error,
+            "failed": bool(mean <= max(2 * error, 0.0))}
 
 
 def scores(reconstructed, original, labels, classifier):

@@ -29,15 +29,22 @@ class Checkpoint:
 
     def __init__(self, args, rank=0, world_size=1):
         self.folder = Path(args.results_dir) / f"{args.run_name}.ckpt"
-        self.rank, self.world_size = rank, world_size
+        self.rank = rank
         self.setup = {"flags": {k: v for k, v in vars(args).items() if k not in SAME_EXPERIMENT},
                       "world_size": world_size}
 
-    def file(self, epoch, rank=None):
-        return self.folder / f"rank{self.rank if rank is None else rank}-epoch{epoch}.pt"
+    def file(self, epoch):
+        return self.folder / f"rank{self.rank}-epoch{epoch}.pt"
 
     def own_files(self):
+        """This rank's files, by epoch."""
         return {int(path.stem.split("epoch")[1]): path for path in self.folder.glob(f"rank{self.rank}-epoch*.pt")}
+
+    def drop_own(self, keep):
+        """Delete this rank's files of the epochs ``keep(epoch)`` is false for."""
+        for epoch, path in self.own_files().items():
+            if not keep(epoch):
+                path.unlink()
 
     def committed_epoch(self, resume):
         """Rank 0, at set-up: the epoch to resume after (0 for a fresh start). With ``resume``, the checkpoint's
@@ -46,15 +53,13 @@ class Checkpoint:
         if not resume or not done.exists():
             done.unlink(missing_ok=True)
             return 0
-        saved = json.loads(done.read_text())
-        differ = sorted(k for k in {*saved["flags"], *self.setup["flags"]}
-                        if saved["flags"].get(k, "(unset)") != self.setup["flags"].get(k, "(unset)"))
-        if saved["world_size"] != self.world_size:
-            differ.append(f"the number of MPI processes ({saved['world_size']} then, {self.world_size} now)")
+        saved, now = json.loads(done.read_text()), self.setup
+        differ = [f"--{k.replace('_', '-')}" for k in sorted({*saved["flags"], *now["flags"]})
+                  if saved["flags"].get(k, "(unset)") != now["flags"].get(k, "(unset)")]
+        if saved["world_size"] != now["world_size"]:
+            differ.append(f"the number of MPI processes ({saved['world_size']} then, {now['world_size']} now)")
         if differ:
-            named = ", ".join(f"--{k.replace('_', '-')}" if k in saved["flags"] or k in self.setup["flags"] else k
-                              for k in differ)
-            verb = "differs" if len(differ) == 1 else "differ"
+            named, verb = ", ".join(differ), "differs" if len(differ) == 1 else "differ"
             raise InputError(f"--resume: this run's checkpoint in {self.folder} was made with other settings: {named} "
                              f"{verb} (only --epochs and the output options may change); run without --resume to "
                              "start again")
@@ -63,9 +68,7 @@ class Checkpoint:
     def load(self, epoch):
         """This rank's state after ``epoch`` (None for 0, a fresh start). Drops this rank's other files: older ones,
         or a newer epoch that not every rank finished."""
-        for other, path in self.own_files().items():
-            if other != epoch:
-                path.unlink()
+        self.drop_own(lambda other: other == epoch)
         if epoch == 0:
             return None
         if not self.file(epoch).exists():
@@ -84,9 +87,7 @@ class Checkpoint:
         self.folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(self.file(epoch)) as tmp:
             torch.save({**state, "global_rng": global_rng()}, tmp)
-        for other, path in self.own_files().items():
-            if other < epoch - 1:
-                path.unlink()
+        self.drop_own(lambda other: other >= epoch - 1)
 
     def commit(self, epoch):
         """Rank 0, once every rank has saved ``epoch``: from now on the run resumes after it."""
@@ -94,10 +95,8 @@ class Checkpoint:
 
     def keep_last(self):
         """Drop this rank's files but the newest (at the end of a run, once that one is committed)."""
-        files = self.own_files()
-        for epoch, path in files.items():
-            if epoch < max(files):
-                path.unlink()
+        newest = max(self.own_files(), default=0)
+        self.drop_own(lambda epoch: epoch == newest)
 
 
 def in_one_process(args, parts):

@@ -95,7 +95,8 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict, save=No
             if save:
                 saving = time.perf_counter()
                 save(epoch, {"epoch": epoch, "status": status, "plateau": vars(plateau),
-                             "elapsed_s": record["elapsed_s"], "epochs": results.data["epochs"], "best": results.data["best"],
+                             "elapsed_s": record["elapsed_s"], "epochs": results.data["epochs"],
+                             "best": results.data["best"],
                              "resumed_after_epochs": results.data.get("resumed_after_epochs", [])})
                 record["checkpoint_s"] = time.perf_counter() - saving  # in the file from the next write on
             if status != "completed":
