@@ -22,6 +22,7 @@ import os
 import sys
 import time
 import traceback
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -37,7 +38,7 @@ from splitlab.net.protocol import SERVER, ProtocolError, Tag, tag_name
 from splitlab.training.checkpoint import Checkpoint
 from splitlab.training.cli import resolve_device
 from splitlab.training.loop import fit
-from splitlab.training.results import Results, check_results_dir
+from splitlab.training.results import Results, check_results_dir, start_guard
 
 ABORT_GRACE_S = 1.0  # time the launcher has to forward a failing rank's last words
 
@@ -233,6 +234,7 @@ def run_method(parser, method, command, load, roles, check=None):
         channel.stall_timeout = args.stall_timeout
         driver_class, worker_class = roles(args)
         if channel.rank != SERVER:
+            start_guard(Path(args.results_dir) / f"{args.run_name}.json", channel.rank, channel.hosts[channel.rank])
             worker = worker_class(channel, args, data, device, placement)
             channel.gather(settings(channel))  # every rank set up: the first epoch's time is training alone
             if saved:
@@ -242,12 +244,14 @@ def run_method(parser, method, command, load, roles, check=None):
             checkpoint.keep_last()
             return
         driver = driver_class(channel, args, data, device, placement)
-        results = Results(args, parser, method, device, world_size=comm.Get_size(), mpi=mpi_description())
+        results = Results(args, parser, method, device, world_size=comm.Get_size(), mpi=mpi_description(),
+                          host=channel.hosts[SERVER])
         results.data["shard_sizes"] = list(driver.shard_sizes)  # each client's training examples, in client order
         results.data["placement"] = placement.describe()
         threads, poll = zip(*channel.gather(settings(channel)))
         results.data["environment"].update(link=os.environ.get("LINK") if link else None,
                                            message_wait="doorbells" if channel.bells.enabled else "polling",
+                                           hosts=channel.hosts,
                                            rank_threads=[int(t) for t in threads], rank_poll_s=list(poll))
         if saved:
             resume_rank(channel, driver, saved)
@@ -314,6 +318,6 @@ def end_job(exc, channel=None):
     sys.stderr.flush()
     start = time.perf_counter()
     if channel is not None and not isinstance(exc, PeerFailed):
-        channel.report_failure(f"rank {rank}: {error}", ABORT_GRACE_S)
+        channel.report_failure(f"{channel.who(rank)}: {error}", ABORT_GRACE_S)
     time.sleep(max(0.0, ABORT_GRACE_S - (time.perf_counter() - start)))
     MPI.COMM_WORLD.Abort(1)

@@ -21,6 +21,14 @@ def seconds(text):
     return value
 
 
+def bits_per_second(text):
+    """A bandwidth such as ``10mbit`` or ``1gbit``, in bits a second; ValueError, naming the form, if not one."""
+    value = _quantity(text, RATES)
+    if not value:
+        raise ValueError(f"{text!r} is not a bandwidth such as 10mbit or 1gbit (bit, kbit, mbit or gbit a second)")
+    return value
+
+
 class Link:
     """An emulated network link out of this rank (``LINK=<bandwidth>,<latency>``: for example ``10mbit,20ms``,
     ``1gbit,1ms``): messages take their turn on it, each for size / bandwidth, and arrive ``latency`` after

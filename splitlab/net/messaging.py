@@ -30,7 +30,7 @@ from mpi4py import MPI
 from mpi4py.util.dtlib import from_numpy_dtype
 
 from splitlab.net.process_policy import Host
-from splitlab.net.protocol import SERVER, UNCOUNTED, ProtocolError, Tag
+from splitlab.net.protocol import MEASUREMENTS, SERVER, UNCOUNTED, ProtocolError, Tag
 
 IDLE_STALL_FACTOR = 10  # a worker waiting between turns waits through other clients' turns: it allows this x
 
@@ -80,12 +80,20 @@ def no_bells_sleep(waited):
     return min(max(NO_BELLS_MIN_SLEEP, waited * NO_BELLS_SHARE), MAX_SLEEP)
 
 
-class Doorbells:
-    """A FIFO per rank: ``ring(rank)`` wakes ``rank`` from ``sleep()``. Collective to create."""
+def counted_bytes(obj, payload):
+    """The bytes of control message ``obj`` (sent as ``payload``) that count as the method's traffic: all but
+    its MEASUREMENTS fields."""
+    if MEASUREMENTS.isdisjoint(obj):
+        return len(payload)
+    return len(json.dumps({key: value for key, value in obj.items() if key not in MEASUREMENTS}).encode())
 
-    def __init__(self, comm):
+
+class Doorbells:
+    """A FIFO per rank: ``ring(rank)`` wakes ``rank`` from ``sleep()``. Collective to create; where the ranks
+    are not ``one_machine`` (or ``DOORBELLS=off``), there are none and ``sleep()`` only sleeps."""
+
+    def __init__(self, comm, one_machine):
         rank = comm.Get_rank()
-        one_machine = len(set(comm.allgather(MPI.Get_processor_name()))) == 1
         forced_off = os.environ.get("DOORBELLS") == "off"  # the several-hosts path, on one host (for tests)
         self.enabled = comm.allreduce(one_machine and hasattr(os, "mkfifo") and not forced_off, op=MPI.LAND)
         if not self.enabled:
@@ -136,7 +144,8 @@ class Channel:
     def __init__(self, comm, link=None):
         self.comm = comm
         self.rank = comm.Get_rank()
-        self.bells = Doorbells(comm)
+        self.hosts = comm.allgather(MPI.Get_processor_name())  # each rank's host, by rank
+        self.bells = Doorbells(comm, one_machine=len(set(self.hosts)) == 1)
         self.host = Host.of(comm)  # what process_policy decides from
         self.poll_s = 0.0  # how long a wait polls flat out before it sleeps (process_policy.apply sets it)
         self.sent_total = self.received_total = 0  # bytes since the start (work.py reads them)
@@ -174,8 +183,9 @@ class Channel:
         self.sent_total += nbytes_sent
         self.received_total += nbytes_received
 
-    def _post_send(self, buffer, nbytes, dest, tag):
-        self.sent_total += nbytes if tag not in UNCOUNTED else 0
+    def _post_send(self, buffer, nbytes, dest, tag, counted=None):
+        """Send ``buffer`` (``nbytes``, of which ``counted`` are the method's traffic; None: all)."""
+        self.sent_total += (nbytes if counted is None else counted) if tag not in UNCOUNTED else 0
         self._record("send", dest, tag, time.perf_counter(), nbytes)
         if self.link:
             self.held.append((self.link.arrival(nbytes, time.perf_counter()), buffer, dest, tag))
@@ -203,9 +213,10 @@ class Channel:
         if self.trace_dir:
             self.trace.append((event, peer, tag, start, time.perf_counter(), nbytes))
 
-    def _received(self, source, tag, nbytes):
-        """Count and trace a message taken in: from when this rank began waiting for it, until now."""
-        self.received_total += nbytes if tag not in UNCOUNTED else 0
+    def _received(self, source, tag, nbytes, counted=None):
+        """Count and trace a message taken in (``nbytes``, of which ``counted`` are the method's traffic; None:
+        all): from when this rank began waiting for it, until now."""
+        self.received_total += (nbytes if counted is None else counted) if tag not in UNCOUNTED else 0
         start, self.waiting_since = self.waiting_since, None
         self._record("recv", source, tag, start if start is not None else time.perf_counter(), nbytes)
 
@@ -233,7 +244,7 @@ class Channel:
     def send_obj(self, obj, dest, tag):
         """Send a dict of numbers, strings, lists and dicts, as JSON."""
         payload = json.dumps(obj).encode()
-        self._post_send(payload, len(payload), dest, tag)
+        self._post_send(payload, len(payload), dest, tag, counted=counted_bytes(obj, payload))
 
     def flush(self):
         """Wait until every message sent has been delivered."""
@@ -322,10 +333,14 @@ class Channel:
         if not limit or waited <= limit:
             return
         ranks = [awaited] if isinstance(awaited, int) else list(awaited or [])
-        who = f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {ranks}" if ranks else "any rank"
+        who = self.who(ranks[0]) if len(ranks) == 1 else f"ranks {ranks}" if ranks else "any rank"
         raise Stalled(f"rank {self.rank} waited {waited:.0f} s for a message from {who} (--stall-timeout "
                       f"{self.stall_timeout:g}{f' x {IDLE_STALL_FACTOR} between turns' if idle else ''}): "
                       f"{who} stopped answering", ranks[0] if len(ranks) == 1 else None)
+
+    def who(self, rank):
+        """``rank 2``, or ``rank 2 (on node7)`` where the ranks are on several hosts."""
+        return f"rank {rank}" + (f" (on {self.hosts[rank]})" if len(set(self.hosts)) > 1 else "")
 
     def _raise_peer_failure(self):
         status = MPI.Status()
@@ -383,11 +398,12 @@ class Channel:
         tag = status.Get_tag()
         payload = bytearray(status.Get_count())
         self.comm.Recv(payload, status.Get_source(), tag)
-        self._received(status.Get_source(), tag, len(payload))
         try:
             obj = json.loads(payload.decode())
         except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
             obj = None
+        self._received(status.Get_source(), tag, len(payload),
+                       counted=counted_bytes(obj, payload) if isinstance(obj, dict) else None)
         if not isinstance(obj, dict):
             raise ProtocolError(f"rank {self.rank}: control message with tag {tag} from rank {status.Get_source()} "
                                 f"is not a JSON object ({len(payload)} bytes starting {bytes(payload[:16])!r})")

@@ -113,6 +113,9 @@ class Tag(IntEnum):
 
 
 UNCOUNTED = {Tag.CHECKPOINT, Tag.SAVED}  # the experimenter's messages, not the method's: not in its traffic
+# Fields of a control message that carry the experimenter's measurements (what a client computed, work.py), not
+# the method's: not in its traffic either. Their size varies with the timings, and the counts must not.
+MEASUREMENTS = {"work"}
 
 
 def tag_name(tag):

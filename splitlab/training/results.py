@@ -1,6 +1,7 @@
 """The run's results file (docs/design.md, "Results format"), with a guard process that marks it failed should
 the run be killed."""
 
+import atexit
 import os
 import platform
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 import torch
 
 from splitlab.errors import InputError
-from splitlab.training.results_guard import write_json_atomic
+from splitlab.training.results_guard import notes_path, write_json_atomic
 
 
 def environment(device, mpi=None):
@@ -29,11 +30,32 @@ def check_results_dir(folder):
         raise InputError(f"cannot write results into {folder}: {exc.strerror}; choose another --results-dir") from None
 
 
+def start_guard(path, rank=None, host=None):
+    """Start results_guard.py for the results file ``path``, watching this process (``rank`` on ``host``: one
+    rank of an MPI run, which tells its guard "done" as it exits normally)."""
+    # Its own session: a launcher that kills this process's group leaves the guard to do its work.
+    guard = subprocess.Popen([sys.executable, str(Path(__file__).with_name("results_guard.py")), str(path),
+                              *([str(rank), host] if rank is not None else [])],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    if rank is not None:
+        atexit.register(say_done, guard)
+    return guard
+
+
+def say_done(guard):
+    try:
+        guard.stdin.write(b"done")
+        guard.stdin.close()
+    except (OSError, ValueError):  # the guard is gone, or its pipe already closed
+        pass
+
+
 class Results:
     """The run's results file (docs/design.md, "Results format"), rewritten after every change. A guard process
     (results_guard.py) marks it failed should this process be killed before it says how the run ended."""
 
-    def __init__(self, args, parser, method, device, world_size=1, mpi=None):
+    def __init__(self, args, parser, method, device, world_size=1, mpi=None, host=None):
         self.path = Path(args.results_dir) / f"{args.run_name}.json"
         self.data = {"method": method, "status": "running",
                      "config": {**vars(args), "world_size": world_size},
@@ -41,10 +63,8 @@ class Results:
                      "environment": environment(device, mpi), "epochs": [], "best": None}
         check_results_dir(args.results_dir)
         write_json_atomic(self.path, self.data)
-        # Its own session: a launcher that kills this process's group leaves the guard to do its work.
-        self.guard = subprocess.Popen([sys.executable, str(Path(__file__).with_name("results_guard.py")),
-                                       str(self.path)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, start_new_session=True)
+        notes_path(self.path).unlink(missing_ok=True)  # an earlier run's ranks' ends
+        self.guard = start_guard(self.path, *((0, host) if world_size > 1 else ()))
 
     def add_epoch(self, record):
         self.data["epochs"].append(record)

@@ -1,17 +1,22 @@
 """Marks a results file failed when the process that writes it dies without saying how its run ended; and how a
 results file is written, by the run (training.Results) and by this guard alike.
 
-    python results_guard.py RESULTS_FILE     # started by splitlab.training.results.Results; its standard input a pipe from the run
+    python results_guard.py RESULTS_FILE                # started by splitlab.training.results.Results
+    python results_guard.py RESULTS_FILE RANK HOST      # the same, for one rank of an MPI run (every rank has one)
 
-The run holds the other end of the pipe, so the pipe closes when the run's process ends, however it ends. If the
-file still says "running" then, the process was killed before it could write: by SIGKILL, for example from
-mpirun after another rank died, or by the out-of-memory killer. Standard library only, so that it starts at once.
+Its standard input is a pipe from the run, whose process holds the other end: the pipe closes when the process
+ends, however it ends. If the file still says "running" then, the process was killed before it could write: by
+SIGKILL, for example from mpirun after another rank died, or by the out-of-memory killer. A rank of an MPI run
+that ends without writing "done" to the pipe first is noted, with its host and the time, in ``.<name>.ended``
+beside the results file (where the ranks share a file system); rank 0's guard waits a moment for those notes
+and names the rank that ended first. Standard library only, so that it starts at once.
 """
 
 import json
 import os
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,10 +25,20 @@ from pathlib import Path
 FINISHED = ("completed", "stopped_early", "diverged")
 KILLED = ("killed: the process that wrote this file ended without a word (SIGKILL: mpirun ends every rank this "
           "way when one rank dies, and so does the out-of-memory killer); the job's output says which rank died first")
+NOTES_WAIT_S = 1.0  # how long rank 0's guard waits for the other ranks' guards to note their ends
 
 
-def mark_failed_if_running(path):
-    """Set ``status`` to failed with KILLED as the error, if the file still says running."""
+def killed_error(first=None):
+    """The error of a killed run, naming the rank that ended first where the notes say (``{"rank", "host"}``)."""
+    if first is None:
+        return KILLED
+    return (f"killed: rank {first['rank']} (on {first['host']}) ended first without a word (SIGKILL, for example "
+            f"from the out-of-memory killer), and mpirun then ended every rank (of the ranks whose guards noted "
+            f"their ends: a host that went away leaves no note, and the job's output names it)")
+
+
+def mark_failed_if_running(path, first=None):
+    """Set ``status`` to failed with :func:`killed_error` as the error, if the file still says running."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -31,8 +46,30 @@ def mark_failed_if_running(path):
         return
     if data.get("status") != "running":
         return
-    data.update(status="failed", error=KILLED)
+    data.update(status="failed", error=killed_error(first))
     write_json_atomic(path, data)
+
+
+def notes_path(path):
+    """Where the ranks of the run whose results file is ``path`` note their ends."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.ended")
+
+
+def note_end(path, rank, host):
+    """Note that ``rank`` on ``host`` ended without a word, and when (nothing where the folder is not here)."""
+    if notes_path(path).parent.is_dir():
+        with open(notes_path(path), "a") as f:  # one short line in one write: notes of several ranks stay whole
+            f.write(json.dumps({"rank": rank, "host": host, "at": time.time()}) + "\n")
+
+
+def first_ended(path):
+    """The note of the rank that ended first, or None where there is none."""
+    try:
+        notes = [json.loads(line) for line in notes_path(path).read_text().splitlines()]
+    except (OSError, ValueError):
+        return None
+    return min(notes, key=lambda note: note["at"], default=None)
 
 
 @contextmanager
@@ -63,8 +100,17 @@ def write_json_atomic(path, obj):
 
 
 def main():
-    sys.stdin.buffer.read()  # returns when the run's process has ended
-    mark_failed_if_running(sys.argv[1])
+    said = sys.stdin.buffer.read()  # returns when the run's process has ended
+    path, rank = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else None
+    if rank is None:
+        mark_failed_if_running(path)
+        return
+    if said != b"done":
+        note_end(path, rank, sys.argv[3])
+    if rank == 0 and said != b"done":
+        time.sleep(NOTES_WAIT_S)
+        mark_failed_if_running(path, first_ended(path))
+        notes_path(path).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
