@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import ROOT
+from splitlab.training import results_guard
 from splitlab.training.cli import common_parser, warn_if_link_set
 from splitlab.training.loop import Plateau, fit
 from splitlab.training.results import Results
@@ -174,6 +175,42 @@ def test_the_guard_marks_only_a_file_that_still_says_running(tmp_path):
     mark_failed_if_running(tmp_path / "half.json")
     mark_failed_if_running(tmp_path / "missing.json")
     assert (tmp_path / "half.json").read_text() == '{"status": "runn' and not (tmp_path / "missing.json").exists()
+
+
+def guard(path, rank, host, said):
+    """Run a rank's results_guard.py, its run's process having written ``said`` before it ended."""
+    return subprocess.run([sys.executable, str(ROOT / "splitlab" / "training" / "results_guard.py"), str(path),
+                           str(rank), host], input=said, cwd=ROOT, timeout=30)
+
+
+def test_the_guards_of_an_mpi_run_name_the_rank_that_ended_first(tmp_path):
+    """Each rank's guard notes a rank that ended without saying "done"; rank 0's marks the file failed naming
+    the first of them and its host, then removes the notes. Ranks that said "done" leave no note."""
+    path = tmp_path / "split.json"
+    write_json_atomic(path, {"status": "running", "epochs": []})
+    guard(path, 1, "node1", b"done")
+    assert not results_guard.notes_path(path).exists()
+    guard(path, 2, "node2", b"")  # killed first
+    guard(path, 1, "node1", b"")
+    guard(path, 0, "node0", b"")
+    saved = json.loads(path.read_text())
+    assert saved["status"] == "failed"
+    assert saved["error"].startswith("killed: rank 2 (on node2) ended first without a word")
+    assert not results_guard.notes_path(path).exists()
+
+
+def test_the_first_noted_end_is_the_earliest_and_a_finished_run_is_left_alone(tmp_path):
+    path = tmp_path / "split.json"
+    assert results_guard.first_ended(path) is None  # no notes
+    notes = [{"rank": 3, "host": "b", "at": 20.0}, {"rank": 1, "host": "a", "at": 10.0},
+             {"rank": 0, "host": "a", "at": 30.0}]
+    results_guard.notes_path(path).write_text("".join(json.dumps(n) + "\n" for n in notes))
+    assert results_guard.first_ended(path) == notes[1]
+    assert results_guard.notes_path(path).name == ".split.ended"
+    write_json_atomic(path, {"status": "completed", "epochs": []})
+    guard(path, 0, "a", b"")
+    assert json.loads(path.read_text())["status"] == "completed"
+    assert results_guard.killed_error() == KILLED
 
 
 def test_a_results_file_is_indented_json_readable_by_anyone(tmp_path):

@@ -1,0 +1,123 @@
+"""Runs across hosts: network namespaces on this machine (splitlab/net/hosts.py), MPI over their TCP network.
+
+The same numbers and bytes as one host; waiting falls back to polling where the ranks are on several hosts; a
+host cut off or killed ends the job, its results naming the rank and host; nothing is left behind.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import MPIRUN, OFFLINE, PINNED, ROOT, mpirun, needs_data
+from splitlab.net import hosts as namespace_hosts
+from splitlab.net.hosts import Hosts, leftovers
+from splitlab.training import results_guard
+
+pytestmark = [needs_data, pytest.mark.skipif(namespace_hosts.unavailable() is not None,
+                                             reason=f"no namespace hosts: {namespace_hosts.unavailable()}")]
+
+SMALL = ["--train-subset", "600", "--test-subset", "200", "--epochs", "2", "--no-progress"]
+MEASURED = ("work", "client_peak_rss_mb")  # what differs from run to run: timings and memory
+
+
+def across(hosts, ranks_per_host, script, *flags, timeout=180):
+    """Run ``script`` with ``flags`` on ``hosts``, one thread a rank; the CompletedProcess."""
+    command = hosts.mpiexec(ranks_per_host, [sys.executable, str(ROOT / script), *flags], mpiexec=MPIRUN)
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env=hosts.environment({**os.environ, **OFFLINE, **PINNED}))
+
+
+def comparable(epoch):
+    return {key: value for key, value in epoch.items() if not key.endswith("_s") and key not in MEASURED}
+
+
+@pytest.fixture(scope="module")
+def three_hosts():
+    with Hosts(3) as hosts:
+        yield hosts
+
+
+@pytest.mark.parametrize("script, flags", [("split_learning.py", ["--clients", "4"]),
+                                           ("federated_learning.py", ["--clients", "4"])])
+def test_three_hosts_give_the_numbers_and_bytes_of_one(three_hosts, tmp_path, script, flags):
+    """Clients spread over two hosts and the server on a third: every epoch's losses, accuracies and bytes are
+    those of the same run on one host; the results name each rank's host, and the ranks polled."""
+    spread = across(three_hosts, [1, 1, 1], script, *flags, *SMALL, "--results-dir", str(tmp_path / "hosts"))
+    assert spread.returncode == 0, spread.stderr[-3000:]
+    one = mpirun(3, script, *flags, *SMALL, "--results-dir", str(tmp_path / "one"), env=PINNED, timeout=180)
+    assert one.returncode == 0, one.stderr[-3000:]
+    name = "split.json" if script == "split_learning.py" else "federated.json"
+    spread, one = (json.loads((tmp_path / where / name).read_text()) for where in ("hosts", "one"))
+    assert [comparable(e) for e in spread["epochs"]] == [comparable(e) for e in one["epochs"]]
+    assert spread["environment"]["hosts"] == three_hosts.names
+    assert spread["environment"]["message_wait"] == "polling"  # no doorbells between hosts
+    assert len(set(one["environment"]["hosts"])) == 1 and one["environment"]["message_wait"] == "doorbells"
+
+
+def start(hosts, results_dir):
+    """Split learning across ``hosts`` for many epochs, with a stall time-out of 10 s; returns the process once
+    its first epoch is done."""
+    flags = ["--clients", "4", "--train-subset", "3000", "--test-subset", "200", "--epochs", "50", "--patience", "50",
+             "--no-progress", "--stall-timeout", "10", "--results-dir", str(results_dir)]
+    command = hosts.mpiexec([1, 1, 1], [sys.executable, str(ROOT / "split_learning.py"), *flags], mpiexec=MPIRUN)
+    job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           env=hosts.environment({**os.environ, **OFFLINE, **PINNED}))
+    for line in job.stdout:
+        if line.startswith("epoch   1"):
+            return job
+    pytest.fail(f"the run ended before its first epoch: {job.stdout.read()[-3000:]}")
+
+
+def test_a_host_cut_off_ends_the_job_naming_its_rank_and_host(tmp_path):
+    with Hosts(3) as hosts:
+        job = start(hosts, tmp_path)
+        hosts.cut(2)
+        cut_at = time.monotonic()
+        output, _ = job.communicate(timeout=60)
+        ended_after = time.monotonic() - cut_at
+    assert job.returncode != 0
+    assert ended_after < 10 + 5  # the stall time-out, and the abort's grace
+    results = json.loads((tmp_path / "split.json").read_text())
+    assert results["status"] == "failed"
+    assert f"rank 2 (on {hosts.names[2]}) stopped answering" in results["error"]
+    assert f"rank 2 (on {hosts.names[2]})" in output
+
+
+def test_a_host_whose_rank_is_killed_ends_the_job_at_once_naming_it(tmp_path):
+    """The rank's process SIGKILLed (as the out-of-memory killer would): mpirun ends the job, and the results
+    name the rank that ended first and its host; nothing is left behind."""
+    with Hosts(3) as hosts:
+        job = start(hosts, tmp_path)
+        ranks = [pid for pid in hosts.pids(2) if b"split_learning.py" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(ranks) == 1
+        os.kill(ranks[0], signal.SIGKILL)
+        job.communicate(timeout=30)
+        time.sleep(results_guard.NOTES_WAIT_S + 1)  # rank 0's guard waits for the ranks' notes, then writes
+        results = json.loads((tmp_path / "split.json").read_text())
+    assert job.returncode != 0 and results["status"] == "failed"
+    assert results["error"].startswith(f"killed: rank 2 (on {hosts.names[2]}) ended first")
+    assert leftovers(hosts.tag + "-") == ([], [])
+
+
+def test_the_hosts_tool_tears_down_on_ctrl_c(tmp_path):
+    """hosts.py interrupted in the middle of a run removes its namespaces and links, and says so."""
+    tool = subprocess.Popen([sys.executable, str(ROOT / "hosts.py"), "--ranks", "1,1", "split_learning.py",
+                             "--train-subset", "3000", "--epochs", "50", "--patience", "50", "--no-progress",
+                             "--results-dir", str(tmp_path)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **OFFLINE, **PINNED})
+    tag = f"{namespace_hosts.PREFIX}{tool.pid}a-"  # its first set of hosts
+    for line in tool.stdout:
+        if line.startswith("epoch   1"):
+            break
+    assert leftovers(tag)[0], "the hosts were not made"
+    tool.send_signal(signal.SIGINT)
+    output, _ = tool.communicate(timeout=60)
+    assert tool.returncode == 130 and "the hosts are removed" in output
+    assert leftovers(tag) == ([], [])
