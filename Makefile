@@ -10,6 +10,7 @@
 # make work       what a data holder pays: every method, 10 clients, for the models WORK_MODELS
 # make bench      the speed benchmarks (ratios measured side by side)
 # make mutate     mutation testing (mutmut) of the modules that need no MPI, with the score of each
+# make hosts      each method across hosts made on this machine (namespaces, tc links; root): time measured vs modelled
 # make bench-cores  split learning and FedAvg across CORES (default 2,4,8,16), with a per-batch trace at each
 
 VENV   := .venv
@@ -19,7 +20,7 @@ STARTED := $(shell date +%s)
 CORES  ?= 2,4,8,16
 comma  := ,
 
-.PHONY: setup data test mutate reproduce variants study privacy labels scale decision work bench bench-cores
+.PHONY: setup data test mutate reproduce variants study privacy labels scale decision work bench hosts bench-cores
 
 setup: $(VENV)/.installed data
 
@@ -44,7 +45,7 @@ data: $(VENV)/.installed
 # A test file goes to one worker (--dist loadfile), so that a run its tests share (a module fixture) is made once.
 TEST_JOBS ?= 2
 test: setup
-	$(PYTHON) -m pytest -n $(TEST_JOBS) --dist loadfile tests
+	$(PYTHON) -m pytest -n $(TEST_JOBS) --dist loadfile -rs tests
 
 # Mutation testing: mutmut plants one-line bugs in the modules [tool.mutmut] names (pyproject.toml) and runs their
 # unit tests against each (SPLITLAB_UNIT_ONLY=1 leaves out the tests that train on the data set; one thread each,
@@ -160,6 +161,11 @@ bench: setup
 	$(PYTHON) benchmarks/bench_split_compute.py
 	$(PYTHON) benchmarks/bench_federated.py
 	$(PYTHON) benchmarks/bench_sync_sgd.py
+
+# Needs root (network namespaces, tc); writes results/hosts.md. RATES: the links, e.g. RATES=10mbit,100mbit,1gbit.
+RATES ?= 10mbit,100mbit
+hosts: setup
+	$(PYTHON) benchmarks/bench_hosts.py --rates $(RATES)
 
 bench-cores: setup
 	$(PYTHON) benchmarks/bench_split.py --cores $(CORES) --all-cores --no-doorbells

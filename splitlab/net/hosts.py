@@ -29,6 +29,7 @@ from splitlab.net.link import bits_per_second
 
 ENTER_HOST = Path(__file__).with_name("enter_host")  # the launcher hydra calls in place of ssh
 PREFIX = "sl"  # every namespace, bridge and veth made here: sl<pid><letter>-..., so that leftovers are found
+BURST_S, MIN_BURST_BYTES = 200e-6, 2 * 1514  # tc's bucket: the rate's 0.2 ms, two Ethernet frames at least
 NETWORK_ENVIRONMENT = {"UCX_TLS": "tcp"}  # MPI over the namespaces' network, not shared memory (see above)
 
 
@@ -63,10 +64,12 @@ def ip(*args, namespace=None):
 def shape(device, rate, delay_s, namespace=None):
     """Limit what leaves ``device`` to ``rate`` (tc's form: 10mbit), delayed ``delay_s`` where given (netem)."""
     tc = ["tc"] if namespace is None else ["ip", "netns", "exec", namespace, "tc"]
-    # a bucket of 10 ms at the rate (at least 16 kB, as tbf needs a packet and more), and up to 1 s of queue
-    # before tbf drops: TCP then sees the rate, not losses
-    bits = bits_per_second(rate)
-    tbf = ["tbf", "rate", rate, "burst", str(max(16_000, int(bits / 8 / 100))), "latency", "1s"]
+    # tbf's bucket lets a burst pass at once after the link was idle: big, it made a 300 kB message over 100 Mbit/s
+    # take 36 % less than the rate says. The rate's 0.2 ms (two full frames at least) kept it within the TCP/IP
+    # headers' 4.6 % from 10 Mbit/s to 1 Gbit/s (docs/performance.md, "Across hosts"); up to 1 s of queue
+    # before tbf drops, so TCP sees the rate, not losses.
+    burst = max(MIN_BURST_BYTES, int(bits_per_second(rate) / 8 * BURST_S))
+    tbf = ["tbf", "rate", rate, "burst", str(burst), "latency", "1s"]
     if delay_s:
         run(tc + ["qdisc", "add", "dev", device, "root", "handle", "1:", "netem", "delay", f"{delay_s * 1e6:.0f}us"])
         run(tc + ["qdisc", "add", "dev", device, "parent", "1:1", "handle", "10:"] + tbf)
