@@ -1,5 +1,6 @@
-"""Run an MPI method across several hosts made on this machine: network namespaces, each with its own hostname
-and a rate-limited link (splitlab/net/hosts.py). Needs root.
+"""Run an MPI method across several hosts made on this machine, with rate-limited links (needs root).
+
+The hosts are network namespaces, each with its own hostname and a link limited by tc (splitlab/net/hosts.py).
 
     python hosts.py --ranks 1,2,2 --rate 10mbit split_learning.py --clients 6 --epochs 1
     python hosts.py --ranks 1,1,1,1 --rate 100mbit federated_learning.py --mpi
@@ -29,9 +30,9 @@ def ranks_per_host(text):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--ranks", type=ranks_per_host, default=[1, 1, 1],
+    parser.add_argument("--ranks", type=ranks_per_host, default="1,1,1",
                         help="ranks on each host, comma-separated (one host per number)")
-    parser.add_argument("--rate", default=None, help="each host's link in each direction, e.g. 10mbit (default: "
+    parser.add_argument("--rate", default=None, help="each host's link in each direction, e.g. 10mbit (None: "
                         "unlimited)")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="one-way latency between hosts (needs netem)")
     parser.add_argument("script", help="the MPI method to run, e.g. split_learning.py")

@@ -29,9 +29,9 @@ from splitlab.net.hosts import Hosts  # noqa: E402
 from splitlab.net.link import bits_per_second  # noqa: E402
 from splitlab.runs import MPIRUN  # noqa: E402
 
-METHODS = {"split (vanilla)": ("vanilla", ["split_learning.py"]),
-           "SplitFed V2": ("sflv2", ["split_learning.py", "--variant", "sflv2"]),
-           "FedAvg": ("fedavg", ["federated_learning.py"])}
+METHODS = {"split": ("vanilla", ["split_learning.py"]),
+           "sflv2": ("sflv2", ["split_learning.py", "--variant", "sflv2"]),
+           "fedavg": ("fedavg", ["federated_learning.py"])}
 
 
 def run(launch, script, flags, folder, env):
@@ -63,6 +63,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--rates", default="10mbit,100mbit", help="the links to measure, comma-separated")
+    parser.add_argument("--methods", default=",".join(METHODS), help="the methods to run, comma-separated")
     parser.add_argument("--clients", type=int, default=3, help="clients, each on a host of its own")
     parser.add_argument("--train-subset", type=int, default=1920, help="training images (an epoch's work)")
     parser.add_argument("--delay-ms", type=float, default=0.0, help="one-way latency between hosts (needs netem)")
@@ -79,7 +80,8 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        for name, (formula, script) in METHODS.items():
+        for name in args.methods.split(","):
+            formula, script = METHODS[name]
             alone, one_host = run([MPIRUN, "-n", str(args.clients + 1)], script, flags, scratch / formula / "one",
                               dict(os.environ))
             for rate in args.rates.split(","):

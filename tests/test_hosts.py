@@ -14,21 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MPIRUN, OFFLINE, PINNED, ROOT, mpirun, needs_data
+from conftest import MPIRUN, OFFLINE, PINNED, ROOT, mpirun, needs_data, script
 from splitlab.net import hosts as namespace_hosts
 from splitlab.net.hosts import Hosts, leftovers
 from splitlab.training import results_guard
 
-pytestmark = [needs_data, pytest.mark.skipif(namespace_hosts.unavailable() is not None,
-                                             reason=f"no namespace hosts: {namespace_hosts.unavailable()}")]
+needs_hosts = pytest.mark.skipif(namespace_hosts.unavailable() is not None,
+                                 reason=f"no namespace hosts: {namespace_hosts.unavailable()}")
 
 SMALL = ["--train-subset", "600", "--test-subset", "200", "--epochs", "2", "--no-progress"]
 MEASURED = ("work", "client_peak_rss_mb")  # what differs from run to run: timings and memory
 
 
-def across(hosts, ranks_per_host, script, *flags, timeout=180):
-    """Run ``script`` with ``flags`` on ``hosts``, one thread a rank; the CompletedProcess."""
-    command = hosts.mpiexec(ranks_per_host, [sys.executable, str(ROOT / script), *flags], mpiexec=MPIRUN)
+def across(hosts, ranks_per_host, name, *flags, timeout=180):
+    """Run script ``name`` with ``flags`` on ``hosts``, one thread a rank; the CompletedProcess."""
+    command = hosts.mpiexec(ranks_per_host, [sys.executable, str(ROOT / name), *flags], mpiexec=MPIRUN)
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env=hosts.environment({**os.environ, **OFFLINE, **PINNED}))
 
@@ -37,12 +37,22 @@ def comparable(epoch):
     return {key: value for key, value in epoch.items() if not key.endswith("_s") and key not in MEASURED}
 
 
+@pytest.mark.parametrize("flags, says", [(["--rate", "10mbps"], "'10mbps' is not a bandwidth"),
+                                         (["--ranks", "0,1"], "the first at least 1"),
+                                         (["--delay-ms", "-3"], "a latency is a time")])
+def test_the_hosts_tool_refuses_bad_input_with_one_line(flags, says):
+    result = script("hosts.py", *flags, "split_learning.py")
+    assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.fixture(scope="module")
 def three_hosts():
     with Hosts(3) as hosts:
         yield hosts
 
 
+@needs_data
+@needs_hosts
 @pytest.mark.parametrize("script, flags", [("split_learning.py", ["--clients", "4"]),
                                            ("federated_learning.py", ["--clients", "4"])])
 def test_three_hosts_give_the_numbers_and_bytes_of_one(three_hosts, tmp_path, script, flags):
@@ -74,6 +84,8 @@ def start(hosts, results_dir):
     pytest.fail(f"the run ended before its first epoch: {job.stdout.read()[-3000:]}")
 
 
+@needs_data
+@needs_hosts
 def test_a_host_cut_off_ends_the_job_naming_its_rank_and_host(tmp_path):
     with Hosts(3) as hosts:
         job = start(hosts, tmp_path)
@@ -89,6 +101,8 @@ def test_a_host_cut_off_ends_the_job_naming_its_rank_and_host(tmp_path):
     assert f"rank 2 (on {hosts.names[2]})" in output
 
 
+@needs_data
+@needs_hosts
 def test_a_host_whose_rank_is_killed_ends_the_job_at_once_naming_it(tmp_path):
     """The rank's process SIGKILLed (as the out-of-memory killer would): mpirun ends the job, and the results
     name the rank that ended first and its host; nothing is left behind."""
@@ -105,6 +119,8 @@ def test_a_host_whose_rank_is_killed_ends_the_job_at_once_naming_it(tmp_path):
     assert leftovers(hosts.tag + "-") == ([], [])
 
 
+@needs_data
+@needs_hosts
 def test_the_hosts_tool_tears_down_on_ctrl_c(tmp_path):
     """hosts.py interrupted in the middle of a run removes its namespaces and links, and says so."""
     tool = subprocess.Popen([sys.executable, str(ROOT / "hosts.py"), "--ranks", "1,1", "split_learning.py",

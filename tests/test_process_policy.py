@@ -37,6 +37,16 @@ def test_two_cores_keep_the_settings_measured_there():
     assert side_by_side(TWO_CORES) == Plan(2, 0.0)
 
 
+def test_clients_on_other_hosts_train_at_once_on_those_hosts_cores():
+    """Rank 0's 2 cores with 6 more on two other hosts: FedAvg trains 8 clients at once, SplitFed 7 (one core is
+    its server's); on one host, as many as there are cores."""
+    spread = Host(cores=2, sharing=1, elsewhere=6)
+    assert process_policy.fedavg_clients_at_once(spread, 10) == 8
+    assert process_policy.fedavg_clients_at_once(spread, 3) == 3
+    assert process_policy.splitfed_clients_at_once(spread, 10) == 7
+    assert process_policy.fedavg_clients_at_once(Host(cores=2, sharing=3), 10) == 2
+
+
 @pytest.mark.parametrize("cores", [1, 2, 3, 4, 6, 8, 12, 16, 32, 64])
 def test_ranks_that_compute_at_once_never_take_more_threads_than_cores(cores):
     host = Host(cores, sharing=11)

@@ -95,6 +95,8 @@ class Hosts:
     def __init__(self, count, rate=None, delay_s=0.0):
         if count < 1:
             raise ValueError(f"needs at least one host, got {count}")
+        if not delay_s >= 0:
+            raise ValueError(f"a latency is a time, not {delay_s * 1000:g} ms")
         if rate is not None:
             bits_per_second(rate)
         self.count, self.rate, self.delay_s = count, rate, delay_s

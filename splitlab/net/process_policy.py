@@ -48,6 +48,7 @@ class Host:
     """What a rank can see of its host."""
     cores: int  # the cores this rank may run on
     sharing: int = 1  # ranks of this host whose cores overlap this rank's, itself included
+    elsewhere: int = 0  # the cores of the job's other hosts (each host's as its ranks see them)
 
     @classmethod
     def of(cls, comm):
@@ -57,7 +58,11 @@ class Host:
         local = comm.Split_type(MPI.COMM_TYPE_SHARED)
         sharing = sum(1 for theirs in local.allgather(sorted(mine)) if mine.intersection(theirs))
         local.Free()
-        return cls(len(mine), sharing)
+        cores_by_host = {}
+        for name, cores in comm.allgather([MPI.Get_processor_name(), len(mine)]):
+            cores_by_host[name] = max(cores, cores_by_host.get(name, 0))
+        elsewhere = sum(cores for name, cores in cores_by_host.items() if name != MPI.Get_processor_name())
+        return cls(len(mine), sharing, elsewhere)
 
 
 def affinity():
@@ -101,8 +106,8 @@ def splitfed_client_cores(host):
 
 def splitfed_clients_at_once(host, num_clients):
     """Two at least, so that one computes while the server works on the other's batch; at most one per core
-    left after the server's threads."""
-    return min(num_clients, max(2, splitfed_client_cores(host)))
+    left after the server's threads, and one per core of the other hosts."""
+    return min(num_clients, max(2, splitfed_client_cores(host) + host.elsewhere))
 
 
 def splitfed_client(host, num_clients):
@@ -110,9 +115,9 @@ def splitfed_client(host, num_clients):
 
 
 def fedavg_clients_at_once(host, num_clients):
-    """FedAvg's clients train at the same time, but no more of them than there are cores: more would only take
-    turns on the cores and evict each other from the caches."""
-    return min(num_clients, host.cores)
+    """FedAvg's clients train at the same time, but no more of them than there are cores, this host's and the
+    other hosts': more would only take turns on the cores and evict each other from the caches."""
+    return min(num_clients, host.cores + host.elsewhere)
 
 
 def threads_per_job(jobs):
