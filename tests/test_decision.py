@@ -67,6 +67,24 @@ def test_latency_and_bandwidth_terms():
     assert slow - free == pytest.approx(2 * latency + moved / 2 / 10 * 11 * 8 / bits)
 
 
+def test_splitfed_v2_time_counted_by_hand():
+    """10 clients of lenet5 cut 1 at 100 Mbit/s; each step 7 ms (server 4 ms). 60,000 images send 4 x 1,176 floats
+    and an 8-byte label each (282,720,000 bytes; gradients 282,240,000), 94 batches a client, 940 in all; the
+    client part is 156 parameters (624 bytes) and crosses the server's link 10 times each way."""
+    # 5 ms latency: the server's link in decides, 282,720,000 x 8 / 1e8 = 22.6176 s (the server's steps take
+    # 3.76 s, one client's chain 94 x 17 ms + 4.51968 s = 6.11768 s), then the averaging 2 x (0.0004992 + 0.005) s
+    seconds, _ = decision.epoch_seconds("sflv2", 10, (1e8, 0.005), COMPUTE, "lenet5", 1)
+    assert seconds == pytest.approx(22.6176 + 0.0109984)
+    # 0.5 s latency: one client's chain decides, 94 x (7 ms + 1 s) + 4.51968 s = 99.17768 s, averaging 1.0009984 s
+    seconds, _ = decision.epoch_seconds("sflv2", 10, (1e8, 0.5), COMPUTE, "lenet5", 1)
+    assert seconds == pytest.approx(99.17768 + 1.0009984)
+
+
+def test_a_method_without_a_time_model_is_named():
+    with pytest.raises(ValueError, match="no time model for 'sflv1'"):
+        decision.epoch_seconds("sflv1", 10, FREE, COMPUTE, "lenet5")
+
+
 def _run(method, accuracies, clients, variant="vanilla"):
     return {"method": method, "status": "completed",
             "config": {"variant": variant, "cut_layer": 1, "batch_size": 64, "model": "lenet5", "clients": clients},
@@ -129,6 +147,62 @@ def test_the_map_from_results_files(tmp_path, monkeypatch):
                                       str(tmp_path / "decision.png")])
     decision_script.main()
     assert (tmp_path / "decision.png").stat().st_size > 10_000
+
+
+def test_each_cell_is_timed_with_its_runs_own_settings():
+    """A run's batch size and local epochs go into its time, a run without a cut is cut after block 1 (or
+    without local epochs, does one); a number of clients outside the measured range leaves only its own row
+    empty; a method not at the target whose bound equals the winner's time does not make the cell undecided."""
+    clients, bandwidths = np.array([1, 10]), np.array([1e7])
+
+    def seconds_of(run):
+        return decision.decide({"m": {10: run}}, {1: COMPUTE}, "lenet5", 0.8, 0.01, clients, bandwidths)[1]["m"]
+
+    plain = _run("federated", [0.85], 10)
+    del plain["config"]["cut_layer"]
+    base = seconds_of(plain)
+    assert np.isnan(base[0, 0]) and base[1, 0] == pytest.approx(
+        decision.epoch_seconds("fedavg", 10, (1e7, 0.01), COMPUTE, "lenet5", 1)[0])
+    five = _run("federated", [0.85], 10)
+    five["config"]["local_epochs"] = 5  # 4 more passes over a shard of 6,000: 4 x 94 whole-network steps
+    assert seconds_of(five)[1, 0] - base[1, 0] == pytest.approx(4 * 94 * COMPUTE["whole"])
+    halves = _run("split", [0.85], 10)
+    halves["config"]["batch_size"] = 32
+    assert seconds_of(halves)[1, 0] > seconds_of(_run("split", [0.85], 10))[1, 0]
+    tie = {"reached": {10: _run("split", [0.85], 10)}, "short": {10: _run("split", [0.5], 10)}}
+    winner, _ = decision.decide(tie, {1: COMPUTE}, "lenet5", 0.8, 0.01, np.array([10]), bandwidths)
+    assert winner[0, 0] == "reached"
+
+
+def test_which_runs_the_map_reads(tmp_path):
+    """Runs are grouped by their model (lenet5 where a file names none); a run left out does not end the reading
+    of its folder; of two runs of one name with as many epochs, the first folder's is kept."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    short = _run("federated", [0.9], 10)
+    short["config"]["train_subset"] = 600  # left out; its name sorts before the others'
+    (first / "a-federated-iid-s0.json").write_text(json.dumps(short))
+    report = _run("split", [0.81], 10)
+    report["config"]["model"] = "lenet5-report"
+    (first / "split-iid-s0.json").write_text(json.dumps(report))
+    unnamed = _run("federated", [0.5, 0.6], 10)
+    del unnamed["config"]["model"]
+    (first / "federated-iid-s0.json").write_text(json.dumps(unnamed))
+    (second / "federated-iid-s0.json").write_text(json.dumps(_run("federated", [0.7, 0.8], 10)))
+    runs = decision.load_runs([first, second])
+    assert runs["lenet5-report"]["split"][10]["epochs"][0]["test_acc"] == 0.81
+    assert [e["test_acc"] for e in runs["lenet5"]["federated"][10]["epochs"]] == [0.5, 0.6]  # a tie: the first
+
+
+def test_the_time_model_of_each_method():
+    assert decision.formula({"method": "federated", "config": {}}) == "fedavg"
+    assert decision.formula(_run("split", [], 10, "sflv2")) == "sflv2"
+    assert decision.formula(_run("split", [], 10, "sflv1")) is None
+    assert decision.formula({"method": "sync_sgd", "config": {"variant": "vanilla"}}) is None
+
+
+def test_a_target_reached_exactly_is_reached():
+    assert decision.epochs_to(_run("split", [0.7, 0.8, 0.9], 10), 0.8) == (2, True)
 
 
 def test_the_tables_name_the_winner_of_every_cell_that_the_model_chooses(tmp_path, monkeypatch):
