@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import PINNED, mpirun, needs_data
-from splitlab.privacy.label_leakage import best_naming_accuracy, label_leakage_report, norm_auc
+from splitlab.privacy.label_leakage import best_naming_accuracy, direction_attack, label_leakage_report, norm_auc
 
 
 def planted_gradients(n=600, features=84, seed=0):
@@ -39,6 +39,17 @@ def test_the_report_needs_a_batch_of_ten_and_a_norm_needs_two_classes_to_compare
     assert set(label_leakage_report(gradients, labels)) == {"label_direction_acc", "label_norm_auc"}
     assert label_leakage_report(gradients[:9], labels[:9]) == {}  # fewer examples than classes: no score
     assert np.isnan(norm_auc(gradients, np.full(10, 3)))  # one class only: no class to tell it from
+
+
+def test_the_direction_attack_follows_its_seed():
+    """On gradients without structure k-means' start decides the clusters: one seed gives one clustering, another
+    seed another, and the report clusters with the seed it is given."""
+    rng = np.random.default_rng(5)
+    noise, labels = rng.normal(size=(200, 84)), rng.integers(0, 10, 200)
+    clusters = direction_attack(noise, seed=3)
+    assert np.array_equal(clusters, direction_attack(noise, seed=3))
+    assert not np.array_equal(clusters, direction_attack(noise, seed=4))
+    assert label_leakage_report(noise, labels, seed=3)["label_direction_acc"] == best_naming_accuracy(clusters, labels)
 
 
 def test_the_best_naming_is_found_whatever_the_cluster_numbers():

@@ -1,6 +1,7 @@
 """Early stopping, the results file and the shared epoch loop."""
 
 import argparse
+import io
 import json
 import os
 import subprocess
@@ -177,13 +178,20 @@ def test_the_guard_marks_only_a_file_that_still_says_running(tmp_path):
     assert (tmp_path / "half.json").read_text() == '{"status": "runn' and not (tmp_path / "missing.json").exists()
 
 
-def guard(path, rank, host, said):
-    """Run a rank's results_guard.py, its run's process having written ``said`` before it ended."""
-    return subprocess.run([sys.executable, str(ROOT / "splitlab" / "training" / "results_guard.py"), str(path),
-                           str(rank), host], input=said, cwd=ROOT, timeout=30)
+@pytest.fixture
+def guard(monkeypatch):
+    """``guard(path, rank, host, said)``: results_guard.py's main() for one rank, run here, its run's process
+    having written ``said`` before it ended (without the wait for other ranks' notes)."""
+    monkeypatch.setattr(results_guard, "NOTES_WAIT_S", 0.0)
+
+    def run(path, rank, host, said):
+        monkeypatch.setattr(sys, "argv", ["results_guard.py", str(path), str(rank), host])
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(said)))
+        results_guard.main()
+    return run
 
 
-def test_the_guards_of_an_mpi_run_name_the_rank_that_ended_first(tmp_path):
+def test_the_guards_of_an_mpi_run_name_the_rank_that_ended_first(tmp_path, guard):
     """Each rank's guard notes a rank that ended without saying "done"; rank 0's marks the file failed naming
     the first of them and its host, then removes the notes. Ranks that said "done" leave no note."""
     path = tmp_path / "split.json"
@@ -199,7 +207,7 @@ def test_the_guards_of_an_mpi_run_name_the_rank_that_ended_first(tmp_path):
     assert not results_guard.notes_path(path).exists()
 
 
-def test_the_first_noted_end_is_the_earliest_and_a_finished_run_is_left_alone(tmp_path):
+def test_the_first_noted_end_is_the_earliest_and_a_finished_run_is_left_alone(tmp_path, guard):
     path = tmp_path / "split.json"
     assert results_guard.first_ended(path) is None  # no notes
     notes = [{"rank": 3, "host": "b", "at": 20.0}, {"rank": 1, "host": "a", "at": 10.0},
