@@ -19,8 +19,8 @@ from splitlab.net import hosts as namespace_hosts
 from splitlab.net.hosts import Hosts, leftovers
 from splitlab.training import results_guard
 
-needs_hosts = pytest.mark.skipif(namespace_hosts.unavailable() is not None,
-                                 reason=f"no namespace hosts: {namespace_hosts.unavailable()}")
+UNAVAILABLE = namespace_hosts.unavailable()
+needs_hosts = pytest.mark.skipif(UNAVAILABLE is not None, reason=f"no namespace hosts: {UNAVAILABLE}")
 
 SMALL = ["--train-subset", "600", "--test-subset", "200", "--epochs", "2", "--no-progress"]
 MEASURED = ("work", "client_peak_rss_mb")  # what differs from run to run: timings and memory

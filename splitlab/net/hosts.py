@@ -42,7 +42,17 @@ def unavailable():
     if os.geteuid() != 0:
         return "needs root (network namespaces, veth pairs and tc)"
     missing = [tool for tool in ("ip", "tc", "unshare", "nsenter") if shutil.which(tool) is None]
-    return f"needs {', '.join(missing)} on the PATH" if missing else None
+    if missing:
+        return f"needs {', '.join(missing)} on the PATH"
+    probe = f"{PREFIX}{os.getpid()}-probe"  # root in a container may still be refused namespaces or links
+    try:
+        ip("link", "add", probe, "type", "bridge")
+        ip("link", "del", probe)
+        ip("netns", "add", probe)
+        ip("netns", "del", probe)
+    except RuntimeError as exc:
+        return f"cannot make a network namespace or link here ({exc})"
+    return None
 
 
 def netem_available():
