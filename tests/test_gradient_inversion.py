@@ -1,12 +1,22 @@
 """The attack on FedAvg's leg (gradient_inversion.py): it rebuilds an image from a one-image update, does no
 better than its baseline on an update that carries nothing, and reads the label of a one-image update exactly."""
 
+import pytest
 import torch
 from pytorch_msssim import ssim
 
 from models import build
 from splitlab.privacy.attack import against_baseline, blind, from_unit
-from splitlab.privacy.gradient_inversion import cosine_cost, idlg_label, invert, sgd_update
+from splitlab.privacy.gradient_inversion import cosine_cost, idlg_label, invert, label_counts, mean_softmax, sgd_update
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One image's operations are tiny: two threads waited on each other, four times slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def a_shirt():
@@ -45,3 +55,15 @@ def test_the_cost_is_the_cosine_distance_over_all_parameters_at_once():
     assert abs(cosine_cost([torch.tensor([1.0, 1.0]), torch.tensor([0.0])], [torch.tensor([1.0, 0.0]),
                                                                             torch.tensor([0.0])]).item()
                - (1 - 2 ** -0.5)) < 1e-6
+
+
+def test_the_labels_of_a_batch_are_counted_from_an_update():
+    """Eight images: every class counted exactly, with the softmax estimated on images of the attacker's own
+    (here, like the victims, random); without that estimate (a uniform guess) the count is wrong."""
+    model = build("lenet5", 3)
+    labels = torch.tensor([0, 0, 0, 4, 4, 7, 9, 2])
+    images = from_unit(torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(4)))
+    own = from_unit(torch.rand(256, 1, 28, 28, generator=torch.Generator().manual_seed(5)))
+    update = sgd_update(model, images, labels, lr=0.05)
+    assert label_counts(update, 8, mean_softmax(model, own), lr=0.05) == [3, 0, 1, 0, 2, 0, 0, 1, 0, 1]
+    assert label_counts(update, 8, torch.full((10,), 0.1), lr=0.05) != [3, 0, 1, 0, 2, 0, 0, 1, 0, 1]

@@ -1,5 +1,6 @@
 """What a FedAvg server rebuilds from a client's update: gradient inversion as in Geiping et al. 2020 ("Inverting
-Gradients"), with the labels read first from the last layer's gradient as in iDLG (Zhao et al. 2020).
+Gradients"), with the labels read first from the last layer's gradient as in iDLG (Zhao et al. 2020): one image's
+label from the weights' update, a batch's label counts from the bias's.
 
 The server knows the model it sent and receives the client's parameters back; after one SGD step on one batch
 their difference is -lr x the batch's gradient, so it points the way the gradient does. The attack starts from
@@ -28,6 +29,21 @@ def idlg_label(update):
     class's row of their gradient, (p_y - 1) x activations, is negative (the activations are >= 0 after a
     ReLU); an update is -lr x the gradient, so that row sums highest."""
     return int(update[-2].sum(dim=1).argmax())
+
+
+def label_counts(update, batch, mean_softmax, lr=0.01):
+    """How many of a one-step update's ``batch`` images have each label, read from the last layer's bias: its
+    gradient is the batch's mean of (softmax - one-hot), so B x (mean softmax) + B x update / lr counts each class.
+    The attacker does not know the victims' softmax; ``mean_softmax`` is its estimate (:func:`mean_softmax` on
+    images of its own)."""
+    counts = batch * mean_softmax + batch * update[-1] / lr
+    return [int(c) for c in counts.round().clamp(min=0)]
+
+
+def mean_softmax(model, images):
+    """The model's mean prediction over ``images`` (standardised): the attacker's estimate of the victims'."""
+    with torch.no_grad():
+        return torch.softmax(model(images), dim=1).mean(dim=0)
 
 
 def cosine_cost(gradient, target):
