@@ -22,7 +22,6 @@ import os
 import sys
 import time
 import traceback
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -38,7 +37,7 @@ from splitlab.net.protocol import SERVER, ProtocolError, Tag, tag_name
 from splitlab.training.checkpoint import Checkpoint
 from splitlab.training.cli import resolve_device
 from splitlab.training.loop import fit
-from splitlab.training.results import Results, check_results_dir, start_guard
+from splitlab.training.results import Results, check_results_dir, results_path, start_guard
 
 ABORT_GRACE_S = 1.0  # time the launcher has to forward a failing rank's last words
 
@@ -234,7 +233,7 @@ def run_method(parser, method, command, load, roles, check=None):
         channel.stall_timeout = args.stall_timeout
         driver_class, worker_class = roles(args)
         if channel.rank != SERVER:
-            start_guard(Path(args.results_dir) / f"{args.run_name}.json", channel.rank, channel.hosts[channel.rank])
+            start_guard(results_path(args), channel.rank, channel.hosts[channel.rank])
             worker = worker_class(channel, args, data, device, placement)
             channel.gather(settings(channel))  # every rank set up: the first epoch's time is training alone
             if saved:

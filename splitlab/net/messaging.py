@@ -146,7 +146,7 @@ class Channel:
         self.rank = comm.Get_rank()
         self.hosts = comm.allgather(MPI.Get_processor_name())  # each rank's host, by rank
         self.bells = Doorbells(comm, one_machine=len(set(self.hosts)) == 1)
-        self.host = Host.of(comm)  # what process_policy decides from
+        self.host = Host.of(comm, self.hosts)  # what process_policy decides from
         self.poll_s = 0.0  # how long a wait polls flat out before it sleeps (process_policy.apply sets it)
         self.sent_total = self.received_total = 0  # bytes since the start (work.py reads them)
         self.reported = (0, 0)  # the totals at the last traffic()

@@ -51,17 +51,17 @@ class Host:
     elsewhere: int = 0  # the cores of the job's other hosts (each host's as its ranks see them)
 
     @classmethod
-    def of(cls, comm):
-        """This rank's view; collective over ``comm``."""
+    def of(cls, comm, hosts):
+        """This rank's view, ``hosts`` naming each rank's host; collective over ``comm``."""
         from mpi4py import MPI
         mine = affinity()
         local = comm.Split_type(MPI.COMM_TYPE_SHARED)
         sharing = sum(1 for theirs in local.allgather(sorted(mine)) if mine.intersection(theirs))
         local.Free()
         cores_by_host = {}
-        for name, cores in comm.allgather([MPI.Get_processor_name(), len(mine)]):
+        for name, cores in zip(hosts, comm.allgather(len(mine))):
             cores_by_host[name] = max(cores, cores_by_host.get(name, 0))
-        elsewhere = sum(cores for name, cores in cores_by_host.items() if name != MPI.Get_processor_name())
+        elsewhere = sum(cores for name, cores in cores_by_host.items() if name != hosts[comm.Get_rank()])
         return cls(len(mine), sharing, elsewhere)
 
 

@@ -30,6 +30,11 @@ def check_results_dir(folder):
         raise InputError(f"cannot write results into {folder}: {exc.strerror}; choose another --results-dir") from None
 
 
+def results_path(args):
+    """The run's results file: ``<results-dir>/<run-name>.json``."""
+    return Path(args.results_dir) / f"{args.run_name}.json"
+
+
 def start_guard(path, rank=None, host=None):
     """Start results_guard.py for the results file ``path``, watching this process (``rank`` on ``host``: one
     rank of an MPI run, which tells its guard "done" as it exits normally)."""
@@ -56,7 +61,7 @@ class Results:
     (results_guard.py) marks it failed should this process be killed before it says how the run ended."""
 
     def __init__(self, args, parser, method, device, world_size=1, mpi=None, host=None):
-        self.path = Path(args.results_dir) / f"{args.run_name}.json"
+        self.path = results_path(args)
         self.data = {"method": method, "status": "running",
                      "config": {**vars(args), "world_size": world_size},
                      "defaults": vars(parser.parse_args([])),  # the report's experiment: what plots compare with

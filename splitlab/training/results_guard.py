@@ -105,9 +105,10 @@ def main():
     if rank is None:
         mark_failed_if_running(path)
         return
-    if said != b"done":
-        note_end(path, rank, sys.argv[3])
-    if rank == 0 and said != b"done":
+    if said == b"done":  # the rank ended as planned
+        return
+    note_end(path, rank, sys.argv[3])
+    if rank == 0:
         time.sleep(NOTES_WAIT_S)
         mark_failed_if_running(path, first_ended(path))
         notes_path(path).unlink(missing_ok=True)
