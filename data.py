@@ -123,24 +123,45 @@ def _standardise(images):
     return torch.from_numpy(images.astype(np.float32)).div_(255).sub_(MEAN).div_(STD).unsqueeze(1)
 
 
-def load_fashion_mnist(data_dir=None, train_subset=None, test_subset=None):
-    """``(x_train, y_train, x_test, y_test)`` as tensors; the subsets keep the first N images."""
-    directory = find_data_dir(data_dir)
-    (train_images, y_train), (test_images, y_test) = (_read_split(directory, "train", train_subset),
-                                                      _read_split(directory, "t10k", test_subset))
-    return _standardise(train_images), y_train, _standardise(test_images), y_test
+def hold_out(train, test, validation, seed):
+    """Move ``validation`` training images, drawn with ``seed`` (so the same for every method and rank of a run),
+    in front of the test images: ``(train, evaluation)``, each a pair of images and labels. A method evaluates the
+    validation images and then the test images in one pass, and ``Scores(validation)`` tells them apart."""
+    if not validation:
+        return train, test
+    if validation >= len(train[1]):
+        raise DataError(f"--validation {validation} would hold out every one of the {len(train[1])} training images; "
+                        "hold out fewer")
+    order = np.random.default_rng([seed, 1]).permutation(len(train[1]))  # a stream apart from the partition's
+    kept, held = np.sort(order[validation:]), np.sort(order[:validation])
+    (images, labels), (test_images, test_labels) = train, test
+    return ((images[kept], labels[kept]),
+            (np.concatenate([images[held], test_images]), torch.cat([labels[held], test_labels])))
+
+
+def _read(directory, train_subset, test_subset, validation, seed):
+    return hold_out(_read_split(directory, "train", train_subset), _read_split(directory, "t10k", test_subset),
+                    validation, seed)
+
+
+def load_fashion_mnist(data_dir=None, train_subset=None, test_subset=None, validation=0, seed=0):
+    """``(x_train, y_train, x_eval, y_eval)`` as tensors; the subsets keep the first N images, and the evaluation
+    set is the test set, after ``validation`` training images held out (``hold_out``)."""
+    (train_images, y_train), (eval_images, y_eval) = _read(find_data_dir(data_dir), train_subset, test_subset,
+                                                           validation, seed)
+    return _standardise(train_images), y_train, _standardise(eval_images), y_eval
 
 
 def load_shards(args, num_clients, clients=()):
-    """What a rank of a method with clients loads: ``(shard_sizes, shards, (x_test, y_test))``, the size of every
-    client's shard, ``{client: (x, y)}`` for ``clients`` (numbered from 1) and the test set. Only those clients'
-    images are turned into floats: a rank holds its own clients' data, not the training set (issue 21)."""
-    directory = find_data_dir(args.data_dir)
-    train_images, train_labels = _read_split(directory, "train", args.train_subset)
-    test_images, y_test = _read_split(directory, "t10k", args.test_subset)
+    """What a rank of a method with clients loads: ``(shard_sizes, shards, (x_eval, y_eval))``, the size of every
+    client's shard, ``{client: (x, y)}`` for ``clients`` (numbered from 1) and the evaluation set (``hold_out``).
+    Only those clients' images are turned into floats: a rank holds its own clients' data, not the training set
+    (issue 21)."""
+    (train_images, train_labels), (eval_images, y_eval) = _read(find_data_dir(args.data_dir), args.train_subset,
+                                                                args.test_subset, args.validation, args.seed)
     indices = partition(train_labels, num_clients, args.partition, args.alpha, args.seed)
     shards = {k: (_standardise(train_images[indices[k - 1].numpy()]), train_labels[indices[k - 1]]) for k in clients}
-    return [len(i) for i in indices], shards, (_standardise(test_images), y_test)
+    return [len(i) for i in indices], shards, (_standardise(eval_images), y_eval)
 
 
 def iid_partition(num_examples, num_clients, seed):

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from models import MODELS, cut_points
-from splitlab.runs import MPIRUN, attack_files, is_finished, privacy_run_name, read_run, resume_flags
+from splitlab.runs import GRID_VALIDATION, MPIRUN, attack_files, is_finished, privacy_run_name, read_run, resume_flags
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_SETTINGS = "none,nopeek=0.1,nopeek=0.5,nopeek=2,noise=0.5,noise=1,noise=2"
@@ -84,6 +84,8 @@ def build_parser():
     parser.add_argument("--epochs", type=int, default=10, help="epochs of split learning per setting")
     parser.add_argument("--clients", type=int, default=10, help="data holders (split learning runs on this many + 1 "
                         "ranks)")
+    parser.add_argument("--validation", type=int, default=GRID_VALIDATION, metavar="N",
+                        help="training images each run holds out as its validation set (study.py --help)")
     parser.add_argument("--results-dir", default="results/privacy")
     parser.add_argument("--extra", default="", help="more flags for every training run")
     parser.add_argument("--attack-flags", default="", help="more flags for every attack.py run")
@@ -116,6 +118,7 @@ def main():
                 stale.unlink()
             flags = [*flags, "--model", model, "--cut-layer", str(cut), "--epochs", str(args.epochs), "--patience", "0",
                      "--no-progress", "--results-dir", str(out), "--run-name", name, *shlex.split(args.extra)]
+            flags += ["--validation", str(args.validation)] if args.validation else []
             seconds = run([MPIRUN, "-n", str(args.clients + 1), sys.executable, "split_learning.py", *flags,
                            *resume_flags(results, flags)])
             print(f"[{k}/{len(runs)}] {name}: trained in {seconds:.0f} s", flush=True)

@@ -21,8 +21,8 @@ def main():
     warn_if_link_set()
     device = resolve_device(args.device)
 
-    x_train, y_train, x_test, y_test = (t.to(device) for t in
-                                        load_fashion_mnist(args.data_dir, args.train_subset, args.test_subset))
+    x_train, y_train, x_test, y_test = (t.to(device) for t in load_fashion_mnist(
+        args.data_dir, args.train_subset, args.test_subset, args.validation, args.seed))
     model = build(args.model, args.seed).to(device)
     optimizer = sgd(model.parameters(), args)
     shuffle = shuffle_generator(args.seed)
@@ -38,8 +38,8 @@ def main():
 
     save, resumed = in_one_process(args, {"model": model, "optimizer": optimizer, "shuffle": shuffle})
     results = Results(args, parser, "regular", device)
-    fit(args, results, train_one_epoch, lambda: evaluate(model, x_test, y_test, args.test_batch_size), save=save,
-        resumed=resumed)
+    fit(args, results, train_one_epoch,
+        lambda: evaluate(model, x_test, y_test, args.test_batch_size, args.validation), save=save, resumed=resumed)
     print(f"results: {results.path}")
 
 

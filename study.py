@@ -27,7 +27,17 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from splitlab.net.process_policy import threads_per_job
-from splitlab.runs import GRID_CLIENTS, METHODS, MPIRUN, is_finished, read_run, resume_flags, run_name, same_settings
+from splitlab.runs import (
+    GRID_CLIENTS,
+    GRID_VALIDATION,
+    METHODS,
+    MPIRUN,
+    is_finished,
+    read_run,
+    resume_flags,
+    run_name,
+    same_settings,
+)
 
 ROOT = Path(__file__).resolve().parent
 # SFLV1 is FedAvg computed in two parts (the same numbers: tests/test_split_variants.py), so the default study
@@ -88,6 +98,10 @@ def build_parser():
         help="MPI runs: the K clients on min(K, this) ranks after rank 0")
     add("--jobs", type=int, default=max(1, len(os.sched_getaffinity(0))),
         help="single-process runs at the same time (MPI runs always go alone)")
+    add("--validation", type=int, default=GRID_VALIDATION, metavar="N",
+        help="training images each run holds out as its validation set (the same for every method of a seed), which "
+             "chooses the epoch each report and the map read; the test set chooses nothing. 0: as the report, the "
+             "test set chooses")
     add("--results-dir", default="results/study")
     add("--extra", default="", help="more flags for every run, e.g. '--train-subset 3000 --test-subset 1000'")
     add("--dry-run", action="store_true", help="print the runs and their commands, run nothing")
@@ -104,6 +118,8 @@ class Run:
         self.path = Path(args.results_dir) / f"{self.name}.json"
         flags = ["--seed", str(seed), "--epochs", str(args.epochs), "--patience", "0", "--no-progress",
                  "--results-dir", args.results_dir, "--run-name", self.name, *extra, *shlex.split(args.extra)]
+        if args.validation:  # without it, runs made before the flag existed still count as this grid's
+            flags += ["--validation", str(args.validation)]
         if method != "regular":
             flags += ["--partition", "iid"] if partition == "iid" else ["--partition", "dirichlet", "--alpha", partition]
         ranks = min(clients, args.client_ranks) if self.mpi else 0

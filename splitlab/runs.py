@@ -40,6 +40,7 @@ def label(method):
 # ------------------------------------------------------------------------------------------- run names
 
 GRID_CLIENTS = 10  # the report's data holders: a grid's run with this many clients has no -k in its name
+GRID_VALIDATION = 5000  # training images a grid's run holds out (--validation): they, not the test set, choose
 _RUN_NAME = re.compile(r"(?P<method>.+)-(?P<partition>iid|a[0-9.]+)-s(?P<seed>-?[0-9]+)(?:-k(?P<clients>[0-9]+))?")
 
 
@@ -120,6 +121,21 @@ def resume_flags(path, flags):
     which may grow): it goes on from its checkpoint; else ``[]``, a fresh start."""
     saved = read_run(path)
     return ["--resume"] if saved and same_settings(flags, saved.get("config", {}), ignore=("epochs",)) else []
+
+
+def watched_acc(epoch):
+    """The accuracy of an epoch's record that choices read: the validation set's where the run held one out
+    (--validation), else the test set's (the report's protocol)."""
+    return epoch.get("val_acc", epoch["test_acc"])
+
+
+def watched_loss(epoch):
+    return epoch.get("val_loss", epoch["test_loss"])
+
+
+def chosen_epoch(epochs):
+    """The epoch whose test numbers a run reports: that of the best watched accuracy (``watched_acc``)."""
+    return max(epochs, key=watched_acc)
 
 
 def epoch_bytes(epoch):

@@ -227,7 +227,8 @@ def numbered(tmp_path):
 
 def test_a_rank_loads_its_own_clients_shards_standardised_and_every_shards_size(numbered):
     import argparse
-    args = argparse.Namespace(data_dir=numbered, train_subset=100, test_subset=20, partition="iid", alpha=0.5, seed=3)
+    args = argparse.Namespace(data_dir=numbered, train_subset=100, test_subset=20, partition="iid", alpha=0.5, seed=3,
+                              validation=0)
     sizes, shards, (x_test, y_test) = data.load_shards(args, 4, clients=(2, 3))
     assert sizes == [25] * 4 and sorted(shards) == [2, 3]
     indices = data.partition(np.arange(100) % 10, 4, "iid", seed=3)
@@ -241,6 +242,28 @@ def test_a_rank_loads_its_own_clients_shards_standardised_and_every_shards_size(
     assert x_test.shape == (20, 1, 28, 28) and y_test.tolist() == [i % 10 for i in range(20)]
     x_train, y_train, x_all, _ = data.load_fashion_mnist(numbered, train_subset=30)
     assert len(y_train) == 30 and len(x_all) == 10000 and y_train.dtype == torch.int64
+
+
+def first_pixels(x):
+    """The images' numbers in the ``numbered`` files (below 251)."""
+    return torch.round((x[:, 0, 0, 0] * data.STD + data.MEAN) * 255).long().tolist()
+
+
+def test_validation_images_are_training_images_that_no_client_holds_the_same_for_every_method(numbered):
+    import argparse
+    args = argparse.Namespace(data_dir=numbered, train_subset=200, test_subset=20, partition="iid", alpha=0.5, seed=3,
+                              validation=40)
+    sizes, shards, (x_eval, y_eval) = data.load_shards(args, 4, clients=(1, 2, 3, 4))
+    held, trained = first_pixels(x_eval[:40]), [i for x, _ in shards.values() for i in first_pixels(x)]
+    assert sizes == [40] * 4 and sorted(held + trained) == list(range(200))  # (under 251: first pixel = number)
+    assert y_eval[:40].tolist() == [i % 10 for i in held]
+    assert first_pixels(x_eval[40:]) == list(range(20)) and y_eval[40:].tolist() == [i % 10 for i in range(20)]
+    x_train, _, x_regular, _ = data.load_fashion_mnist(numbered, 200, 20, validation=40, seed=3)  # regular learning
+    assert torch.equal(x_regular, x_eval) and sorted(first_pixels(x_train)) == sorted(trained)
+    other_seed = data.load_shards(argparse.Namespace(**{**vars(args), "seed": 4}), 4)[2][0]
+    assert first_pixels(other_seed[:40]) != held
+    with pytest.raises(data.DataError, match="--validation 200 would hold out every one of the 200"):
+        data.load_shards(argparse.Namespace(**{**vars(args), "validation": 200}), 4)
 
 
 def test_a_download_asks_torchvision_for_each_missing_archive_with_its_checksum(tmp_path, monkeypatch):

@@ -262,3 +262,10 @@ def test_the_roles_are_timed_on_the_code_that_trains_each_interval_to_its_role(m
     assert decision.role_seconds("lenet5", 2, batch=8, repeats=repeats) == pytest.approx(
         {"client_forward": 3, "server": 12, "client_backward": 102, "whole": 1002})
     assert shapes == [(8, 16, 5, 5)] * (repeats + 2) and torch.get_num_threads() == threads
+
+
+def test_time_to_target_reads_the_validation_accuracy_where_a_run_has_one():
+    run = {"epochs": [{"epoch": 1, "test_acc": 0.81, "val_acc": 0.78}, {"epoch": 2, "test_acc": 0.79, "val_acc": 0.8}]}
+    assert decision.epochs_to(run, 0.8) == (2, True)
+    assert decision.epochs_to({"epochs": [{k: v for k, v in e.items() if k != "val_acc"} for e in run["epochs"]]},
+                              0.8) == (1, True)

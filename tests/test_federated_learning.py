@@ -86,20 +86,22 @@ def test_sampling_is_seeded_sized_and_varies_by_round():
 
 # ------------------------------------------------------------------------------------------------ end to end
 
-FLAGS = ["--train-subset", "1000", "--test-subset", "500", "--patience", "0", "--no-progress"]
+FLAGS = ["--train-subset", "1000", "--test-subset", "500", "--patience", "0", "--no-progress", "--validation", "100"]
 
 
-def losses(path):
-    return [e["test_loss"] for e in json.loads(path.read_text())["epochs"]]
+def losses(path, key="test_loss"):
+    return [e[key] for e in json.loads(path.read_text())["epochs"]]
 
 
 @needs_data
-def test_one_client_one_local_epoch_is_regular_learning(tmp_path, regular_losses):
+def test_one_client_one_local_epoch_is_regular_learning(tmp_path, regular_losses, regular_epochs):
     flags = [*FLAGS, "--epochs", "3"]
     federated = in_process("federated_learning.py", *flags, "--clients", "1", "--client-momentum", "keep",
                            "--results-dir", str(tmp_path), env=PINNED)
     assert federated.returncode == 0, federated.stderr
     assert losses(tmp_path / "federated.json") == pytest.approx(regular_losses(*flags), abs=1e-4)
+    assert losses(tmp_path / "federated.json", "val_loss") == pytest.approx(
+        [e["val_loss"] for e in regular_epochs(*flags)], abs=1e-4)
 
 
 @needs_data

@@ -180,7 +180,7 @@ def test_the_first_private_setting_keeps_accuracy_within_two_points_of_its_undef
     from splitlab.reports.privacy import first_private_setting
     def row(setting, cut, nopeek, noise, acc, ssim):
         return {"setting": setting, "model": "lenet5", "cut": cut, "clients": 2, "epochs": 3, "nopeek": nopeek,
-                "noise_std": noise, "test_acc": acc, "ssim_decoder": ssim}
+                "noise_std": noise, "watched_acc": acc, "ssim_decoder": ssim}
     rows = [row("none", 1, 0, 0, 0.90, 0.88), row("noise2", 1, 0, 2, 0.85, 0.20),  # private, but 5 points lost
             row("nopeek8", 1, 8, 0, 0.89, 0.25), row("none", 2, 0, 0, 0.88, 0.50)]
     assert first_private_setting(rows)["setting"] == "nopeek8"
@@ -204,3 +204,14 @@ def test_an_attack_no_better_than_its_baseline_reads_attack_failed(tmp_path):
                         for name in ("lenet5-cut1-noise2", "lenet5-cut2-noise2"))
     assert "| 0.081 attack failed |" in marked and "| 0.410 |" in marked
     assert "attack failed" not in unmarked and "| 0.081 |" in unmarked
+
+
+def test_a_run_with_a_validation_set_is_reported_at_its_best_validation_epoch():
+    from splitlab.reports.experiment import summarize
+    epochs = [{"epoch": 1, "test_loss": 0.5, "test_acc": 0.90, "val_loss": 0.6, "val_acc": 0.80, "epoch_time_s": 1.0},
+              {"epoch": 2, "test_loss": 0.6, "test_acc": 0.85, "val_loss": 0.4, "val_acc": 0.88, "epoch_time_s": 1.0}]
+    chosen = summarize({"epochs": epochs})
+    assert (chosen["best_acc"], chosen["best_acc_epoch"], chosen["min_loss"], chosen["converged_epoch"]) == \
+        (0.85, 2, 0.6, 2)
+    without = summarize({"epochs": [{k: v for k, v in e.items() if not k.startswith("val")} for e in epochs]})
+    assert (without["best_acc"], without["best_acc_epoch"], without["converged_epoch"]) == (0.90, 1, 1)

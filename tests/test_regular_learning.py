@@ -75,3 +75,35 @@ def test_a_run_whose_loss_is_no_longer_a_number_ends_diverged(tmp_path):
     assert saved["diverged_at_epoch"] == len(saved["epochs"]) < 3  # ended at the epoch that diverged
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: epoch {saved['diverged_at_epoch']}: the run "
                                                              "diverged")
+
+
+@needs_data
+def test_with_a_validation_set_wrong_test_labels_change_no_choice(tmp_path):
+    """--validation: the plateau, the decay, --stop-at and the best epoch read held-out training images, so a
+    test set whose every label is wrong changes the reported test numbers and nothing else."""
+    import numpy as np
+
+    import data
+    source, wrong = data.find_data_dir(), tmp_path / "wrong-test-labels"
+    wrong.mkdir()
+    for name in data.FILES:
+        if name != "t10k-labels-idx1-ubyte":
+            (wrong / data._file_in(source, name).name).symlink_to(data._file_in(source, name))
+    labels = data.read_idx(data._file_in(source, "t10k-labels-idx1-ubyte"), *data.FILES["t10k-labels-idx1-ubyte"])
+    (wrong / "t10k-labels-idx1-ubyte").write_bytes(np.array([0x801, len(labels)], ">u4").tobytes()
+                                                   + ((labels + 1) % 10).astype(np.uint8).tobytes())
+    flags = ["--validation", "500", "--train-subset", "2500", "--test-subset", "500", "--epochs", "6", "--patience",
+             "2", "--lr-patience", "1", "--stop-at", "0.75", "--lr", "0.05", "--no-progress"]
+    runs = {}
+    for name, folder in (("right", None), ("wrong", wrong)):
+        result = in_process("regular_learning.py", *flags, *(["--data-dir", str(folder)] if folder else []),
+                            "--results-dir", str(tmp_path / name), env={"OMP_NUM_THREADS": "1"})
+        assert result.returncode == 0, result.stderr
+        runs[name] = json.loads((tmp_path / name / "regular.json").read_text())
+
+    def choices(run):
+        return (run["status"], run["best"]["epoch"],
+                [(e["lr"], e["train_loss"], e["val_loss"], e["val_acc"]) for e in run["epochs"]])
+    assert choices(runs["wrong"]) == choices(runs["right"])
+    assert all(e["test_acc"] < 0.3 for e in runs["wrong"]["epochs"])  # the labels are wrong: the test set knows it
+    assert max(e["test_acc"] for e in runs["right"]["epochs"]) > 0.6

@@ -26,13 +26,14 @@ def losses(path):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_with_one_client_every_variant_is_regular_learning(tmp_path, variant, regular_losses, regular_epochs):
-    flags = [*SMALL, "--epochs", "1"]
+    flags = [*SMALL, "--epochs", "1", "--validation", "100"]  # an evaluation batch of validation and test images
     split = mpirun(2, "split_learning.py", *flags, "--variant", variant, "--results-dir", str(tmp_path),
                    timeout=180, env=PINNED)
     assert split.returncode == 0, split.stderr
     saved = load(tmp_path / "split.json")
     assert saved["method"] == "split" and saved["config"]["variant"] == variant
     assert losses(tmp_path / "split.json") == pytest.approx(regular_losses(*flags), abs=1e-4)
+    assert saved["epochs"][0]["val_loss"] == pytest.approx(regular_epochs(*flags)[0]["val_loss"], abs=1e-4)
     assert_work_is_regular_learnings(saved["epochs"][0], regular_epochs(*flags)[0])
 
 

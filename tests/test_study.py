@@ -38,7 +38,7 @@ def test_unknown_method_and_malformed_partition_are_argparse_errors():
 @needs_data
 def test_an_interrupted_study_resumes_without_redoing_finished_runs(tmp_path):
     flags = ["--methods", "regular,federated", "--partitions", "iid", "--seeds", "0", "--epochs", "1",
-             "--results-dir", str(tmp_path), "--extra", "--train-subset 500 --test-subset 200"]
+             "--results-dir", str(tmp_path), "--extra", "--train-subset 500 --test-subset 200", "--validation", "100"]
     first = script("study.py", *flags, "--methods", "regular")  # the part that ran before the interruption
     assert first.returncode == 0, first.stderr
     finished = (tmp_path / "regular-iid-s0.json").stat().st_mtime_ns
@@ -48,13 +48,14 @@ def test_an_interrupted_study_resumes_without_redoing_finished_runs(tmp_path):
     assert "2 runs, 1 already finished, 1 to go" in second.stdout
     assert "[1/1] federated-iid-s0: best test accuracy" in second.stdout
     assert (tmp_path / "regular-iid-s0.json").stat().st_mtime_ns == finished
-    assert json.loads((tmp_path / "federated-iid-s0.json").read_text())["status"] == "completed"
+    resumed = json.loads((tmp_path / "federated-iid-s0.json").read_text())
+    assert resumed["status"] == "completed" and resumed["config"]["validation"] == 100
 
 
 @needs_data
 def test_a_finished_run_made_with_other_settings_is_run_again(tmp_path):
     flags = ["--methods", "regular", "--partitions", "iid", "--seeds", "0", "--results-dir", str(tmp_path),
-             "--extra", "--train-subset 500 --test-subset 200"]
+             "--extra", "--train-subset 500 --test-subset 200", "--validation", "100"]
     assert script("study.py", *flags, "--epochs", "1").returncode == 0
     longer = script("study.py", *flags, "--epochs", "2")  # the same run name, another number of epochs
     assert longer.returncode == 0, longer.stderr

@@ -122,6 +122,38 @@ def test_stop_at_ends_the_run_at_the_first_epoch_that_reaches_the_accuracy(tmp_p
     assert saved["status"] == "stopped_early" and [e["test_acc"] for e in saved["epochs"]] == [0.5, 0.79, 0.8]
 
 
+def test_with_a_validation_set_every_choice_reads_it_and_the_test_set_chooses_nothing(tmp_path):
+    """The plateau, the decay, --stop-at and the best epoch read the validation set: test numbers that would
+    choose otherwise (here: the test loss rising while the validation loss falls) change nothing."""
+    args = args_for(tmp_path, validation=100, patience=2, lr_patience=1, stop_at=0.85, epochs=6)
+    val = iter([(0.9, 0.5), (0.8, 0.6), (0.85, 0.7), (0.7, 0.8), (0.6, 0.86), (0.5, 0.9)])
+    test = iter([(0.5, 0.9), (0.6, 0.8), (0.7, 0.7), (0.8, 0.6), (0.9, 0.5), (1.0, 0.4)])
+    rates = []
+    fit(args, Results(args, PARSER, "regular", "cpu"), lambda epoch, lr: rates.append(lr) or {"train_loss": 1.0},
+        lambda: dict(zip(["val_loss", "val_acc", "test_loss", "test_acc"], [*next(val), *next(test)])))
+    saved = json.loads((tmp_path / "regular.json").read_text())
+    assert rates == pytest.approx([0.01, 0.01, 0.01, 0.001, 0.001])  # decayed after epoch 3, its val loss no best
+    assert saved["status"] == "stopped_early" and len(saved["epochs"]) == 5  # val acc 0.86 >= 0.85 at epoch 5
+    assert saved["best"] == {"epoch": 5, "val_loss": 0.6, "val_acc": 0.86, "test_loss": 0.9, "test_acc": 0.5}
+
+
+def test_scores_tell_the_validation_images_from_the_test_images_after_them_within_a_batch():
+    generator = torch.Generator().manual_seed(0)
+    logits, target = torch.randn(300, 10, generator=generator), torch.randint(0, 10, (300,), generator=generator)
+    scores = Scores(validation=70)
+    for start in range(0, 300, 64):  # the batch of 64..127 holds validation and test images
+        scores.add(logits[start:start + 64], target[start:start + 64])
+    apart = [Scores() for _ in range(2)]
+    apart[0].add(logits[:70], target[:70])
+    apart[1].add(logits[70:], target[70:])
+    result, val, test = scores.result(), apart[0].result(), apart[1].result()
+    assert result == {**test, "test_loss": pytest.approx(test["test_loss"]),  # losses summed in another order
+                      "val_loss": pytest.approx(val["test_loss"]), "val_acc": val["test_acc"]}
+    merged = Scores(validation=70)
+    merged.merge(scores.sums())  # as a U-shaped client's scores reach the server
+    assert merged.result() == result
+
+
 def test_a_crash_keeps_completed_epochs_and_says_failed(tmp_path):
     args = args_for(tmp_path, patience=0)
 

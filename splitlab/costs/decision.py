@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from models import build, cut_shape, split
 from splitlab.costs.traffic import FLOAT, LABEL
-from splitlab.runs import finished_runs, parse_run_name
+from splitlab.runs import finished_runs, parse_run_name, watched_acc
 from splitlab.training.steps import client_backward, server_step
 
 BANDWIDTHS = np.logspace(6, 10, 41)  # 1 Mbit/s to 10 Gbit/s
@@ -128,9 +128,10 @@ def formula(run):
 # --------------------------------------------------------------------------------- time to the target
 
 def epochs_to(run, target):
-    """``(epochs, reached)``: the first epoch whose test accuracy reaches ``target``, or the epochs run."""
+    """``(epochs, reached)``: the first epoch whose watched accuracy (runs.watched_acc) reaches ``target``, or the
+    epochs run."""
     for epoch in run["epochs"]:
-        if epoch["test_acc"] >= target:
+        if watched_acc(epoch) >= target:
             return epoch["epoch"], True
     return len(run["epochs"]), False
 

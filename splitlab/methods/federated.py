@@ -82,9 +82,9 @@ class Round:
                 "model_bytes_down": self.model_bytes * n, "model_bytes_up": self.model_bytes * n, **work}
 
 
-def evaluate_global(aggregator, model, x_test, y_test, batch_size):
+def evaluate_global(aggregator, model, x_test, y_test, args):
     load_flat_parameters(model, aggregator.params.to(x_test.device))
-    return evaluate(model, x_test, y_test, batch_size)
+    return evaluate(model, x_test, y_test, args.test_batch_size, args.validation)
 
 
 def run_one_process(parser, args, device):
@@ -115,8 +115,8 @@ def run_one_process(parser, args, device):
     save, resumed = in_one_process(args, {"aggregator": aggregator, **{f"client {k}": c for k, c in clients.items()}})
     results = Results(args, parser, "federated", device)
     results.data["shard_sizes"] = shard_sizes
-    fit(args, results, train_one_round, lambda: evaluate_global(aggregator, model, x_test, y_test,
-                                                                args.test_batch_size), save=save, resumed=resumed)
+    fit(args, results, train_one_round, lambda: evaluate_global(aggregator, model, x_test, y_test, args), save=save,
+        resumed=resumed)
     print(f"results: {results.path}")
 
 
@@ -177,7 +177,7 @@ class AggregatorRank:
         self.aggregator.load_state_dict(state["aggregator"])
 
     def evaluate(self):
-        return evaluate_global(self.aggregator, self.model, self.x_test, self.y_test, self.args.test_batch_size)
+        return evaluate_global(self.aggregator, self.model, self.x_test, self.y_test, self.args)
 
     def final_summary(self):
         return {}

@@ -345,7 +345,7 @@ class Server:
         """Test loss and accuracy of ``client``'s part followed by the server part; and the client's report."""
         self.server_part.eval()
         self.command(client, Tag.EVALUATE)
-        scores = Scores()
+        scores = Scores(self.args.validation)
         for start, size in zip(range(0, self.num_test, self.args.test_batch_size),
                                batch_sizes(self.num_test, self.args.test_batch_size)):
             scores.add(self.server_part(self.recv_smashed(client, size)), self.y_test[start:start + size])

@@ -89,7 +89,7 @@ class UShapedClient(Client):
     def evaluate(self):
         for part in self.parts:
             part.eval()
-        scores = Scores()
+        scores = Scores(self.args.validation)
         for start in range(0, len(self.y_test), self.args.test_batch_size):
             self.send_smashed(self.x_test[start:start + self.args.test_batch_size])
             target = self.y_test[start:start + self.args.test_batch_size].to(self.device)
@@ -148,7 +148,7 @@ class UShapedServer(Server):
             middle = self.server_part(self.recv_smashed(client, size))
             self.channel.send(middle.cpu().numpy(), self.rank_of(client), Tag.MIDDLE)
         report = self.finish_turn(client)
-        scores = Scores()
+        scores = Scores(self.args.validation)
         scores.merge(report.pop("scores"))
         return scores.result(), report
 

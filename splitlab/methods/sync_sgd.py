@@ -126,7 +126,7 @@ class ParameterServer:
                 "server_cpu_s": work["cpu_s"]}
 
     def evaluate(self):
-        return evaluate(self.model, self.x_test, self.y_test, self.args.test_batch_size)
+        return evaluate(self.model, self.x_test, self.y_test, self.args.test_batch_size, self.args.validation)
 
     def final_summary(self):
         """Stop the workers, which report their work epoch by epoch as they stop (into each epoch's record)."""

@@ -20,7 +20,8 @@ Split learning, per epoch, for each client k = 1..N in turn:
                                  what k computed and sent since its last report (work.py)
   then, to evaluate client k's part (the last client's, or every client's):
     server -> k      EVALUATE    obj {}
-    k -> server      SMASHED     float32 [T, C, H, W] per test batch, in order;  TURN_DONE as above
+    k -> server      SMASHED     float32 [T, C, H, W] per evaluation batch, in order (the held-out validation
+                                 images first, with --validation, then the test images);  TURN_DONE as above
   after training, for the saved model (not part of the method):
     server -> k      EXPORT      obj {};   k -> server  UPDATE  float32 [k's client-held parameters]
   and at the end: server -> every client  STOP  obj {}

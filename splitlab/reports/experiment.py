@@ -7,7 +7,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from splitlab.runs import METHODS, epoch_bytes
+from splitlab.runs import METHODS, chosen_epoch, epoch_bytes, watched_loss
 from splitlab.runs import label as method_label
 from splitlab.training.results_guard import FINISHED
 
@@ -77,8 +77,7 @@ def load_results(results_dir):
 def summarize(run):
     """The summary table's numbers for one run."""
     epochs = run["epochs"]
-    best_acc = max(epochs, key=lambda e: e["test_acc"])
-    best_loss = min(epochs, key=lambda e: e["test_loss"])
+    best_acc, best_loss = chosen_epoch(epochs), min(epochs, key=watched_loss)
     return {"best_acc": best_acc["test_acc"], "best_acc_epoch": best_acc["epoch"],
             "min_loss": best_loss["test_loss"], "converged_epoch": best_loss["epoch"],
             "epochs_run": len(epochs),

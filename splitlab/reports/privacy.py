@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 from matplotlib.ticker import PercentFormatter
 
-from splitlab.runs import attacked_run, read_run
+from splitlab.runs import attacked_run, read_run, watched_acc
 
 
 def load_privacy(privacy_dir):
@@ -26,7 +26,8 @@ def load_privacy(privacy_dir):
                      "clients": len(run.get("shard_sizes") or []) or config.get("world_size", 1) - 1,
                      "aux": attack.get("attack_settings", {}).get("aux", 5000),
                      "nopeek": config.get("nopeek", 0.0), "noise_std": config.get("noise_std", 0.0),
-                     "test_acc": last["test_acc"], "dcor2": last.get("dcor2_bias_corrected"),
+                     "test_acc": last["test_acc"], "watched_acc": watched_acc(last),
+                     "dcor2": last.get("dcor2_bias_corrected"),
                      "dcor_batch": last.get("dcor_batch"), "epochs": len(run["epochs"]),
                      **{f"ssim_{k}": v["ssim"] for k, v in attack["attacks"].items()},
                      **{f"class_acc_{k}": v["classifier_accuracy"] for k, v in attack["attacks"].items()},
@@ -36,13 +37,13 @@ def load_privacy(privacy_dir):
 
 def first_private_setting(rows, ssim_below=0.3, points=0.02):
     """The report's question: the first row (by model, cut, then defence) whose decoder SSIM is under
-    ``ssim_below`` while its accuracy is within ``points`` of the undefended run of the same model, cut, clients
-    and epochs; None if there is none."""
+    ``ssim_below`` while its accuracy (``runs.watched_acc``: validation's where the runs held a set out) is within
+    ``points`` of the undefended run of the same model, cut, clients and epochs; None if there is none."""
     def group(r):
         return r["model"], r["cut"], r["clients"], r["epochs"]
-    undefended = {group(r): r["test_acc"] for r in rows if not r["nopeek"] and not r["noise_std"]}
+    undefended = {group(r): r["watched_acc"] for r in rows if not r["nopeek"] and not r["noise_std"]}
     candidates = [r for r in rows if group(r) in undefended and r.get("ssim_decoder", 1.0) < ssim_below
-                  and r["test_acc"] >= undefended[group(r)] - points]
+                  and r["watched_acc"] >= undefended[group(r)] - points]
     return min(candidates, key=lambda r: (r["model"], r["cut"], r["nopeek"], r["noise_std"]), default=None)
 
 

@@ -4,7 +4,7 @@ import csv
 import statistics
 from pathlib import Path
 
-from splitlab.runs import epoch_bytes, read_run
+from splitlab.runs import chosen_epoch, epoch_bytes, read_run
 
 # results/runs.csv: one row per results file under the results folder (docs/findings.md, "Every run in one table")
 RUN_COLUMNS = ["file", "method", "variant", "cut_layer", "clients", "partition", "alpha", "seed", "nopeek",
@@ -14,7 +14,7 @@ RUN_COLUMNS = ["file", "method", "variant", "cut_layer", "clients", "partition",
 def run_row(path, run):
     """The runs table's row of one results file."""
     config, epochs = run.get("config", {}), run["epochs"]
-    best = max(epochs, key=lambda e: e["test_acc"])
+    best = chosen_epoch(epochs)
     clients = len(run["shard_sizes"]) if run.get("shard_sizes") else \
         config.get("clients") if run["method"] == "federated" else \
         config["world_size"] - 1 if config.get("world_size", 1) > 1 else None

@@ -5,7 +5,7 @@ import statistics
 import matplotlib.pyplot as plt
 from matplotlib.ticker import PercentFormatter
 
-from splitlab.runs import epoch_bytes, finished_runs, parse_run_name
+from splitlab.runs import chosen_epoch, epoch_bytes, finished_runs, parse_run_name
 from splitlab.runs import label as method_label
 
 
@@ -28,7 +28,7 @@ def collapsed(run):
 
 def scale_rows(scale):
     """``(method, partition, K, best accuracy, bytes an epoch, seconds an epoch, collapsed)``."""
-    return [(method, partition, k, max(e["test_acc"] for e in run["epochs"]), epoch_bytes(run["epochs"][-1]),
+    return [(method, partition, k, chosen_epoch(run["epochs"])["test_acc"], epoch_bytes(run["epochs"][-1]),
              statistics.mean(e["epoch_time_s"] for e in run["epochs"]), collapsed(run))
             for (method, partition), runs in scale.items() for k, run in sorted(runs.items())]
 

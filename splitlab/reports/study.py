@@ -5,7 +5,7 @@ import statistics
 import matplotlib.pyplot as plt
 from matplotlib.ticker import PercentFormatter
 
-from splitlab.runs import GRID_CLIENTS, finished_runs, parse_run_name
+from splitlab.runs import GRID_CLIENTS, chosen_epoch, finished_runs, parse_run_name
 from splitlab.runs import label as method_label
 
 
@@ -29,7 +29,7 @@ def study_rows(study):
     rows = []
     for method, by_partition in study.items():
         for partition in sorted(by_partition, key=_partition_order):
-            best = [max(e["test_acc"] for e in run["epochs"]) for run in by_partition[partition]]
+            best = [chosen_epoch(run["epochs"])["test_acc"] for run in by_partition[partition]]
             rows.append((method, partition, statistics.mean(best), statistics.stdev(best) if len(best) > 1 else 0.0,
                          len(best)))
     return rows
@@ -73,7 +73,7 @@ def noniid_figure(study):
         runs = study[method].get(skewed) or study[method].get("iid", [])
         per_class = []
         for c in range(10):
-            values = [max(run["epochs"], key=lambda e: e["test_acc"]).get("test_class_acc", [None] * 10)[c]
+            values = [chosen_epoch(run["epochs"]).get("test_class_acc", [None] * 10)[c]
                       for run in runs]
             values = [v for v in values if v is not None]
             per_class.append(statistics.mean(values) if values else 0.0)

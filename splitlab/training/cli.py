@@ -50,18 +50,19 @@ def common_parser(method, description):
     add("--epochs", type=positive_int, default=30,
         help="the most epochs to train (for FedAvg: rounds; one round = every client one pass over its data)")
     add("--patience", type=nonnegative_int, default=3,
-        help="stop when the test loss has not improved for this many epochs; 0 turns early stopping off")
+        help="stop when the watched loss (the test set's, or the validation set's with --validation) has not "
+             "improved for this many epochs; 0 turns early stopping off")
     add("--stop-at", type=fraction, default=None, metavar="ACCURACY",
-        help="also stop once the test accuracy reaches this (0.8: 80 %%), as time-to-accuracy studies need; "
-             "default: never")
+        help="also stop once the watched accuracy (test, or validation with --validation) reaches this (0.8: "
+             "80 %%), as time-to-accuracy studies need; default: never")
     add("--batch-size", type=positive_int, default=64, help="training mini-batch size")
     add("--test-batch-size", type=positive_int, default=1000, help="evaluation batch size")
     add("--lr", type=positive_float, default=0.01, help="SGD learning rate at the start")
     add("--lr-decay", type=fraction, default=0.1,
-        help="multiply the learning rate by this once the test loss has made no new best for --lr-patience "
+        help="multiply the learning rate by this once the watched loss has made no new best for --lr-patience "
              "epochs in a row (1 keeps it constant, as the report did)")
     add("--lr-patience", type=positive_int, default=2,
-        help="epochs in a row without a new best test loss before the learning rate decays; 2 lets one "
+        help="epochs in a row without a new best watched loss before the learning rate decays; 2 lets one "
              "noisy epoch pass")
     add("--momentum", type=nonnegative_float, default=0.9, help="SGD momentum")
     add("--weight-decay", type=nonnegative_float, default=5e-4, help="SGD weight decay (L2)")
@@ -77,6 +78,11 @@ def common_parser(method, description):
     add("--run-name", default=method, help="the results file is <results-dir>/<run-name>.json")
     add("--train-subset", type=positive_int, default=None, help="use only the first N training images")
     add("--test-subset", type=positive_int, default=None, help="use only the first N test images")
+    add("--validation", type=nonnegative_int, default=0, metavar="N",
+        help="hold out N training images (drawn with --seed: the same for every method and rank) as a validation "
+             "set, which early stopping, the learning-rate decay, --stop-at and the best epoch then read; the test "
+             "set is still evaluated and reported, but chooses nothing. 0: the report's protocol, in which the test "
+             "set is watched")
     add("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to compute; auto = cuda if any")
     add("--no-progress", action="store_true", help="no progress bar (also off when stderr is not a terminal)")
     add("--resume", action="store_true",

@@ -7,8 +7,14 @@ import time
 from tqdm import tqdm
 
 
+def watched(args):
+    """The evaluation set that the run's choices read (the plateau, the decay, --stop-at, the best epoch): ``val``
+    with --validation, else ``test`` (the report's protocol)."""
+    return "val" if args.validation else "test"
+
+
 class Plateau:
-    """Watches the test loss: decays the learning rate once ``lr_patience`` epochs in a row have made no new
+    """Watches a loss (``watched``): decays the learning rate once ``lr_patience`` epochs in a row have made no new
     best (and again after each further ``lr_patience``), and says stop once there has been none for
     ``patience`` epochs in a row (0: never stop early)."""
 
@@ -17,9 +23,9 @@ class Plateau:
         self.best_loss = float("inf")
         self.epochs_without_improvement = 0
 
-    def should_stop(self, test_loss):
-        if test_loss < self.best_loss:
-            self.best_loss = test_loss
+    def should_stop(self, loss):
+        if loss < self.best_loss:
+            self.best_loss = loss
             self.epochs_without_improvement = 0
         else:
             self.epochs_without_improvement += 1
@@ -58,7 +64,7 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict, save=No
     ``save(epoch, loop_state)``, if given, checkpoints every rank after each epoch (checkpoint.py); ``resumed``
     is the ``loop_state`` of the epoch a resumed run goes on after.
     """
-    plateau = Plateau(args.patience, args.lr, args.lr_decay, args.lr_patience)
+    plateau, watch = Plateau(args.patience, args.lr, args.lr_decay, args.lr_patience), watched(args)
     status, first, start = "completed", 1, time.perf_counter()
     if resumed:
         status, first, start = resumed["status"], resumed["epoch"] + 1, start - resumed["elapsed_s"]
@@ -83,14 +89,18 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict, save=No
                       "predicts about one class (see docs/experiments.md, 'A run that does not learn')",
                       file=sys.stderr)
             results.add_epoch(record)
-            print(f"epoch {epoch:3d}  train loss {record['train_loss']:.4f}  test loss {record['test_loss']:.4f}  "
-                  f"test acc {record['test_acc']:.4f}  {record['epoch_time_s']:.1f} s", file=sys.stderr, flush=True)
+            validation = (f"val loss {record['val_loss']:.4f}  val acc {record['val_acc']:.4f}  "
+                          if "val_loss" in record else "")
+            print(f"epoch {epoch:3d}  train loss {record['train_loss']:.4f}  {validation}test loss "
+                  f"{record['test_loss']:.4f}  test acc {record['test_acc']:.4f}  {record['epoch_time_s']:.1f} s",
+                  file=sys.stderr, flush=True)
             bad = [key for key in ("train_loss", "test_loss") if not math.isfinite(record[key])]
             if bad:
                 status = "diverged"
                 print(f"error: epoch {epoch}: the run diverged: {' and '.join(bad)} {record[bad[0]]}; the results say "
                       "status diverged (a smaller --lr may help)", file=sys.stderr, flush=True)
-            elif plateau.should_stop(record["test_loss"]) or (args.stop_at and record["test_acc"] >= args.stop_at):
+            elif (plateau.should_stop(record[f"{watch}_loss"])
+                  or (args.stop_at and record[f"{watch}_acc"] >= args.stop_at)):
                 status = "stopped_early"
             if save:
                 saving = time.perf_counter()

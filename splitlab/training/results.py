@@ -72,10 +72,13 @@ class Results:
         self.guard = start_guard(self.path, *((0, host) if world_size > 1 else ()))
 
     def add_epoch(self, record):
+        """Add an epoch's record; ``best`` is the epoch of the least watched loss (validation's with a validation
+        set, else the test set's)."""
         self.data["epochs"].append(record)
-        best = self.data["best"]
-        if best is None or record["test_loss"] < best["test_loss"]:
-            self.data["best"] = {k: record[k] for k in ("epoch", "test_loss", "test_acc")}
+        best, watch = self.data["best"], "val_loss" if "val_loss" in record else "test_loss"
+        if best is None or record[watch] < best[watch]:
+            self.data["best"] = {k: record[k] for k in ("epoch", "val_loss", "val_acc", "test_loss", "test_acc")
+                                 if k in record}
         write_json_atomic(self.path, self.data)
 
     def resume(self, loop_state):

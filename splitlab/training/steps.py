@@ -34,44 +34,66 @@ def train_epoch(model, optimizer, batch_iter, work=None):
 
 
 class Scores:
-    """Test loss and accuracy summed over batches, overall and per class."""
+    """Loss and accuracy summed over evaluation batches, overall and per class. The first ``validation`` examples
+    added are the held-out validation images (data.hold_out), scored apart from the test images after them."""
 
-    def __init__(self, num_classes=10):
-        self.loss_sum, self.examples = 0.0, 0
-        self.correct, self.counts = torch.zeros(num_classes), torch.zeros(num_classes)
+    def __init__(self, validation=0, num_classes=10):
+        self.validation, self.seen = validation, 0
+        self.groups = {group: {"loss_sum": 0.0, "examples": 0, "correct": torch.zeros(num_classes),
+                               "counts": torch.zeros(num_classes)} for group in ("val", "test")}
 
     def add(self, logits, target):
-        self.loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
-        self.examples += len(target)
+        split = min(max(self.validation - self.seen, 0), len(target))  # this batch's validation rows come first
+        self.seen += len(target)
+        for group, rows in (("val", slice(0, split)), ("test", slice(split, None))):
+            if rows.start != rows.stop:
+                self._add(self.groups[group], logits[rows], target[rows])
+
+    @staticmethod
+    def _add(sums, logits, target):
+        sums["loss_sum"] += F.cross_entropy(logits, target, reduction="sum").item()
+        sums["examples"] += len(target)
         hits = (logits.argmax(1) == target).float().cpu()
         target = target.cpu()
-        self.correct.index_add_(0, target, hits)
-        self.counts.index_add_(0, target, torch.ones_like(hits))
+        sums["correct"].index_add_(0, target, hits)
+        sums["counts"].index_add_(0, target, torch.ones_like(hits))
 
     def merge(self, sums):
         """Add the ``sums()`` of another Scores, as sent over the wire."""
-        self.loss_sum += sums["loss_sum"]
-        self.examples += sums["examples"]
-        self.correct += torch.tensor(sums["correct"])
-        self.counts += torch.tensor(sums["counts"])
+        for group, mine in self.groups.items():
+            theirs = sums[group]
+            mine["loss_sum"] += theirs["loss_sum"]
+            mine["examples"] += theirs["examples"]
+            mine["correct"] += torch.tensor(theirs["correct"])
+            mine["counts"] += torch.tensor(theirs["counts"])
 
     def sums(self):
-        return {"loss_sum": self.loss_sum, "examples": self.examples, "correct": self.correct.tolist(),
-                "counts": self.counts.tolist()}
+        return {group: {"loss_sum": sums["loss_sum"], "examples": sums["examples"],
+                        "correct": sums["correct"].tolist(), "counts": sums["counts"].tolist()}
+                for group, sums in self.groups.items()}
 
     def result(self):
         """``test_loss``, ``test_acc`` and ``test_class_acc`` (one fraction per class; None for a class the
-        test set lacks): the keys every method records."""
-        return {"test_loss": self.loss_sum / self.examples, "test_acc": self.correct.sum().item() / self.examples,
-                "test_class_acc": [c / n if n else None for c, n in zip(self.correct.tolist(), self.counts.tolist())]}
+        test set lacks): the keys every method records; with a validation set, ``val_loss`` and ``val_acc`` too."""
+        test = self.groups["test"]
+        result = {"test_loss": test["loss_sum"] / test["examples"],
+                  "test_acc": test["correct"].sum().item() / test["examples"],
+                  "test_class_acc": [c / n if n else None for c, n in zip(test["correct"].tolist(),
+                                                                          test["counts"].tolist())]}
+        val = self.groups["val"]
+        if self.validation:
+            result.update(val_loss=val["loss_sum"] / val["examples"],
+                          val_acc=val["correct"].sum().item() / val["examples"])
+        return result
 
 
 @torch.no_grad()
-def evaluate(model, x, y, batch_size):
-    """``test_loss``, ``test_acc`` (in [0, 1]) and ``test_class_acc`` of ``model`` (any callable) on ``x``, ``y``."""
+def evaluate(model, x, y, batch_size, validation=0):
+    """``test_loss``, ``test_acc`` (in [0, 1]) and ``test_class_acc`` of ``model`` (any callable) on ``x``, ``y``;
+    with ``validation``, its first that many examples are the validation set (``val_loss``, ``val_acc``)."""
     if isinstance(model, torch.nn.Module):
         model.eval()
-    scores = Scores()
+    scores = Scores(validation)
     for start in range(0, len(y), batch_size):
         scores.add(model(x[start:start + batch_size]), y[start:start + batch_size])
     return scores.result()
