@@ -3,13 +3,16 @@
 
     python decision.py                       # from make scale's and make decision's runs; target 80 %, 10 ms
     python decision.py --target 0.85 --latency 1ms
+    python decision.py --time-roles          # time each role's batch on this machine first (results/role_times.json)
 """
 
 import argparse
 import glob
 from pathlib import Path
 
-from splitlab.costs.decision import decide, load_runs, role_seconds
+from models import MODELS
+from splitlab.costs.decision import decide, load_runs, read_role_times, time_roles
+from splitlab.errors import InputError
 from splitlab.net import link
 from splitlab.reports.decision import figure, markdown
 
@@ -32,26 +35,40 @@ def main():
     parser.add_argument("--latency", type=latency_value, default="10ms",
                         help="one-way latency of every link, e.g. 10ms, 500us")
     parser.add_argument("--out", default="results/decision.png", help="the map; its tables go beside it (.md)")
+    parser.add_argument("--role-times", default="results/role_times.json",
+                        help="each role's batch times, timed once (--time-roles) and committed: the map reads them, "
+                             "so the same runs always draw the same map")
+    parser.add_argument("--time-roles", action="store_true",
+                        help="first time each role's batch (one thread, 20 repeats) on this machine, for every model "
+                             "at cuts 1 and 2 and any other cut the runs were made at, into --role-times")
     args = parser.parse_args()
     if not 0 < args.target < 1:
         parser.error(f"--target must be in (0, 1), not {args.target}")
     latency = args.latency
     folders = [folder for pattern in args.runs.split(",") for folder in sorted(glob.glob(pattern))]
+    runs_by_model = load_runs(folders)
+    if not runs_by_model:
+        parser.error(f"no finished IID runs in {args.runs} (make scale or make decision first)")
+    cuts = {model: {r["config"].get("cut_layer", 1) for by_k in runs.values() for r in by_k.values()}
+            for model, runs in runs_by_model.items()}
+    if args.time_roles:
+        time_roles(args.role_times, {(model, cut) for model in MODELS for cut in (1, 2, *cuts.get(model, ()))})
     maps, tables = {}, []
-    for model, runs in load_runs(folders).items():
-        cuts = {r["config"].get("cut_layer", 1) for by_k in runs.values() for r in by_k.values()}
-        compute = {cut: role_seconds(model, cut) for cut in cuts}
+    for model, runs in runs_by_model.items():
+        try:
+            compute, machine = read_role_times(args.role_times, model, cuts[model])
+        except InputError as exc:
+            parser.error(str(exc))
         winner, seconds = decide(runs, compute, model, args.target, latency)
         maps[model] = (winner, runs, compute)
         tables.append(markdown(model, runs, compute, args.target, latency))
-        print(f"{model}: timed batches (s, one thread): "
-              + "; ".join(f"cut {c}: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in t.items())
-                          for c, t in compute.items()))
-    if not maps:
-        parser.error(f"no finished IID runs in {args.runs} (make scale or make decision first)")
-    figure(maps, args.target, latency, args.out)
-    text = (f"Time to {args.target:.0%} test accuracy, latency {latency * 1e3:g} ms (decision.py): in each cell the "
-            "fastest method and its time, the runner-up's in brackets.\n\n" + "\n".join(tables))
+    timed = (f"Each role's batch as timed on {machine['processor']} ({machine['cpus']} CPUs, host {machine['host']}, "
+             f"torch {machine['torch']}, {machine['date']}; one thread, the least of the repeats in {args.role_times}, "
+             "with their spread).")
+    figure(maps, args.target, latency, machine, args.out)
+    text = (f"Time to {args.target:.0%} accuracy (validation accuracy where the runs held a set out, else test "
+            f"accuracy), latency {latency * 1e3:g} ms (decision.py): in each cell the "
+            f"fastest method and its time, the runner-up's in brackets. {timed}\n\n" + "\n".join(tables))
     Path(args.out).with_suffix(".md").write_text(text)
     print(text)
     print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")

@@ -121,6 +121,18 @@ def test_a_method_short_of_the_target_wins_nothing_and_may_leave_cells_undecided
     assert set(winner[1]) == {"", "split"}  # both occur: a slow link favours split learning at 10,000
 
 
+MACHINE = {"processor": "a made-up CPU @ 2 GHz", "cpus": 2, "host": "here", "torch": "2.14.1", "date": "2026-12-03"}
+
+
+def role_times_file(path, compute_by_cut, model="lenet5"):
+    """A role-times file (decision.py --time-roles) holding ``compute_by_cut`` ({cut: {role: seconds}}) as the
+    least of each role's times."""
+    times = {model: {str(cut): {role: {"least": s, "median": 2 * s, "most": 3 * s} for role, s in compute.items()}
+                     for cut, compute in compute_by_cut.items()}}
+    path.write_text(json.dumps({"machine": MACHINE, "batch": 64, "repeats": 20, "times": times}))
+    return str(path)
+
+
 def test_the_map_from_results_files(tmp_path, monkeypatch):
     for name, k, accs, method, variant in [("split-iid-s0", 10, [0.85], "split", "vanilla"),
                                            ("split-iid-s0-k1000", 1000, [0.84], "split", "vanilla"),
@@ -142,11 +154,37 @@ def test_the_map_from_results_files(tmp_path, monkeypatch):
                                       np.array([1e6, 1e9]))
     assert np.isnan(seconds["sflv2"][0]).all() and not np.isnan(seconds["sflv2"][1]).any()  # run with 1,000 only
     assert "sflv2" not in winner[0]
-    monkeypatch.setattr(decision_script, "role_seconds", lambda model, cut: COMPUTE)
-    monkeypatch.setattr(sys, "argv", ["decision.py", "--runs", str(tmp_path), "--out",
-                                      str(tmp_path / "decision.png")])
+    monkeypatch.setattr(sys, "argv", ["decision.py", "--runs", str(tmp_path), "--out", str(tmp_path / "decision.png"),
+                                      "--role-times", role_times_file(tmp_path / "times.json", {1: COMPUTE})])
     decision_script.main()
     assert (tmp_path / "decision.png").stat().st_size > 10_000
+    tables = (tmp_path / "decision.md").read_text()
+    assert "a made-up CPU @ 2 GHz (2 CPUs, host here, torch 2.14.1, 2026-12-03" in tables
+
+
+def test_the_same_runs_drawn_twice_give_the_same_tables_and_picture(tmp_path, monkeypatch):
+    """The map reads the committed batch times (decision.py --time-roles wrote them), not times taken anew."""
+    for name, k, accs, variant in [("split-iid-s0", 10, [0.85], "vanilla"), ("sflv2-iid-s0-k100", 100, [0.81], "sflv2"),
+                                   ("split-iid-s0-k100", 100, [0.7, 0.84], "vanilla")]:
+        (tmp_path / f"{name}.json").write_text(json.dumps(_run("split", accs, k, variant)))
+    times = role_times_file(tmp_path / "times.json", {1: COMPUTE})
+    for out in ("first", "second"):
+        monkeypatch.setattr(sys, "argv", ["decision.py", "--runs", str(tmp_path), "--role-times", times,
+                                          "--out", str(tmp_path / f"{out}.png")])
+        decision_script.main()
+    assert (tmp_path / "first.md").read_bytes() == (tmp_path / "second.md").read_bytes()
+    assert (tmp_path / "first.png").read_bytes() == (tmp_path / "second.png").read_bytes()
+
+
+def test_timing_the_roles_writes_each_roles_spread_and_the_machine(tmp_path):
+    decision.time_roles(tmp_path / "times.json", [("lenet5", 2)], repeats=3)
+    saved = json.loads((tmp_path / "times.json").read_text())
+    assert set(saved["machine"]) == {"processor", "cpus", "host", "torch", "date"} and saved["repeats"] == 3
+    spreads = saved["times"]["lenet5"]["2"]
+    assert set(spreads) == {"client_forward", "client_backward", "server", "whole"}
+    assert all(0 < s["least"] <= s["median"] <= s["most"] for s in spreads.values())
+    compute, machine = decision.read_role_times(tmp_path / "times.json", "lenet5", {2})
+    assert compute == {2: {role: s["least"] for role, s in spreads.items()}} and machine == saved["machine"]
 
 
 def test_each_cell_is_timed_with_its_runs_own_settings():
@@ -218,8 +256,8 @@ def test_the_tables_name_the_winner_of_every_cell_that_the_model_chooses(tmp_pat
         run["config"]["cut_layer"] = cut
         (tmp_path / f"{name}.json").write_text(json.dumps(run))
     compute = {1: COMPUTE, 2: {**COMPUTE, "server": 0.002, "client_forward": 0.002}}
-    monkeypatch.setattr(decision_script, "role_seconds", lambda model, cut: compute[cut])
-    monkeypatch.setattr(sys, "argv", ["decision.py", "--runs", str(tmp_path), "--out", str(tmp_path / "d.png")])
+    monkeypatch.setattr(sys, "argv", ["decision.py", "--runs", str(tmp_path), "--out", str(tmp_path / "d.png"),
+                                      "--role-times", role_times_file(tmp_path / "times.json", compute)])
     decision_script.main()
     rows = [line.split(" | ") for line in (tmp_path / "d.md").read_text().splitlines() if line.startswith("| 1")]
     assert [row[0] for row in rows] == ["| 10", "| 1,000"]
@@ -232,7 +270,9 @@ def test_the_tables_name_the_winner_of_every_cell_that_the_model_chooses(tmp_pat
 
 
 @pytest.mark.parametrize("flags,named", [(["--target", "80"], "--target"), (["--latency", "fast"], "'fast'"),
-                                         (["--runs", "/nonexistent"], "/nonexistent")])
+                                         (["--runs", "/nonexistent"], "/nonexistent"),
+                                         (["--role-times", "/nonexistent.json"], "--time-roles --role-times "
+                                          "/nonexistent.json")])
 def test_bad_input_is_an_error_naming_it_and_status_2(flags, named, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["decision.py", *flags])
     with pytest.raises(SystemExit) as exit_:
@@ -259,8 +299,9 @@ def test_the_roles_are_timed_on_the_code_that_trains_each_interval_to_its_role(m
     monkeypatch.setattr(decision, "server_step", lambda part, opt, smashed, labels: shapes.append(
         tuple(smashed.shape)) or real_step(part, opt, smashed, labels))
     threads = torch.get_num_threads()
-    assert decision.role_seconds("lenet5", 2, batch=8, repeats=repeats) == pytest.approx(
-        {"client_forward": 3, "server": 12, "client_backward": 102, "whole": 1002})
+    assert decision.role_seconds("lenet5", 2, batch=8, repeats=repeats) == {
+        role: pytest.approx({"least": least, "median": least + 1, "most": least + 2})
+        for role, least in {"client_forward": 3, "server": 12, "client_backward": 102, "whole": 1002}.items()}
     assert shapes == [(8, 16, 5, 5)] * (repeats + 2) and torch.get_num_threads() == threads
 
 

@@ -57,7 +57,6 @@ def test_link_settings_are_read_or_refused_with_the_form():
             Link.parse(wrong)
 
 
-@needs_data
 def test_a_bandwidth_is_read_in_bits_a_second_or_refused_with_the_form():
     assert bits_per_second("10mbit") == 1e7 and bits_per_second("1.5 Gbit") == 1.5e9
     assert bits_per_second("800kbit") == 8e5 and bits_per_second("64bit") == 64
@@ -66,6 +65,7 @@ def test_a_bandwidth_is_read_in_bits_a_second_or_refused_with_the_form():
             bits_per_second(text)
 
 
+@needs_data
 def test_an_emulated_link_delays_every_message_and_the_replay_matches_the_plain_run(tmp_path):
     """Split learning with one client: every message waits on the one before it, so over a link of 100 ms each
     of the server's receives comes at least 100 ms after its previous one."""

@@ -8,11 +8,13 @@ IID shards) x its epoch time over the link (a deployment model, below). Where a 
 epochs it ran, its time is only known to exceed (epochs run) x (epoch time): it cannot win where another
 method's time is shorter than that, and the cell is left undecided where it might.
 
-The deployment model: the server and every data holder on a machine of its own, computing as one core of this
-machine does (each role's batch timed here, one thread), every machine with a link of the given bandwidth and
-latency in each direction; a message takes size / bandwidth on its sender's link and arrives ``latency`` after
-its last byte (as ``LINK=`` emulates, splitlab.net.link.Link). Per epoch (one round for FedAvg), with M batches in all,
-m a client's batches, K clients, smashed/grad a batch's activations (with labels) and their gradients:
+The deployment model: the server and every data holder on a machine of its own, computing as one core of the
+machine where the roles' batches were timed (one thread; timed once, ``python decision.py --time-roles``, and kept
+in results/role_times.json, so that the same runs always draw the same map), every machine with a link of the
+given bandwidth and latency in each direction; a message takes size / bandwidth on its sender's link and arrives
+``latency`` after its last byte (as ``LINK=`` emulates, splitlab.net.link.Link). Per epoch (one round for FedAvg),
+with M batches in all, m a client's batches, K clients, smashed/grad a batch's activations (with labels) and
+their gradients:
 
     vanilla split   M (client forward + smashed + latency + server step + grad + latency + client backward)
                     + K x 2 latency (each client's turn begun and ended: clients take turns)
@@ -29,9 +31,15 @@ links are traffic.py's closed forms (tests/test_decision.py).
 """
 
 
+import datetime
 import functools
+import json
 import math
+import os
+import platform
+import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,6 +47,7 @@ import torch.nn.functional as F
 
 from models import build, cut_shape, split
 from splitlab.costs.traffic import FLOAT, LABEL
+from splitlab.errors import InputError
 from splitlab.runs import finished_runs, parse_run_name, watched_acc
 from splitlab.training.steps import client_backward, server_step
 
@@ -49,10 +58,10 @@ CLIENTS = np.unique(np.round(np.logspace(1, 3, 31)).astype(int))  # 10 to 1,000
 # ------------------------------------------------------------------------------------ compute, timed here
 
 def role_seconds(model, cut, batch=64, repeats=20):
-    """Seconds of one training batch of each role on one thread of this machine (the least of ``repeats``, as
-    timeit advises: other work on the machine only adds to a time):
-    ``client_forward``, ``client_backward`` (with its SGD step), ``server`` (forward, backward, step) and
-    ``whole`` (the whole network's forward, backward and step, FedAvg's client)."""
+    """Seconds of one training batch of each role on one thread of this machine, ``{role: {"least", "median",
+    "most"}}`` over ``repeats`` (the map reads the least, as timeit advises: other work on the machine only adds
+    to a time): ``client_forward``, ``client_backward`` (with its SGD step), ``server`` (forward, backward, step)
+    and ``whole`` (the whole network's forward, backward and step, FedAvg's client)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -77,9 +86,43 @@ def role_seconds(model, cut, batch=64, repeats=20):
             for key, seconds in zip(times, (forwarded - start, done - served, served - forwarded,
                                             time.perf_counter() - done)):
                 times[key].append(seconds)
-        return {key: min(values[2:]) for key, values in times.items()}
+        return {key: {"least": min(values[2:]), "median": statistics.median(values[2:]), "most": max(values[2:])}
+                for key, values in times.items()}
     finally:
         torch.set_num_threads(threads)
+
+
+def this_machine():
+    """What a time measured here is a claim about: the processor, its CPUs, the host, torch, the date."""
+    try:
+        processor = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        processor = platform.processor() or platform.machine()
+    return {"processor": processor, "cpus": os.cpu_count(), "host": platform.node(), "torch": torch.__version__,
+            "date": datetime.date.today().isoformat()}
+
+
+def time_roles(path, models_cuts, repeats=20):
+    """Time every ``(model, cut)`` of ``models_cuts`` (role_seconds) and write them into the role-times file at
+    ``path`` (JSON: ``machine``, ``repeats`` and ``times[model][cut][role]``), replacing all it held."""
+    times = {}
+    for model, cut in sorted(models_cuts):
+        times.setdefault(model, {})[str(cut)] = role_seconds(model, cut, repeats=repeats)
+    Path(path).write_text(json.dumps({"machine": this_machine(), "batch": 64, "repeats": repeats, "times": times},
+                                     indent=1) + "\n")
+
+
+def read_role_times(path, model, cuts):
+    """``{cut: {role: least seconds}}`` of ``model`` at ``cuts`` from the role-times file at ``path``, and the
+    machine they were timed on; InputError naming what is missing and the command that times it."""
+    try:
+        saved = json.loads(Path(path).read_text())
+        return {cut: {role: spread["least"] for role, spread in saved["times"][model][str(cut)].items()}
+                for cut in cuts}, saved["machine"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"no batch times for {model} at cuts {sorted(cuts)} in {path} ({type(exc).__name__}: "
+                         f"{exc}); time them with 'python decision.py --time-roles --role-times {path}'") from None
 
 
 # ---------------------------------------------------------------------------- an epoch over the link

@@ -1,8 +1,6 @@
 """The decision map's tables and figure (decision.py draws them): the fastest method in every cell, from the
 model of splitlab/costs/decision.py."""
 
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import to_rgb
@@ -44,8 +42,9 @@ def _duration(seconds):
         f"{seconds / 3600:.0f} h"
 
 
-def figure(maps, target, latency, path):
-    """One panel a model: the winner's colour in every cell, the measured numbers of clients marked."""
+def figure(maps, target, latency, machine, path):
+    """One panel a model: the winner's colour in every cell, the measured numbers of clients marked; ``machine``
+    is where the roles' batches were timed (costs/decision.py, this_machine)."""
     fig, axes = plt.subplots(1, len(maps), figsize=(6.5 * len(maps), 5), squeeze=False)
     names = sorted({name for winner, _, _ in maps.values() for name in set(winner.flat) if name})
     for ax, (model, (winner, runs, compute)) in zip(axes[0], maps.items()):
@@ -65,7 +64,8 @@ def figure(maps, target, latency, path):
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8)
     fig.suptitle(f"Fastest to the target: measured epochs x modelled epoch time (splitlab/costs/decision.py). "
                  f"Assumed: the server and every data holder on a machine of its own, each computing as one core of "
-                 f"the {os.cpu_count()}-CPU machine that drew this map,\nwith a link of its own at the bandwidth shown "
+                 f"{machine['processor']} ({machine['cpus']}-CPU host {machine['host']}, timed {machine['date']}),\n"
+                 f"with a link of its own at the bandwidth shown "
                  f"and {latency * 1e3:g} ms latency; epochs from one seed (0) on IID shards; FedAvg at the report's "
                  "settings (batch 64, one local epoch, every client each round)", fontsize=9)
     fig.tight_layout(rect=(0, 0.07, 1, 0.93))
