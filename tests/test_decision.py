@@ -273,8 +273,9 @@ def test_the_tables_name_the_winner_of_every_cell_that_the_model_chooses(tmp_pat
                                          (["--runs", "/nonexistent"], "/nonexistent"),
                                          (["--role-times", "/nonexistent.json"], "--time-roles --role-times "
                                           "/nonexistent.json")])
-def test_bad_input_is_an_error_naming_it_and_status_2(flags, named, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["decision.py", *flags])
+def test_bad_input_is_an_error_naming_it_and_status_2(flags, named, tmp_path, monkeypatch, capsys):
+    (tmp_path / "split-iid-s0.json").write_text(json.dumps(_run("split", [0.85], 10)))
+    monkeypatch.setattr(sys, "argv", ["decision.py", "--runs", str(tmp_path), *flags])  # a later --runs wins
     with pytest.raises(SystemExit) as exit_:
         decision_script.main()
     assert exit_.value.code == 2
