@@ -49,8 +49,8 @@ def main():
     runs_by_model = load_runs(folders)
     if not runs_by_model:
         parser.error(f"no finished IID runs in {args.runs} (make scale or make decision first)")
-    cuts = {model: {r["config"].get("cut_layer", 1) for by_k in runs.values() for r in by_k.values()}
-            for model, runs in runs_by_model.items()}
+    cuts = {model: {run["config"].get("cut_layer", 1) for by_k in runs.values() for seeds in by_k.values()
+                    for run in seeds} for model, runs in runs_by_model.items()}
     if args.time_roles:
         time_roles(args.role_times, {(model, cut) for model in MODELS for cut in (1, 2, *cuts.get(model, ()))})
     maps, tables = {}, []

@@ -107,13 +107,13 @@ def test_epochs_between_measured_clients_are_interpolated_in_log_clients():
 def test_a_method_short_of_the_target_wins_nothing_and_may_leave_cells_undecided():
     """FedAvg reaches the target only with 10 clients: there it may win; with 10,000 it cannot, and a cell is
     undecided where its lower bound (the rounds it ran) is below split learning's time."""
-    runs = {"split": {10: _run("split", [0.85], 10), 10000: _run("split", [0.85], 10000)},
-            "federated": {10: _run("federated", [0.85], 10), 10000: _run("federated", [0.2], 10000)}}
+    runs = {"split": {10: [_run("split", [0.85], 10)], 10000: [_run("split", [0.85], 10000)]},
+            "federated": {10: [_run("federated", [0.85], 10)], 10000: [_run("federated", [0.2], 10000)]}}
     clients, bandwidths = np.array([10, 10000]), np.array([1e6, 1e10])
     winner, seconds = decision.decide(runs, {1: COMPUTE}, "lenet5", 0.8, 0.01, clients, bandwidths)
     for i, k in enumerate(clients):
         for j in range(len(bandwidths)):
-            split_time, fedavg_time = seconds["split"][i, j], seconds["federated"][i, j]
+            split_time, fedavg_time = seconds["split"][i, j, 1], seconds["federated"][i, j, 1]
             if k == 10:
                 assert winner[i, j] == ("split" if split_time < fedavg_time else "federated")
             else:
@@ -147,7 +147,7 @@ def test_the_map_from_results_files(tmp_path, monkeypatch):
     subset["config"]["train_subset"] = 600  # a run on part of the data: left out
     (longer / "sflv2-iid-s0.json").write_text(json.dumps(subset))
     runs = decision.load_runs([tmp_path, longer])
-    assert len(runs["lenet5"]["federated"][10]["epochs"]) == 3  # of two runs, the longer
+    assert len(runs["lenet5"]["federated"][10][0]["epochs"]) == 3  # of two runs, the longer
     assert {name: sorted(by_k) for name, by_k in runs["lenet5"].items()} == {"split": [10, 1000], "sflv2": [1000],
                                                                              "federated": [10]}
     winner, seconds = decision.decide(runs["lenet5"], {1: COMPUTE}, "lenet5", 0.8, 0.01, np.array([10, 1000]),
@@ -194,7 +194,8 @@ def test_each_cell_is_timed_with_its_runs_own_settings():
     clients, bandwidths = np.array([1, 10]), np.array([1e7])
 
     def seconds_of(run):
-        return decision.decide({"m": {10: run}}, {1: COMPUTE}, "lenet5", 0.8, 0.01, clients, bandwidths)[1]["m"]
+        seconds = decision.decide({"m": {10: [run]}}, {1: COMPUTE}, "lenet5", 0.8, 0.01, clients, bandwidths)[1]
+        return seconds["m"][..., 1]  # the median seed's
 
     plain = _run("federated", [0.85], 10)
     del plain["config"]["cut_layer"]
@@ -207,7 +208,7 @@ def test_each_cell_is_timed_with_its_runs_own_settings():
     halves = _run("split", [0.85], 10)
     halves["config"]["batch_size"] = 32
     assert seconds_of(halves)[1, 0] > seconds_of(_run("split", [0.85], 10))[1, 0]
-    tie = {"reached": {10: _run("split", [0.85], 10)}, "short": {10: _run("split", [0.5], 10)}}
+    tie = {"reached": {10: [_run("split", [0.85], 10)]}, "short": {10: [_run("split", [0.5], 10)]}}
     winner, _ = decision.decide(tie, {1: COMPUTE}, "lenet5", 0.8, 0.01, np.array([10]), bandwidths)
     assert winner[0, 0] == "reached"
 
@@ -228,8 +229,8 @@ def test_which_runs_the_map_reads(tmp_path):
     (first / "federated-iid-s0.json").write_text(json.dumps(unnamed))
     (second / "federated-iid-s0.json").write_text(json.dumps(_run("federated", [0.7, 0.8], 10)))
     runs = decision.load_runs([first, second])
-    assert runs["lenet5-report"]["split"][10]["epochs"][0]["test_acc"] == 0.81
-    assert [e["test_acc"] for e in runs["lenet5"]["federated"][10]["epochs"]] == [0.5, 0.6]  # a tie: the first
+    assert runs["lenet5-report"]["split"][10][0]["epochs"][0]["test_acc"] == 0.81
+    assert [e["test_acc"] for e in runs["lenet5"]["federated"][10][0]["epochs"]] == [0.5, 0.6]  # a tie: the first
 
 
 def test_the_time_model_of_each_method():
@@ -311,3 +312,30 @@ def test_time_to_target_reads_the_validation_accuracy_where_a_run_has_one():
     assert decision.epochs_to(run, 0.8) == (2, True)
     assert decision.epochs_to({"epochs": [{k: v for k, v in e.items() if k != "val_acc"} for e in run["epochs"]]},
                               0.8) == (1, True)
+
+
+def test_seeds_give_the_median_and_a_cell_is_decided_only_past_the_runner_ups_fastest_seed(tmp_path, monkeypatch):
+    """Three seeds a method (the same time an epoch): time to the target is the median seed's; where the winner's
+    slowest seed is not faster than the runner-up's fastest, the cell is a tie naming both, and the tables say so."""
+    epochs = {"a": [1, 5, 2], "b": [3, 3, 3], "c": [1, 2, 1]}  # a: median 2, slowest 5; c: slowest 2 < b's 3
+    for name, seeds in epochs.items():
+        for seed, count in enumerate(seeds):
+            run = _run("split", [0.5] * (count - 1) + [0.85], 10)
+            run["config"]["seed"] = seed
+            (tmp_path / f"{name}-iid-s{seed}.json").write_text(json.dumps(run))
+    runs = decision.load_runs([tmp_path])["lenet5"]
+    assert [len(runs[name][10]) for name in epochs] == [3, 3, 3]
+    per_epoch = decision.epoch_seconds("vanilla", 10, (1e6, 0.01), COMPUTE, "lenet5")[0]
+    winner, seconds = decision.decide({n: runs[n] for n in "ab"}, {1: COMPUTE}, "lenet5", 0.8, 0.01, np.array([10]),
+                                      np.array([1e6]))
+    assert seconds["a"][0, 0] == pytest.approx([per_epoch, 2 * per_epoch, 5 * per_epoch])
+    assert winner[0, 0] == ("a", "b")
+    winner, _ = decision.decide({n: runs[n] for n in "bc"}, {1: COMPUTE}, "lenet5", 0.8, 0.01, np.array([10]),
+                                np.array([1e6]))
+    assert winner[0, 0] == "c"
+    monkeypatch.setattr(sys, "argv", ["decision.py", "--runs", str(tmp_path), "--out", str(tmp_path / "d.png"),
+                                      "--role-times", role_times_file(tmp_path / "times.json", {1: COMPUTE})])
+    decision_script.main()
+    row = next(line for line in (tmp_path / "d.md").read_text().splitlines() if line.startswith("| 10 |"))
+    assert "a 2 [1-5], b 3, c 1 [1-2]" in row  # the median epochs, and their range where seeds differ
+    assert row.count("tie: c ") == 5 and "**" not in row  # all three: c's slowest seed is no faster than a's fastest

@@ -179,26 +179,36 @@ def epochs_to(run, target):
     return len(run["epochs"]), False
 
 
+def epochs_over_seeds(runs, target):
+    """``(fastest, median, slowest, reached)``: the epochs to ``target`` (epochs_to) of ``runs``, one a seed, and
+    whether every one of them reached it."""
+    measured = [epochs_to(run, target) for run in runs]
+    epochs = sorted(e for e, _ in measured)
+    return epochs[0], statistics.median(epochs), epochs[-1], all(reached for _, reached in measured)
+
+
 def load_runs(folders):
-    """model -> method -> {clients: run}: the finished IID runs (seed 0) on the whole training set of study.py in
-    ``folders`` (make scale's, make decision's); of two runs of one name and number of clients, the one with
-    more epochs."""
-    runs = {}
-    for path, run in (found for folder in folders for found in finished_runs(folder, "*-iid-s0*.json")):
+    """model -> method -> {clients: [runs, one a seed, by seed]}: the finished IID runs on the whole training set
+    of study.py in ``folders`` (make scale's, make decision's); of two runs of one name (so one seed) and number
+    of clients, the one with more epochs."""
+    found = {}
+    for path, run in (found for folder in folders for found in finished_runs(folder, "*-iid-s*.json")):
         name = parse_run_name(path.stem)
-        if not (name and name["partition"] == "iid" and name["seed"] == 0 and formula(run)
-                and not run["config"].get("train_subset")):
+        if not (name and name["partition"] == "iid" and formula(run) and not run["config"].get("train_subset")):
             continue
-        by_k = runs.setdefault(run["config"].get("model", "lenet5"), {}).setdefault(name["method"], {})
-        k = name["clients"]
-        if k not in by_k or len(run["epochs"]) > len(by_k[k]["epochs"]):
-            by_k[k] = run
+        key = (run["config"].get("model", "lenet5"), name["method"], name["clients"], name["seed"])
+        if key not in found or len(run["epochs"]) > len(found[key]["epochs"]):
+            found[key] = run
+    runs = {}
+    for (model, method, k, _), run in sorted(found.items()):
+        runs.setdefault(model, {}).setdefault(method, {}).setdefault(k, []).append(run)
     return runs
 
 
 def interpolated_epochs(measured, clients):
-    """The epochs to the target at ``clients``, linear in log(clients) between the measured numbers of clients
-    ``measured`` ({K: (epochs, reached)}), and whether both ends reached it; None outside the measured ones."""
+    """The epochs to the target at ``clients``, each number linear in log(clients) between the measured numbers
+    of clients ``measured`` ({K: (epochs, ..., reached)}), and whether both ends reached it; None outside the
+    measured ones."""
     ks = sorted(measured)
     if not ks[0] <= clients <= ks[-1]:
         return None
@@ -207,38 +217,47 @@ def interpolated_epochs(measured, clients):
         return measured[high]
     low = ks[ks.index(high) - 1]
     w = (math.log(clients) - math.log(low)) / (math.log(high) - math.log(low))
-    (e0, r0), (e1, r1) = measured[low], measured[high]
-    return e0 + w * (e1 - e0), r0 and r1
+    (*e0, r0), (*e1, r1) = measured[low], measured[high]
+    return (*(a + w * (b - a) for a, b in zip(e0, e1)), r0 and r1)
 
 
 def decide(runs, compute, model, target, latency, clients=CLIENTS, bandwidths=BANDWIDTHS):
-    """The fastest method to ``target`` in every cell of ``clients`` x ``bandwidths``: an array of method names
-    ('' where a method that did not reach the target might still be faster), and {method: seconds array}. A
-    method takes part only between the fewest and the most clients it was run with."""
+    """The fastest method to ``target`` in every cell of ``clients`` x ``bandwidths``, from ``runs`` (method ->
+    {clients: [runs, one a seed]}): an array of method names, a pair (winner, runner-up) where they tie, or ''
+    where a method that did not reach the target might still be faster; and {method: seconds array (clients,
+    bandwidths, 3): its fastest seed's, median and slowest seed's}. A cell is decided only when the winner (the
+    least median) is faster in its slowest seed than the runner-up in its fastest. A method takes part only
+    between the fewest and the most clients it was run with."""
     seconds = {}
     for name, by_k in runs.items():
-        run = next(iter(by_k.values()))
-        measured = {k: epochs_to(r, target) for k, r in by_k.items()}
+        run = by_k[min(by_k)][0]  # the settings, which every run of a method shares
+        measured = {k: epochs_over_seeds(seeds, target) for k, seeds in by_k.items()}
         cut = run["config"].get("cut_layer", 1)
-        table = np.full((len(clients), len(bandwidths)), np.nan)  # nan: not measured so far from here
+        table = np.full((len(clients), len(bandwidths), 3), np.nan)  # nan: not measured so far from here
         reached = np.zeros(len(clients), dtype=bool)
         for i, k in enumerate(clients):
             if (known := interpolated_epochs(measured, k)) is None:
                 continue
-            epochs, reached[i] = known
+            *epochs, reached[i] = known
             for j, bits in enumerate(bandwidths):
                 per_epoch, _ = epoch_seconds(formula(run), k, (bits, latency), compute[cut], model, cut,
                                              batch=run["config"]["batch_size"],
                                              local_epochs=run["config"].get("local_epochs", 1))
-                table[i, j] = epochs * per_epoch
+                table[i, j] = np.array(epochs) * per_epoch
         seconds[name] = (table, reached)
     winner = np.full((len(clients), len(bandwidths)), "", dtype=object)
     for i in range(len(clients)):
         for j in range(len(bandwidths)):
-            done = {name: t[i, j] for name, (t, r) in seconds.items() if r[i]}
+            done = {name: t[i, j, 1] for name, (t, r) in seconds.items() if r[i]}
             if not done:
                 continue
             best = min(done, key=done.get)
-            if all(not t[i, j] < done[best] for name, (t, r) in seconds.items() if not r[i]):  # nan: not a rival
+            # a method short of the target takes at least its fastest seed's time: if that might be less, undecided
+            if any(t[i, j, 0] < done[best] for name, (t, r) in seconds.items() if not r[i]):  # nan: not a rival
+                continue
+            runner_up = min((n for n in done if n != best), key=done.get, default=None)
+            if runner_up and not seconds[best][0][i, j, 2] < seconds[runner_up][0][i, j, 0]:
+                winner[i, j] = (best, runner_up)
+            else:
                 winner[i, j] = best
     return winner, {name: t for name, (t, _) in seconds.items()}

@@ -6,35 +6,45 @@ import numpy as np
 from matplotlib.colors import to_rgb
 from matplotlib.patches import Patch
 
-from splitlab.costs.decision import BANDWIDTHS, CLIENTS, decide, epochs_to
+from splitlab.costs.decision import BANDWIDTHS, CLIENTS, decide, epochs_over_seeds
 from splitlab.runs import label
 
 COLOURS = {"split": "C0", "split-cut2": "C9", "sflv2": "C2", "federated": "C1"}
 
 
 def markdown(model, runs, compute, target, latency, bandwidths=(1e6, 1e7, 1e8, 1e9, 1e10)):
-    """A table for the measured numbers of clients: each method's epochs to the target, and at each bandwidth the
-    fastest method with its time to the target (and the runner-up's)."""
+    """A table for the measured numbers of clients: each method's epochs to the target (the median over seeds,
+    their range where seeds differ), and at each bandwidth the fastest method with its time to the target and
+    the runner-up's; a tie (costs/decision.py, decide) names both."""
     clients = np.array(sorted({k for by_k in runs.values() for k in by_k}))
     winner, seconds = decide(runs, compute, model, target, latency, clients, np.array(bandwidths))
     lines = [f"| {model}: clients | epochs to {target:.0%} | "
              + " | ".join(f"{b / 1e6:,.0f} Mbit/s" for b in bandwidths) + " |",
              "|---" * (2 + len(bandwidths)) + "|"]
     for i, k in enumerate(clients):
-        reached = {name: epochs_to(by_k[k], target) for name, by_k in runs.items() if k in by_k}
-        epochs = ", ".join(f"{label(n)} {e if done else f'> {e}'}" for n, (e, done) in reached.items())
+        reached = {name: epochs_over_seeds(by_k[k], target) for name, by_k in runs.items() if k in by_k}
+        epochs = ", ".join(f"{label(n)} {'' if done else '> '}{_spread(fast, median, slow, '{:g}'.format)}"
+                           for n, (fast, median, slow, done) in reached.items())
         cells = []
         for j in range(len(bandwidths)):
-            ranked = sorted((seconds[n][i, j], n) for n in reached if reached[n][1])
-            if not winner[i, j]:
+            def timed(name):
+                return f"{label(name)} {_spread(*seconds[name][i, j], _duration)}"
+            ranked = sorted((seconds[n][i, j, 1], n) for n in reached if reached[n][3])
+            if isinstance(winner[i, j], tuple):
+                cells.append("tie: " + " / ".join(timed(name) for name in winner[i, j]))
+            elif not winner[i, j]:
                 cells.append("undecided")
-                continue
-            text = f"**{label(winner[i, j])}** {_duration(ranked[0][0])}"
-            if len(ranked) > 1:
-                text += f" ({label(ranked[1][1])} {_duration(ranked[1][0])})"
-            cells.append(text)
+            else:
+                best = winner[i, j]
+                cells.append(f"**{label(best)}** {_spread(*seconds[best][i, j], _duration)}"
+                             + (f" ({timed(ranked[1][1])})" if len(ranked) > 1 else ""))
         lines.append(f"| {k:,} | {epochs} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _spread(fastest, median, slowest, show):
+    """The median, and the range over seeds where it is not one value: ``5 s [4 s-7 s]``."""
+    return show(median) + (f" [{show(fastest)}-{show(slowest)}]" if fastest != slowest else "")
 
 
 def _duration(seconds):
@@ -43,16 +53,28 @@ def _duration(seconds):
 
 
 def figure(maps, target, latency, machine, path):
-    """One panel a model: the winner's colour in every cell, the measured numbers of clients marked; ``machine``
-    is where the roles' batches were timed (costs/decision.py, this_machine)."""
+    """One panel a model: the winner's colour in every cell (a tie hatched over the colour of the least median),
+    the measured numbers of clients marked; ``machine`` is where the roles' batches were timed
+    (costs/decision.py, this_machine)."""
     fig, axes = plt.subplots(1, len(maps), figsize=(6.5 * len(maps), 5), squeeze=False)
-    names = sorted({name for winner, _, _ in maps.values() for name in set(winner.flat) if name})
+    names = sorted({name for winner, _, _ in maps.values() for cell in winner.flat
+                    for name in (cell if isinstance(cell, tuple) else (cell,)) if name})
+    seeds = sorted({run["config"].get("seed", 0) for _, runs, _ in maps.values() for by_k in runs.values()
+                    for seeded in by_k.values() for run in seeded})
+    seeds = f"the median of seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else f"seed {seeds[0]}"
+    ties = False
     for ax, (model, (winner, runs, compute)) in zip(axes[0], maps.items()):
+        tied = np.array([isinstance(cell, tuple) for cell in winner.flat]).reshape(winner.shape)
+        first = np.array([cell[0] if isinstance(cell, tuple) else cell for cell in winner.flat],
+                         dtype=object).reshape(winner.shape)  # a tie's colour: the least median's
         rgb = np.ones((*winner.shape, 3))
         for name in names:
-            rgb[winner == name] = to_rgb(COLOURS.get(name, "C7"))
-        rgb[winner == ""] = (0.85, 0.85, 0.85)
+            rgb[first == name] = to_rgb(COLOURS.get(name, "C7"))
+        rgb[first == ""] = (0.85, 0.85, 0.85)
         ax.pcolormesh(BANDWIDTHS, CLIENTS, rgb, shading="nearest")
+        if tied.any():
+            ties = True
+            ax.contourf(BANDWIDTHS, CLIENTS, tied.astype(float), levels=[0.5, 1.5], colors="none", hatches=["////"])
         for k in sorted({k for by_k in runs.values() for k in by_k}):
             ax.axhline(k, color="black", linewidth=0.6, linestyle=":")
             ax.annotate(f"measured, {k:,} clients", (BANDWIDTHS[0], k), fontsize=7, xytext=(3, 3),
@@ -61,12 +83,16 @@ def figure(maps, target, latency, machine, path):
                title=f"{model}: first to {target:.0%} test accuracy")
     handles = [Patch(color=COLOURS.get(n, "C7"), label=label(n)) for n in names]
     handles.append(Patch(color=(0.85, 0.85, 0.85), label="undecided (a method that did not reach it might win)"))
+    if ties:
+        handles.append(Patch(facecolor="white", hatch="////", label="tie: the winner's slowest seed not faster than "
+                             "the runner-up's fastest (both in decision.md)"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8)
     fig.suptitle(f"Fastest to the target: measured epochs x modelled epoch time (splitlab/costs/decision.py). "
                  f"Assumed: the server and every data holder on a machine of its own, each computing as one core of "
                  f"{machine['processor']} ({machine['cpus']}-CPU host {machine['host']}, timed {machine['date']}),\n"
                  f"with a link of its own at the bandwidth shown "
-                 f"and {latency * 1e3:g} ms latency; epochs from one seed (0) on IID shards; FedAvg at the report's "
+                 f"and {latency * 1e3:g} ms latency; epochs on IID shards, {seeds}; FedAvg at the "
+                 "report's "
                  "settings (batch 64, one local epoch, every client each round)", fontsize=9)
     fig.tight_layout(rect=(0, 0.07, 1, 0.93))
     fig.savefig(path, dpi=120)
