@@ -73,7 +73,7 @@ def test_three_hosts_give_the_numbers_and_bytes_of_one(three_hosts, tmp_path, sc
 def start(hosts, results_dir):
     """Split learning across ``hosts`` for many epochs, with a stall time-out of 10 s; returns the process once
     its first epoch is done."""
-    flags = ["--clients", "4", "--train-subset", "3000", "--test-subset", "200", "--epochs", "50", "--patience", "50",
+    flags = ["--clients", "4", "--train-subset", "1200", "--test-subset", "200", "--epochs", "50", "--patience", "50",
              "--no-progress", "--stall-timeout", "10", "--results-dir", str(results_dir)]
     command = hosts.mpiexec([1, 1, 1], [sys.executable, str(ROOT / "split_learning.py"), *flags], mpiexec=MPIRUN)
     job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -124,7 +124,8 @@ def test_a_host_whose_rank_is_killed_ends_the_job_at_once_naming_it(tmp_path):
 def test_the_hosts_tool_tears_down_on_ctrl_c(tmp_path):
     """hosts.py interrupted in the middle of a run removes its namespaces and links, and says so."""
     tool = subprocess.Popen([sys.executable, str(ROOT / "hosts.py"), "--ranks", "1,1", "split_learning.py",
-                             "--train-subset", "3000", "--epochs", "50", "--patience", "50", "--no-progress",
+                             "--train-subset", "1200", "--test-subset", "200", "--epochs", "50", "--patience", "50",
+                             "--no-progress",
                              "--results-dir", str(tmp_path)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **OFFLINE, **PINNED})
