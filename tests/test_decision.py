@@ -40,6 +40,8 @@ def test_bytes_are_the_closed_forms(model, cut, clients):
     assert vanilla == split_epoch_bytes("vanilla", 60000, 0, clients, c)
     assert sflv2 == split_epoch_bytes("sflv2", 60000, 0, clients, c, p=client_part)
     assert fedavg == fedavg_round_bytes(clients, whole)
+    _, tenth = decision.epoch_seconds("fedavg", clients, link, COMPUTE, model, cut, fraction=0.1)
+    assert tenth == 2 * (clients // 10) * 4 * whole  # the model down to a tenth of the clients and back
     assert decision.parameter_bytes(model, cut) == (4 * client_part, 4 * whole)
 
 
@@ -160,6 +162,8 @@ def test_the_map_from_results_files(tmp_path, monkeypatch):
     assert (tmp_path / "decision.png").stat().st_size > 10_000
     tables = (tmp_path / "decision.md").read_text()
     assert "a made-up CPU @ 2 GHz (2 CPUs, host here, torch 2.14.1, 2026-12-03" in tables
+    assert "Settings: FedAvg: batch 64, lr 0.01, 1 local epoch(s), 100% of the clients a round; SplitFed V2: batch " \
+        "64, lr 0.01; Split learning: batch 64, lr 0.01." in tables
 
 
 def test_the_same_runs_drawn_twice_give_the_same_tables_and_picture(tmp_path, monkeypatch):
@@ -205,6 +209,9 @@ def test_each_cell_is_timed_with_its_runs_own_settings():
     five = _run("federated", [0.85], 10)
     five["config"]["local_epochs"] = 5  # 4 more passes over a shard of 6,000: 4 x 94 whole-network steps
     assert seconds_of(five)[1, 0] - base[1, 0] == pytest.approx(4 * 94 * COMPUTE["whole"])
+    tenth = _run("federated", [0.85], 10)
+    tenth["config"]["fraction"] = 0.1  # one client a round: nine models fewer on the server's link (11 -> 2)
+    assert base[1, 0] - seconds_of(tenth)[1, 0] == pytest.approx(9 * 4 * BY_HAND["lenet5", 1][2] * 8 / 1e7)
     halves = _run("split", [0.85], 10)
     halves["config"]["batch_size"] = 32
     assert seconds_of(halves)[1, 0] > seconds_of(_run("split", [0.85], 10))[1, 0]

@@ -22,9 +22,10 @@ their gradients:
                     one client's own chain (m round trips as vanilla's), then the client parts averaged
                     (K parts in and K out through the server's link); clients work at once, the server one
                     batch at a time (a bottleneck bound: it assumes the server never waits once work is queued)
-    FedAvg          (K + 1) model transfers on the server's link + 2 latency + m x (a whole-model step)
-                    (the server sends K models one after another; the last client trains and answers; the K
-                    answers arrive one after another on the server's link)
+    FedAvg          (S + 1) model transfers on the server's link + 2 latency + m x (a whole-model step), S the
+                    clients sampled (--fraction of K, at least one) (the server sends S models one after
+                    another; the last client trains and answers; the S answers arrive one after another on the
+                    server's link)
 
 Evaluation is left out (the experimenter's measurement, not the method's). The bytes each formula puts on the
 links are traffic.py's closed forms (tests/test_decision.py).
@@ -46,7 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from models import build, cut_shape, split
-from splitlab.costs.traffic import FLOAT, LABEL
+from splitlab.costs.traffic import FLOAT, LABEL, sampled_count
 from splitlab.errors import InputError
 from splitlab.runs import finished_runs, parse_run_name, watched_acc
 from splitlab.training.steps import client_backward, server_step
@@ -127,10 +128,10 @@ def read_role_times(path, model, cuts):
 
 # ---------------------------------------------------------------------------- an epoch over the link
 
-def epoch_seconds(method, clients, link, compute, model, cut=1, n=60000, batch=64, local_epochs=1):
-    """``(seconds, bytes)`` of one epoch (FedAvg: round) of ``method`` with ``clients`` IID shards of ``n`` images
-    over ``link`` (``(bits_per_s, latency_s)``), each role's batch taking ``compute`` (role_seconds) seconds. The
-    bytes are those on the links, evaluation left out."""
+def epoch_seconds(method, clients, link, compute, model, cut=1, n=60000, batch=64, local_epochs=1, fraction=1.0):
+    """``(seconds, bytes)`` of one epoch (FedAvg: round, in which ``fraction`` of the clients take part) of
+    ``method`` with ``clients`` IID shards of ``n`` images over ``link`` (``(bits_per_s, latency_s)``), each role's
+    batch taking ``compute`` (role_seconds) seconds. The bytes are those on the links, evaluation left out."""
     bits_per_s, latency = link
     wire = lambda nbytes: nbytes * 8 / bits_per_s  # noqa: E731  (seconds on a link)
     m = math.ceil(n / clients / batch)  # a client's batches (the shards differ by an image at most)
@@ -148,8 +149,9 @@ def epoch_seconds(method, clients, link, compute, model, cut=1, n=60000, batch=6
         averaging = 2 * (wire(clients * client_part) + latency)
         return max(server_bound, client_bound) + averaging, smashed + grad + 2 * clients * client_part
     if method == "fedavg":
-        seconds = wire((clients + 1) * whole) + 2 * latency + local_epochs * m * compute["whole"]
-        return seconds, 2 * clients * whole
+        sampled = sampled_count(clients, fraction)
+        seconds = wire((sampled + 1) * whole) + 2 * latency + local_epochs * m * compute["whole"]
+        return seconds, 2 * sampled * whole
     raise ValueError(f"no time model for {method!r}")
 
 
@@ -242,7 +244,8 @@ def decide(runs, compute, model, target, latency, clients=CLIENTS, bandwidths=BA
             for j, bits in enumerate(bandwidths):
                 per_epoch, _ = epoch_seconds(formula(run), k, (bits, latency), compute[cut], model, cut,
                                              batch=run["config"]["batch_size"],
-                                             local_epochs=run["config"].get("local_epochs", 1))
+                                             local_epochs=run["config"].get("local_epochs", 1),
+                                             fraction=run["config"].get("fraction", 1.0))
                 table[i, j] = np.array(epochs) * per_epoch
         seconds[name] = (table, reached)
     winner = np.full((len(clients), len(bandwidths)), "", dtype=object)

@@ -37,6 +37,11 @@ def split_epoch_bytes(variant, n, t, clients, c, p=0, h=0, handovers=0, momentum
     return moved + handovers * FLOAT * p * (2 if momentum else 1)
 
 
+def sampled_count(num_clients, share):
+    """How many of ``num_clients`` a FedAvg round samples with ``--fraction share``: the share, at least one."""
+    return max(1, round(share * num_clients))
+
+
 def fedavg_round_bytes(sampled, P):
     """Bytes of one FedAvg round: the model down to each sampled client and its model back."""
     return 2 * sampled * FLOAT * P

@@ -4,6 +4,8 @@ aggregator that folds the clients' models into the global one (with FedAvgM/FedO
 import numpy as np
 import torch
 
+from splitlab.costs.traffic import sampled_count
+
 
 def weighted_average(vectors, weights):
     """Average of equally long 1-D tensors, weighted (a lone vector comes back unchanged)."""
@@ -49,7 +51,7 @@ class OrderedAverage:
 
 def sample_clients(num_clients, share, seed, round_number):
     """Client indices (sorted) taking part in ``round_number``: ``share`` of them, at least one, seeded."""
-    count = max(1, round(share * num_clients))
+    count = sampled_count(num_clients, share)
     rng = np.random.default_rng([seed, round_number])
     return sorted(rng.choice(num_clients, size=count, replace=False).tolist())
 

@@ -1,6 +1,8 @@
 """The decision map's tables and figure (decision.py draws them): the fastest method in every cell, from the
 model of splitlab/costs/decision.py."""
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import to_rgb
@@ -39,7 +41,23 @@ def markdown(model, runs, compute, target, latency, bandwidths=(1e6, 1e7, 1e8, 1
                 cells.append(f"**{label(best)}** {_spread(*seconds[best][i, j], _duration)}"
                              + (f" ({timed(ranked[1][1])})" if len(ranked) > 1 else ""))
         lines.append(f"| {k:,} | {epochs} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + f"\n\nSettings: {settings(runs)}.\n"
+
+
+def settings(runs):
+    """Each method's settings in ``runs`` (method -> {clients: [runs]}), as the map's notes state them:
+    ``FedAvg: batch 64, lr 0.01, 1 local epoch, 100 % of the clients a round; ...``."""
+    described = []
+    for name, by_k in runs.items():
+        kinds = set()
+        for config in (run["config"] for seeds in by_k.values() for run in seeds):
+            text = f"batch {config['batch_size']}, lr {config.get('lr', 0.01):g}"
+            if name == "federated":
+                text += (f", {config.get('local_epochs', 1)} local epoch(s), {config.get('fraction', 1.0):.0%} of the "
+                         "clients a round")
+            kinds.add(text)
+        described.append(f"{label(name)}: {'; '.join(sorted(kinds))}")
+    return "; ".join(described)
 
 
 def _spread(fastest, median, slowest, show):
@@ -56,7 +74,7 @@ def figure(maps, target, latency, machine, path):
     """One panel a model: the winner's colour in every cell (a tie hatched over the colour of the least median),
     the measured numbers of clients marked; ``machine`` is where the roles' batches were timed
     (costs/decision.py, this_machine)."""
-    fig, axes = plt.subplots(1, len(maps), figsize=(6.5 * len(maps), 5), squeeze=False)
+    fig, axes = plt.subplots(1, len(maps), figsize=(6.5 * len(maps), 5.6), squeeze=False)
     names = sorted({name for winner, _, _ in maps.values() for cell in winner.flat
                     for name in (cell if isinstance(cell, tuple) else (cell,)) if name})
     seeds = sorted({run["config"].get("seed", 0) for _, runs, _ in maps.values() for by_k in runs.values()
@@ -80,7 +98,9 @@ def figure(maps, target, latency, machine, path):
             ax.annotate(f"measured, {k:,} clients", (BANDWIDTHS[0], k), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
         ax.set(xscale="log", yscale="log", xlabel="link bandwidth (bit/s)", ylabel="clients (data holders)",
-               title=f"{model}: first to {target:.0%} test accuracy")
+               title=f"{model}: first to {target:.0%} accuracy")
+        ax.text(0.5, -0.2, textwrap.fill(settings(runs), 95), transform=ax.transAxes, fontsize=6.5, ha="center",
+                va="top")
     handles = [Patch(color=COLOURS.get(n, "C7"), label=label(n)) for n in names]
     handles.append(Patch(color=(0.85, 0.85, 0.85), label="undecided (a method that did not reach it might win)"))
     if ties:
@@ -91,9 +111,8 @@ def figure(maps, target, latency, machine, path):
                  f"Assumed: the server and every data holder on a machine of its own, each computing as one core of "
                  f"{machine['processor']} ({machine['cpus']}-CPU host {machine['host']}, timed {machine['date']}),\n"
                  f"with a link of its own at the bandwidth shown "
-                 f"and {latency * 1e3:g} ms latency; epochs on IID shards, {seeds}; FedAvg at the "
-                 "report's "
-                 "settings (batch 64, one local epoch, every client each round)", fontsize=9)
-    fig.tight_layout(rect=(0, 0.07, 1, 0.93))
+                 f"and {latency * 1e3:g} ms latency; epochs on IID shards, {seeds}; each method's settings below its panel",
+                 fontsize=9)
+    fig.tight_layout(rect=(0, 0.08, 1, 0.93))
     fig.savefig(path, dpi=120)
     plt.close(fig)
