@@ -110,8 +110,8 @@ def figure(maps, target, latency, machine, path):
     fig.suptitle(f"Fastest to the target: measured epochs x modelled epoch time (splitlab/costs/decision.py). "
                  f"Assumed: the server and every data holder on a machine of its own, each computing as one core of "
                  f"{machine['processor']} ({machine['cpus']}-CPU host {machine['host']}, timed {machine['date']}),\n"
-                 f"with a link of its own at the bandwidth shown and {latency * 1e3:g} ms latency; epochs on IID shards, "
-                 f"{seeds}; each method's settings below its panel",
+                 f"with a link of its own at the bandwidth shown and {latency * 1e3:g} ms latency; epochs on IID "
+                 f"shards, {seeds}; each method's settings below its panel",
                  fontsize=9)
     fig.tight_layout(rect=(0, 0.08, 1, 0.93))
     fig.savefig(path, dpi=120)
