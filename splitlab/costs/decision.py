@@ -104,14 +104,14 @@ def this_machine():
             "date": datetime.date.today().isoformat()}
 
 
-def time_roles(path, models_cuts, repeats=20):
+def time_roles(path, models_cuts, batch=64, repeats=20):
     """Time every ``(model, cut)`` of ``models_cuts`` (role_seconds) and write them into the role-times file at
-    ``path`` (JSON: ``machine``, ``repeats`` and ``times[model][cut][role]``), replacing all it held."""
+    ``path`` (JSON: ``machine``, ``batch``, ``repeats`` and ``times[model][cut][role]``), replacing all it held."""
     times = {}
     for model, cut in sorted(models_cuts):
-        times.setdefault(model, {})[str(cut)] = role_seconds(model, cut, repeats=repeats)
-    Path(path).write_text(json.dumps({"machine": this_machine(), "batch": 64, "repeats": repeats, "times": times},
-                                     indent=1) + "\n")
+        times.setdefault(model, {})[str(cut)] = role_seconds(model, cut, batch, repeats)
+    Path(path).write_text(json.dumps({"machine": this_machine(), "batch": batch, "repeats": repeats,
+                                      "times": times}, indent=1) + "\n")
 
 
 def read_role_times(path, model, cuts):

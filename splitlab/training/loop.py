@@ -6,17 +6,14 @@ import time
 
 from tqdm import tqdm
 
-
-def watched(args):
-    """The evaluation set that the run's choices read (the plateau, the decay, --stop-at, the best epoch): ``val``
-    with --validation, else ``test`` (the report's protocol)."""
-    return "val" if args.validation else "test"
+from splitlab.runs import watched_acc, watched_loss
 
 
 class Plateau:
-    """Watches a loss (``watched``): decays the learning rate once ``lr_patience`` epochs in a row have made no new
-    best (and again after each further ``lr_patience``), and says stop once there has been none for
-    ``patience`` epochs in a row (0: never stop early)."""
+    """Watches a loss (runs.watched_loss: validation's with --validation, else the test set's): decays the
+    learning rate once ``lr_patience`` epochs in a row have made no new best (and again after each further
+    ``lr_patience``), and says stop once there has been none for ``patience`` epochs in a row (0: never stop
+    early)."""
 
     def __init__(self, patience, lr, decay, lr_patience):
         self.patience, self.lr, self.decay, self.lr_patience = patience, lr, decay, lr_patience
@@ -64,7 +61,7 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict, save=No
     ``save(epoch, loop_state)``, if given, checkpoints every rank after each epoch (checkpoint.py); ``resumed``
     is the ``loop_state`` of the epoch a resumed run goes on after.
     """
-    plateau, watch = Plateau(args.patience, args.lr, args.lr_decay, args.lr_patience), watched(args)
+    plateau = Plateau(args.patience, args.lr, args.lr_decay, args.lr_patience)
     status, first, start = "completed", 1, time.perf_counter()
     if resumed:
         status, first, start = resumed["status"], resumed["epoch"] + 1, start - resumed["elapsed_s"]
@@ -99,8 +96,7 @@ def fit(args, results, train_one_epoch, evaluate_model, final_info=dict, save=No
                 status = "diverged"
                 print(f"error: epoch {epoch}: the run diverged: {' and '.join(bad)} {record[bad[0]]}; the results say "
                       "status diverged (a smaller --lr may help)", file=sys.stderr, flush=True)
-            elif (plateau.should_stop(record[f"{watch}_loss"])
-                  or (args.stop_at and record[f"{watch}_acc"] >= args.stop_at)):
+            elif plateau.should_stop(watched_loss(record)) or (args.stop_at and watched_acc(record) >= args.stop_at):
                 status = "stopped_early"
             if save:
                 saving = time.perf_counter()

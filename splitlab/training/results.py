@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from splitlab.errors import InputError
+from splitlab.runs import watched_loss
 from splitlab.training.results_guard import notes_path, write_json_atomic
 
 
@@ -75,8 +76,8 @@ class Results:
         """Add an epoch's record; ``best`` is the epoch of the least watched loss (validation's with a validation
         set, else the test set's)."""
         self.data["epochs"].append(record)
-        best, watch = self.data["best"], "val_loss" if "val_loss" in record else "test_loss"
-        if best is None or record[watch] < best[watch]:
+        best = self.data["best"]
+        if best is None or watched_loss(record) < watched_loss(best):
             self.data["best"] = {k: record[k] for k in ("epoch", "val_loss", "val_acc", "test_loss", "test_acc")
                                  if k in record}
         write_json_atomic(self.path, self.data)

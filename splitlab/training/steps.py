@@ -80,8 +80,8 @@ class Scores:
                   "test_acc": test["correct"].sum().item() / test["examples"],
                   "test_class_acc": [c / n if n else None for c, n in zip(test["correct"].tolist(),
                                                                           test["counts"].tolist())]}
-        val = self.groups["val"]
         if self.validation:
+            val = self.groups["val"]
             result.update(val_loss=val["loss_sum"] / val["examples"],
                           val_acc=val["correct"].sum().item() / val["examples"])
         return result
