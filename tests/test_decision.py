@@ -346,3 +346,12 @@ def test_seeds_give_the_median_and_a_cell_is_decided_only_past_the_runner_ups_fa
     row = next(line for line in (tmp_path / "d.md").read_text().splitlines() if line.startswith("| 10 |"))
     assert "a 2 [1-5], b 3, c 1 [1-2]" in row  # the median epochs, and their range where seeds differ
     assert row.count("tie: c ") == 5 and "**" not in row  # all three: c's slowest seed is no faster than a's fastest
+
+
+def test_the_notes_state_each_methods_own_settings():
+    from splitlab.reports.decision import settings
+    tuned = _run("federated", [0.85], 100)
+    tuned["config"].update(batch_size=10, lr=0.05, local_epochs=5, fraction=0.1)
+    split = _run("split", [0.85], 100)
+    assert settings({"federated": {100: [tuned]}, "split": {100: [split]}}) == \
+        "FedAvg: batch 10, lr 0.05, 5 local epoch(s), 10% of the clients a round; Split learning: batch 64, lr 0.01"
