@@ -3,8 +3,8 @@ study's figure and table (splitlab/reports/, a module a study).
 
     python plot_results.py                     # reads results/*.json (and results/study/, privacy/, labels/, scale/,
                                                # work/ if there), writes figure1.png, comparison.png, noniid.png,
-                                               # privacy.png, labels.png, scale.png, work.png, summary.md,
-                                               # runs.csv
+                                               # privacy.png, privacy-legs.png, labels.png, scale.png, work.png,
+                                               # summary.md, runs.csv
     python plot_results.py --results-dir DIR --out DIR/figure1.png
 
 Reads whatever results exist: a missing method is named and left out, a corrupt file is reported by name. A run
@@ -43,6 +43,8 @@ def main():
          "Non-IID data, several seeds (study.py)", study.study_markdown),
         (privacy.load_privacy(folder / "privacy"), privacy.privacy_figure, "privacy.png",
          "Leakage and defences (privacy.py)", privacy.privacy_markdown),
+        (privacy.load_legs(folder / "privacy"), privacy.legs_figure, "privacy-legs.png",
+         "Both legs: what the server rebuilds from activations and from updates", privacy.legs_markdown),
         (labels.load_labels(folder / "labels"), labels.labels_figure, "labels.png",
          "Labels in U-shaped split learning (make labels)", labels.labels_markdown),
         (scale.load_scale(args.scale or folder / "scale"), scale.scale_figure, "scale.png",

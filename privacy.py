@@ -24,6 +24,7 @@ from pathlib import Path
 
 from models import MODELS, cut_points
 from splitlab.runs import GRID_VALIDATION, MPIRUN, attack_files, is_finished, privacy_run_name, read_run, resume_flags
+from splitlab.training.cli import positive_int_list
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_SETTINGS = "none,nopeek=0.1,nopeek=0.5,nopeek=2,noise=0.5,noise=1,noise=2"
@@ -55,20 +56,10 @@ def models_list(text):
     return models
 
 
-def numbers_list(text):
-    try:
-        numbers = [int(item) for item in text.split(",") if item.strip()]
-    except ValueError:
-        numbers = []
-    if not numbers or min(numbers) < 1:
-        raise argparse.ArgumentTypeError(f"expected comma-separated positive whole numbers, not {text!r}")
-    return numbers
-
-
 def grid(models, cut_layers):
     """``(model, cut)`` pairs: every cut point of each model, or those of ``cut_layers`` it has."""
     return [(model, cut) for model in models for cut in cut_points(model)
-            if cut_layers == "all" or cut in numbers_list(cut_layers)]
+            if cut_layers == "all" or cut in positive_int_list(cut_layers)]
 
 
 def build_parser():
@@ -79,7 +70,7 @@ def build_parser():
                         + ", ".join(MODELS))
     parser.add_argument("--cut-layers", default="all",
                         help="the cut points to train at: all of each model's, or a comma-separated list")
-    parser.add_argument("--aux", type=numbers_list, default="5000",
+    parser.add_argument("--aux", type=positive_int_list, default="5000",
                         help="the decoder attack's auxiliary test images, comma-separated: an attack for each")
     parser.add_argument("--epochs", type=int, default=10, help="epochs of split learning per setting")
     parser.add_argument("--clients", type=int, default=10, help="data holders (split learning runs on this many + 1 "

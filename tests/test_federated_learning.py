@@ -7,8 +7,12 @@ import pytest
 import torch
 
 from conftest import PINNED, in_process, mpirun, needs_data
+from data import load_fashion_mnist
+from models import flat_parameters
 from splitlab.costs.traffic import fedavg_round_bytes
 from splitlab.methods.averaging import Aggregator, OrderedAverage, sample_clients, weighted_average
+from splitlab.privacy.update_attack import load_global_model
+from splitlab.training.steps import evaluate
 
 # ------------------------------------------------------------------------------------------- pure functions
 
@@ -137,6 +141,12 @@ def test_one_process_and_mpi_modes_agree(tmp_path, ranks, extra, env):
         assert one_epoch["bytes_sent"] == 0  # nothing crosses a process boundary in one process
         formula = fedavg_round_bytes(mpi_epoch["clients"], 61706)  # control messages aside: under 0.1 % more
         assert formula <= mpi_epoch["bytes_sent"] <= formula * 1.001
+    # Both write the final global model (for attack_updates.py): the same model, the one the last round scored.
+    one_model, _ = load_global_model(tmp_path / "one" / "federated.pt")
+    mpi_model, _ = load_global_model(tmp_path / "mpi" / "federated.pt")
+    assert flat_parameters(mpi_model) == pytest.approx(flat_parameters(one_model), abs=1e-5)
+    _, _, x_eval, y_eval = load_fashion_mnist(None, 1000, 500, 100, 0)
+    assert evaluate(one_model, x_eval, y_eval, 1000, 100)["test_acc"] == one_run["epochs"][-1]["test_acc"]
 
 
 @needs_data

@@ -3,6 +3,8 @@ the aggregator replaces the model with the average of theirs, weighted by shard 
 in both modes: clients simulated in one process (:func:`run_one_process`) or on MPI ranks (:class:`AggregatorRank`
 on rank 0, :class:`ClientRank` on the others)."""
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -17,6 +19,7 @@ from splitlab.training.checkpoint import in_one_process, restore, snapshot
 from splitlab.training.cli import warn_if_link_set
 from splitlab.training.loop import fit
 from splitlab.training.results import Results
+from splitlab.training.results_guard import atomic_path
 from splitlab.training.steps import evaluate, set_lr, sgd, train_epoch
 
 ONE_PROCESS_CLIENTS = 10  # the report's data holders
@@ -87,6 +90,14 @@ def evaluate_global(aggregator, model, x_test, y_test, args):
     return evaluate(model, x_test, y_test, args.test_batch_size, args.validation)
 
 
+def save_global_model(aggregator, model, args):
+    """The final global model, with the configuration, to <results-dir>/<run-name>.pt: what a FedAvg server holds
+    at the last round, for the attacks on its clients' updates (attack_updates.py)."""
+    load_flat_parameters(model, aggregator.params.to(next(model.parameters()).device))
+    with atomic_path(Path(args.results_dir) / f"{args.run_name}.pt") as tmp:
+        torch.save({"config": vars(args), "global_model": {k: v.cpu() for k, v in model.state_dict().items()}}, tmp)
+
+
 def run_one_process(parser, args, device):
     """Every client in this process, in turn, training one model; the messages a deployment would send are
     counted as sent."""
@@ -116,7 +127,7 @@ def run_one_process(parser, args, device):
     results = Results(args, parser, "federated", device)
     results.data["shard_sizes"] = shard_sizes
     fit(args, results, train_one_round, lambda: evaluate_global(aggregator, model, x_test, y_test, args), save=save,
-        resumed=resumed)
+        resumed=resumed, final_info=lambda: save_global_model(aggregator, model, args) or {})
     print(f"results: {results.path}")
 
 
@@ -180,6 +191,7 @@ class AggregatorRank:
         return evaluate_global(self.aggregator, self.model, self.x_test, self.y_test, self.args)
 
     def final_summary(self):
+        save_global_model(self.aggregator, self.model, self.args)
         return {}
 
     def stop(self):

@@ -135,12 +135,14 @@ def against_baseline(reconstructed, baseline, original):
 
 
 def scores(reconstructed, original, labels, classifier):
-    """MSE, PSNR and SSIM on images in [0, 1], and the classifier's accuracy on the reconstructions."""
+    """MSE, PSNR and SSIM on images in [0, 1], the share of images recognisable (SSIM over 0.5), and the
+    classifier's accuracy on the reconstructions."""
     mse = F.mse_loss(reconstructed, original, reduction="none").mean((1, 2, 3))
     per_image_ssim = ssim(reconstructed, original, data_range=1.0, size_average=False)
     accuracy = evaluate(classifier, from_unit(reconstructed), labels, 1000)["test_acc"]
     return {"mse": mse.mean().item(), "psnr_db": (10 * torch.log10(1 / mse.clamp(min=1e-10))).mean().item(),
             "ssim": per_image_ssim.mean().item(), "ssim_min": per_image_ssim.min().item(),
+            "recognisable": (per_image_ssim > 0.5).float().mean().item(),
             "classifier_accuracy": accuracy}
 
 
@@ -159,6 +161,7 @@ def figure(path, original, reconstructions, columns=10):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     rows = [("original", original), *reconstructions.items()]
+    columns = min(columns, len(original))  # fewer victims than columns: a column each
     fig, axes = plt.subplots(len(rows), columns, figsize=(columns * 1.1, len(rows) * 1.25), squeeze=False)
     for row, (name, images) in zip(axes, rows):
         for i, ax in enumerate(row):

@@ -1,5 +1,8 @@
-"""Leakage and defences (privacy.py): each defence's accuracy against what the attacks rebuild, table and figure."""
+"""Leakage and defences (privacy.py): each defence's accuracy against what the attacks rebuild, table and figure;
+and both legs side by side: what a split server rebuilds from activations (attack.py) beside what a FedAvg server
+rebuilds from updates (attack_updates.py), on the same victims."""
 
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -31,8 +34,103 @@ def load_privacy(privacy_dir):
                      "dcor_batch": last.get("dcor_batch"), "epochs": len(run["epochs"]),
                      **{f"ssim_{k}": v["ssim"] for k, v in attack["attacks"].items()},
                      **{f"class_acc_{k}": v["classifier_accuracy"] for k, v in attack["attacks"].items()},
-                     **{f"failed_{k}": v.get("failed") for k, v in attack["attacks"].items()}})  # None: no baseline
+                     **{f"failed_{k}": v.get("failed") for k, v in attack["attacks"].items()},  # None: no baseline
+                     **{f"baseline_ssim_{k}": v.get("baseline_ssim") for k, v in attack["attacks"].items()},
+                     **{f"recognisable_{k}": v.get("recognisable") for k, v in attack["attacks"].items()},
+                     "victims": attack.get("attack_settings", {}).get("victims", 100),
+                     "smashed_shape": next((m["shape_per_example"] for m in run.get("server_received", [])
+                                            if m["tag"] == "SMASHED"), None)})
     return rows
+
+
+def load_legs(privacy_dir):
+    """Both legs, one row per attack: split learning's undefended runs (each cut, both attacks, the largest
+    auxiliary set) and every FedAvg update attack (attack_updates.py: each case at the first and the last round).
+    Each row: what the server sees of the victims and its bytes, SSIM with its blind baseline, the share
+    recognisable, the classifier's accuracy on the rebuilt images, the labels, and the model's test accuracy."""
+    rows = []
+    undefended = [r for r in load_privacy(privacy_dir) if not r["nopeek"] and not r["noise_std"]]
+    for r in undefended:
+        if r["aux"] < max(o["aux"] for o in undefended if o["setting"] == r["setting"]):
+            continue
+        shape = r["smashed_shape"]
+        for attack in ("decoder", "white-box"):
+            rows.append({"model": r["model"], "leg": "split learning", "round": "last",
+                         "sees": f"cut-{r['cut']} activations", "attack": attack, "test_acc": r["test_acc"],
+                         "bytes": r["victims"] * math.prod(shape) * 4 if shape else None, "labels": None,
+                         **{key: r.get(f"{key}_{attack}") for key in ("ssim", "baseline_ssim", "failed",
+                                                                      "recognisable", "class_acc")}})
+    for path in sorted(Path(privacy_dir).glob("*-updates-attack.json")):
+        found = read_run(path)
+        try:
+            model, rounds = found["config"]["model"], found["rounds"]
+        except (TypeError, KeyError):  # unreadable (None) or not of this kind
+            continue
+        for round_name, at in rounds.items():
+            for case, a in at["attacks"].items():
+                rows.append({"model": model, "leg": "FedAvg", "round": round_name, "sees": f"updates: {case}",
+                             "attack": "gradient inversion", "test_acc": at["test_acc"], "bytes": a["bytes_seen"],
+                             "labels": a["labels_read_right"], "ssim": a["ssim"], "baseline_ssim": a["baseline_ssim"],
+                             "failed": a["failed"], "recognisable": a["recognisable"],
+                             "class_acc": a["classifier_accuracy"]})
+    return rows
+
+
+def _or_dash(value, form):
+    """``value`` as ``form`` formats it, or "-" where the run did not record it."""
+    return "-" if value is None else format(value, form)
+
+
+def legs_markdown(rows):
+    lines = ["| model | leg | the server sees of the 100 victims | bytes | attack | round | SSIM (blind baseline) "
+             "| recognisable (SSIM > 0.5) | classifier acc on rebuilt | labels read right | model's test acc |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        labels = "given" if r["leg"] == "FedAvg" and r["labels"] is None else _or_dash(r["labels"], ".0%")
+        lines.append(f"| {r['model']} | {r['leg']} | {r['sees']} | {_or_dash(r['bytes'], ',')} | {r['attack']} "
+                     f"| {r['round']} | {r['ssim']:.3f} ({_or_dash(r['baseline_ssim'], '.3f')})"
+                     f"{' attack failed' if r['failed'] else ''} | {_or_dash(r['recognisable'], '.0%')} "
+                     f"| {r['class_acc']:.0%} | {labels} | {r['test_acc']:.2%} |")
+    lines.append("\nThe same victims (test images 0-99) on both legs. Split learning: the server's view after the last "
+                 "epoch of undefended runs (make privacy), a decoder trained on the attacker's auxiliary images and "
+                 "white-box inversion. FedAvg: each update one client's, made from some of the victims, inverted as "
+                 "in Inverting Gradients (attack_updates.py) at the first round's model and the last; its labels read "
+                 "from the update (iDLG, label counts), given where the update is several local steps. Bytes: what "
+                 "the server received that carries the victims. \"attack failed\": no better, image by image, than "
+                 "the same attack on a model with all weights zero; \"-\": not recorded by that run.")
+    return "\n".join(lines) + "\n"
+
+
+def legs_figure(rows):
+    """Each attack's SSIM as a bar, its blind baseline as a black tick, failed attacks hatched, a panel a model;
+    the share recognisable written at the bar's end."""
+    models = sorted({r["model"] for r in rows})
+    fig, axes = plt.subplots(len(models), 1, figsize=(9, 0.4 * len(rows) + 1.5 * len(models)), squeeze=False)
+    for ax, model in zip(axes[:, 0], models):
+        mine = [r for r in rows if r["model"] == model][::-1]  # the table's order, top to bottom
+        for y, r in enumerate(mine):
+            colour = "C0" if r["leg"] == "split learning" else "C1"
+            ax.barh(y, r["ssim"], color="white" if r["failed"] else colour, edgecolor=colour,
+                    hatch="//" if r["failed"] else None)
+            if r["baseline_ssim"] is not None:
+                ax.plot([r["baseline_ssim"]] * 2, [y - 0.4, y + 0.4], color="black")
+            ax.text(max(r["ssim"], 0) + 0.01, y, ("attack failed" if r["failed"] else "")
+                    + ("" if r["recognisable"] is None else f"  {r['recognisable']:.0%} recognisable"),
+                    va="center", fontsize=7)
+        ax.set_yticks(range(len(mine)), [f"{r['leg']}: {r['sees']}, {r['attack']}, {r['round']} round"
+                                         for r in mine], fontsize=7)
+        ax.axvline(0.5, color="grey", linestyle=":")
+        ax.set(xlim=(0, 1.25), xlabel="SSIM of the rebuilt victims (100 test images)", title=model)
+    handles = [plt.Rectangle((0, 0), 1, 1, color="C0", label="split learning: activations"),
+               plt.Rectangle((0, 0), 1, 1, color="C1", label="FedAvg: updates"),
+               plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="grey", hatch="//",
+                             label="attack failed (no better than its blind baseline)"),
+               Line2D([], [], color="black", label="blind baseline"),
+               Line2D([], [], color="grey", linestyle=":", label="SSIM 0.5: recognisable")]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8)
+    fig.suptitle("What the server rebuilds of the same 100 images: split learning's activations, FedAvg's updates")
+    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
+    return fig
 
 
 def first_private_setting(rows, ssim_below=0.3, points=0.02):

@@ -35,6 +35,17 @@ positive_float = _number(float, 0, inclusive=False)
 nonnegative_float = _number(float, 0, inclusive=True)
 
 
+def positive_int_list(text):
+    """Comma-separated positive whole numbers, as a list."""
+    try:
+        numbers = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        numbers = []
+    if not numbers or min(numbers) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive whole numbers, not {text!r}")
+    return numbers
+
+
 def fraction(text):
     value = positive_float(text)
     if value > 1:
