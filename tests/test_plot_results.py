@@ -152,12 +152,13 @@ def test_scale_and_label_tables_from_fixture_results(tmp_path):
     table = scale_markdown(load_scale(tmp_path / "scale"))
     assert "| Split learning | IID | 10 | 88.0% | 612.0 | 21.0 |" in table  # the last epoch's bytes, mean time
     assert "| Split learning | IID | 1,000 | 80.0% | 614.0 | 21.0 |" in table and "| 100 |" not in table
-    for noise, direction in ((0.0, 0.97), (0.01, 0.31)):
+    for noise, direction, known in ((0.0, 0.97, 0.9), (0.01, 0.31, None)):  # None: a run from before the key
+        scores = {"label_direction_acc": direction, **({"label_direction_acc_one_known": known} if known else {})}
         run = {"status": "completed", "config": {"grad_noise_std": noise},
-               "epochs": [{"epoch": 1, "test_acc": 0.8, "label_direction_acc": direction, "label_norm_auc": 0.6}]}
+               "epochs": [{"epoch": 1, "test_acc": 0.8, **scores, "label_norm_auc": 0.6}]}
         (tmp_path / "labels" / f"u-{noise}.json").write_text(json.dumps(run))
     table = labels_markdown(load_labels(tmp_path / "labels"))
-    assert table.index("| 0 | 80.00% | 97.0% | 0.600 |") < table.index("| 0.01 | 80.00% | 31.0% | 0.600 |")
+    assert table.index("| 0 | 80.00% | 90.0% | 97.0% | 0.600 |") < table.index("| 0.01 | 80.00% | - | 31.0% | 0.600 |")
 
 
 def test_what_a_data_holder_pays_averages_the_clients_that_trained_in_the_last_epoch(tmp_path):

@@ -7,8 +7,9 @@ Learning") read the labels from it in two ways, for two classes; here in a form 
 - direction: gradients of examples of one class point the same way (with a linear head, the gradient is
   W^T (p - e_y), dominated by -W^T e_y). The server clusters the gradients by direction (spherical k-means,
   k = 10) and names each cluster by a class; the score is the share of examples whose cluster's class is their
-  label, with the best naming (found by the Hungarian method: the naming one known example of each class
-  settles). Chance is about 0.1.
+  label. Named with the true labels of every example (the best naming, by the Hungarian method) it is an upper
+  bound; a real attacker knows a few labels (here one example of each class, drawn at random) and names the
+  clusters by them, scored on the other examples. Chance is about 0.1.
 - norm: Li et al.'s norm attack ranks examples by gradient norm, which separates a rare positive class from
   the rest. Here, for each class, how well the norm separates it from the others (the area under the ROC curve
   of the norm as a score for "is this class", or of its negative, whichever is larger), averaged over classes:
@@ -48,6 +49,26 @@ def best_naming_accuracy(clusters, labels, classes=NUM_CLASSES):
     return counts[rows, cols].sum() / len(labels)
 
 
+def known_examples(labels, per_class, seed, classes=NUM_CLASSES):
+    """Indices of ``per_class`` examples of each class (all of a class that has fewer), drawn with ``seed``: the
+    examples whose labels the attacker knows."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.choice(np.flatnonzero(labels == c), min(per_class, int((labels == c).sum())),
+                                      replace=False) for c in range(classes)]).astype(np.int64)
+
+
+def known_naming_accuracy(clusters, labels, known, classes=NUM_CLASSES):
+    """The share of the examples outside ``known`` whose cluster's class is their label, the clusters named one
+    to one as the known examples' labels best agree (a cluster with none of them takes a class left over)."""
+    counts = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(counts, (clusters[known], labels[known]), 1)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    naming = np.empty(classes, dtype=np.int64)
+    naming[rows] = cols
+    rest = np.setdiff1d(np.arange(len(labels)), known)
+    return float((naming[clusters[rest]] == labels[rest]).mean()) if len(rest) else float("nan")
+
+
 def norm_auc(gradients, labels, classes=NUM_CLASSES):
     """How well the gradient norm separates each class from the others (ROC AUC of the norm or of its negative,
     the larger), averaged over the classes present: 0.5 means the norm tells nothing about the label."""
@@ -64,9 +85,12 @@ def norm_auc(gradients, labels, classes=NUM_CLASSES):
 
 
 def label_leakage_report(gradients, labels, seed=0):
-    """Both attacks' scores on ``gradients`` (N, F) with their true ``labels`` (N,), for the results file."""
+    """Both attacks' scores on ``gradients`` (N, F) with their true ``labels`` (N,), for the results file: the
+    direction attack named with every label (its upper bound) and with one known example of each class."""
     gradients, labels = np.asarray(gradients, dtype=np.float64), np.asarray(labels)
     if len(labels) < NUM_CLASSES:
         return {}
-    return {"label_direction_acc": float(best_naming_accuracy(direction_attack(gradients, seed), labels)),
+    clusters = direction_attack(gradients, seed)
+    return {"label_direction_acc": float(best_naming_accuracy(clusters, labels)),
+            "label_direction_acc_one_known": known_naming_accuracy(clusters, labels, known_examples(labels, 1, seed)),
             "label_norm_auc": norm_auc(gradients, labels)}
