@@ -37,11 +37,24 @@ def build_parser():
     add("--fraction", type=fraction, default=1.0, help="share of the clients sampled each round (seeded)")
     add("--client-momentum", choices=["reset", "keep"], default="reset",
         help="reset: local momentum starts from zero every round; keep: each client keeps its buffers")
+    add("--clip-update", type=nonnegative_float, default=0.0, metavar="C",
+        help="a defence (DP-FedAvg): each client scales its update down to an L2 norm of at most C before sending "
+             "it (0 = off)")
+    add("--update-noise", type=nonnegative_float, default=0.0, metavar="Z",
+        help="with --clip-update: Gaussian noise of standard deviation Z x C added to each coordinate of the update")
     add("--server-momentum", type=nonnegative_float, default=0.0,
         help="FedAvgM: momentum of the aggregator's update (0 = plain FedAvg)")
     add("--server-lr", type=positive_float, default=1.0,
         help="the aggregator moves the global model this many times the clients' mean update "
              "(1 = plain FedAvg: the global model becomes the average)")
+    parse = parser.parse_args
+
+    def parse_args(*args, **kwargs):  # the one rule between two flags, checked wherever the flags are parsed
+        parsed = parse(*args, **kwargs)
+        if parsed.update_noise and not parsed.clip_update:
+            parser.error("--update-noise needs --clip-update: the noise is a multiple of the clipping norm")
+        return parsed
+    parser.parse_args = parse_args
     return parser
 
 

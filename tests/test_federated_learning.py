@@ -6,11 +6,20 @@ import numpy as np
 import pytest
 import torch
 
+import federated_learning
 from conftest import PINNED, in_process, mpirun, needs_data
 from data import load_fashion_mnist
-from models import flat_parameters
+from models import build, flat_parameters
 from splitlab.costs.traffic import fedavg_round_bytes
-from splitlab.methods.averaging import Aggregator, OrderedAverage, sample_clients, weighted_average
+from splitlab.methods.averaging import (
+    Aggregator,
+    OrderedAverage,
+    clip_and_noise,
+    sample_clients,
+    update_noise_generator,
+    weighted_average,
+)
+from splitlab.methods.federated import Client
 from splitlab.privacy.update_attack import load_global_model
 from splitlab.training.steps import evaluate
 
@@ -121,7 +130,8 @@ def test_momentum_reset_matches_regular_learning_only_in_the_first_round(tmp_pat
 @needs_data
 @pytest.mark.parametrize("ranks, extra, env", [
     (4, [], {}),  # a client a rank
-    (3, ["--fraction", "0.5", "--server-momentum", "0.5"], {"DOORBELLS": "off"}),  # 3 clients on 2 ranks, polling
+    (3, ["--fraction", "0.5", "--server-momentum", "0.5", "--clip-update", "0.5", "--update-noise", "0.002"],
+     {"DOORBELLS": "off"}),  # 3 clients on 2 ranks, polling; clipped, noised updates, the same noise in both modes
 ], ids=["a client a rank", "two ranks polling"])
 def test_one_process_and_mpi_modes_agree(tmp_path, ranks, extra, env):
     flags = [*FLAGS, "--epochs", "2", "--clients", "3", *extra]
@@ -147,6 +157,32 @@ def test_one_process_and_mpi_modes_agree(tmp_path, ranks, extra, env):
     assert flat_parameters(mpi_model) == pytest.approx(flat_parameters(one_model), abs=1e-5)
     _, _, x_eval, y_eval = load_fashion_mnist(None, 1000, 500, 100, 0)
     assert evaluate(one_model, x_eval, y_eval, 1000, 100)["test_acc"] == one_run["epochs"][-1]["test_acc"]
+
+
+def test_a_clipped_update_has_at_most_the_clip_norm_and_its_noise_the_asked_spread():
+    update = torch.full((40000,), 0.01)  # norm 2
+    generator = torch.Generator().manual_seed(0)
+    assert clip_and_noise(update, 0.5, 0.0, generator).norm().item() == pytest.approx(0.5, rel=1e-4)
+    assert torch.equal(clip_and_noise(update, 5.0, 0.0, generator), update)  # already within: unchanged
+    assert clip_and_noise(update, 0.0, 1.0, generator) is update  # off
+    noise = clip_and_noise(update, 0.5, 0.2, generator) - update * 0.25
+    assert noise.std().item() == pytest.approx(0.1, rel=0.02)  # 0.2 x the clip norm, in every coordinate
+    seeds = {update_noise_generator(0, client, round).initial_seed() for client in (1, 2) for round in (1, 2)}
+    assert len(seeds) == 4  # each client's noise its own in each round
+
+
+def test_a_fedavg_client_sends_its_update_clipped():
+    args = federated_learning.build_parser().parse_args(["--clip-update", "0.01", "--batch-size", "8"])
+    model, images = build("lenet5", 0), torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    start = flat_parameters(model).clone()
+    sent, _ = Client(0, images, torch.arange(8), model, args).train(start, args.lr, 1)
+    assert (sent - start).norm().item() == pytest.approx(0.01, rel=1e-4)
+
+
+def test_update_noise_without_clipping_is_refused():
+    with pytest.raises(SystemExit) as exit:
+        federated_learning.build_parser().parse_args(["--update-noise", "1"])
+    assert exit.value.code == 2
 
 
 @needs_data

@@ -68,7 +68,7 @@ def test_the_simulated_update_is_what_a_fedavg_client_sends():
     labels = torch.arange(16) % 10
     model = build("lenet5", 7)
     start = flat_parameters(model).clone()
-    sent, _ = Client(0, images, labels, model, args).train(start, args.lr)
+    sent, _ = Client(0, images, labels, model, args).train(start, args.lr, 1)
     simulated = local_update(build("lenet5", 7), images, labels, args.lr, 16, 2, args.momentum, args.weight_decay)
     assert torch.cat([u.flatten() for u in simulated]) == pytest.approx(sent - start, abs=1e-6)
     one_step = local_update(build("lenet5", 7), images, labels, args.lr, 16, 1, args.momentum, args.weight_decay)

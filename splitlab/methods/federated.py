@@ -30,7 +30,7 @@ class Client:
     between rounds with --client-momentum keep)."""
 
     def __init__(self, index, x, y, model, args, channel=None, flops_per_batch=None):
-        self.x, self.y, self.model, self.args = x, y, model, args
+        self.index, self.x, self.y, self.model, self.args = index, x, y, model, args
         self.work = Work(channel, flops_per_batch)  # what it computes and sends in its rounds (work.py)
         self.shuffle = shuffle_generator(args.seed, index)
         # Made once: torch's first optimizer in a process costs seconds of imports, which would otherwise land
@@ -44,8 +44,9 @@ class Client:
     def load_state_dict(self, state):
         restore({"optimizer": self.optimizer, "shuffle": self.shuffle}, state)
 
-    def train(self, global_params, lr):
-        """Start from the global model, train locally; return (parameters, mean training loss)."""
+    def train(self, global_params, lr, round_number):
+        """Start from the global model, train locally; return (parameters, mean training loss): the parameters
+        of a clipped, noised update with --clip-update."""
         load_flat_parameters(self.model, global_params)
         set_lr(self.optimizer, lr)
         for _ in range(self.args.local_epochs):
@@ -53,7 +54,13 @@ class Client:
                                batches(self.x, self.y, self.args.batch_size, self.shuffle), self.work)
         if self.args.client_momentum == "reset":  # the next round starts from zero: nothing to hold till then
             self.optimizer.state.clear()
-        return flat_parameters(self.model), loss
+        params = flat_parameters(self.model)
+        if self.args.clip_update:
+            generator = averaging.update_noise_generator(self.args.seed, self.index, round_number)
+            update = averaging.clip_and_noise((params - global_params).cpu(), self.args.clip_update,
+                                              self.args.update_noise, generator)
+            params = global_params + update.to(params.device)
+        return params, loss
 
 
 class Round:
@@ -115,7 +122,7 @@ def run_one_process(parser, args, device):
         round = Round(aggregator, shard_sizes, round_number, args, server_work)
         for k in round.sampled:
             with clients[k].work.active():
-                params, loss = clients[k].train(aggregator.params, lr)
+                params, loss = clients[k].train(aggregator.params, lr, round_number)
             with server_work.active():
                 round.add(k, params)
             work = {**clients[k].work.take(), "peak_rss_mb": peak_rss_mb(),  # the model's way down and up, as over MPI
@@ -232,7 +239,7 @@ class ClientRank:
             else:
                 self.channel.recv(self.global_params.numpy(), SERVER, Tag.GLOBAL_MODEL)
                 self.model_round = round
-            params, loss = self.clients[client].train(self.global_params.to(self.device), lr)
+            params, loss = self.clients[client].train(self.global_params.to(self.device), lr, round)
             self.channel.send(params.cpu().numpy(), SERVER, Tag.UPDATE)
         self.channel.send_obj({"train_loss": loss, **self.channel.traffic(),
                                "work": {**work.take(), "peak_rss_mb": peak_rss_mb()}}, SERVER, Tag.UPDATE_INFO)

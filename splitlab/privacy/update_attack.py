@@ -12,6 +12,7 @@ from scipy.optimize import linear_sum_assignment
 from data import load_fashion_mnist
 from models import build
 from splitlab.errors import InputError
+from splitlab.methods.averaging import clip_and_noise
 from splitlab.privacy.attack import (
     AUX_START,
     _one_line,
@@ -84,7 +85,7 @@ def attack_case(model, victims, labels, case, own_images, args):
         group = [s for s in starts if min(case["batch"], len(victims) - s) == size]
         updates, read = [], []
         for s in group:
-            update = local_update(model, victims[s:s + size], labels[s:s + size], **training)
+            update = defended(local_update(model, victims[s:s + size], labels[s:s + size], **training), args, s)
             guess = read_labels(model, update, size, training, own_images)
             read.append(labels[s:s + size] if guess is None else guess)
             wrong += 0 if guess is None else _wrong(guess, labels[s:s + size])
@@ -94,6 +95,16 @@ def attack_case(model, victims, labels, case, own_images, args):
         for s, found in zip(group, images):
             rebuilt[s:s + size] = matched(found, to_unit(victims[s:s + size]))
     return rebuilt, None if len(training) > 1 else 1 - wrong / len(victims)
+
+
+def defended(update, args, start):
+    """The update as the client sends it: clipped and noised where the run used that defence (--clip-update,
+    --update-noise; averaging.clip_and_noise), each update with noise of its own."""
+    if not args.clip_update:
+        return update
+    flat = clip_and_noise(torch.cat([u.flatten() for u in update]), args.clip_update, args.update_noise,
+                          torch.Generator().manual_seed(args.seed * 100003 + start))
+    return [piece.view_as(u) for piece, u in zip(flat.split([u.numel() for u in update]), update)]
 
 
 def _wrong(guess, truth):
@@ -106,6 +117,7 @@ def attack_updates(args):
     blind baseline: the results' record, the victims in [0, 1] and the reconstructions by row of the figure."""
     start = time.perf_counter()
     last, config = load_global_model(args.model_file)
+    args.clip_update, args.update_noise = config.get("clip_update", 0.0), config.get("update_noise", 0.0)
     x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir)
     if args.victims > AUX_START:
         raise InputError(f"--victims must be at most {AUX_START}")

@@ -66,9 +66,12 @@ def load_legs(privacy_dir):
             model, rounds = found["config"]["model"], found["rounds"]
         except (TypeError, KeyError):  # unreadable (None) or not of this kind
             continue
+        config = found["config"]
+        defence = (f", clipped to {config['clip_update']:g}, noise {config.get('update_noise', 0.0):g} x that"
+                   if config.get("clip_update") else "")
         for round_name, at in rounds.items():
             for case, a in at["attacks"].items():
-                rows.append({"model": model, "leg": "FedAvg", "round": round_name, "sees": f"updates: {case}",
+                rows.append({"model": model, "leg": "FedAvg", "round": round_name, "sees": f"updates: {case}{defence}",
                              "attack": "gradient inversion", "test_acc": at["test_acc"], "bytes": a["bytes_seen"],
                              "labels": a["labels_read_right"], "ssim": a["ssim"], "baseline_ssim": a["baseline_ssim"],
                              "failed": a["failed"], "recognisable": a["recognisable"],
