@@ -30,6 +30,7 @@ from pathlib import Path
 
 from splitlab.privacy.attack import figure
 from splitlab.privacy.update_attack import attack_updates
+from splitlab.runs import update_attack_files
 from splitlab.training.cli import nonnegative_float, nonnegative_int, positive_int, positive_int_list, run_main
 
 
@@ -58,10 +59,10 @@ def main():
     args = build_parser().parse_args()
     result, original, reconstructions = attack_updates(args)
     model_file = Path(args.model_file)
-    out = Path(args.out) if args.out else model_file.with_name(f"{model_file.stem}-updates-attack.json")
+    scores, reconstructions_figure = update_attack_files(model_file.stem)
+    out = Path(args.out) if args.out else model_file.with_name(scores)
     out.write_text(json.dumps(result, indent=2))
-    figure(args.figure or model_file.with_name(f"{model_file.stem}-updates-reconstructions.png"), original,
-           reconstructions)
+    figure(args.figure or model_file.with_name(reconstructions_figure), original, reconstructions)
     for round_name, found in result["rounds"].items():
         for name, s in found["attacks"].items():
             labels = "given" if s["labels_read_right"] is None else f"{s['labels_read_right']:.0%} read right"

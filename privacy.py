@@ -1,4 +1,5 @@
-"""The privacy trade-off: split learning under each defence setting, at each cut, attacked, in one command.
+"""The privacy trade-off: split learning under each defence setting, at each cut, and FedAvg, attacked, in one
+command.
 
     python privacy.py                       # the default grid into results/privacy/, then plot_results.py
     python privacy.py --epochs 2 --settings none,nopeek=0.5 --extra "--train-subset 6000"   # a quick look
@@ -8,10 +9,12 @@ For each model, each of its cut points (or those --cut-layers names) and each se
 Gaussian noise of standard deviation S on the activations sent) it trains vanilla split learning with --clients
 clients (``mpirun -n clients+1``), then runs ``attack.py`` on the saved parts once for each size of the decoder's
 auxiliary data (the attacker knows the architecture and holds that many test images from 5,000 on; the victims
-are test images 0-99). Finished trainings and attacks are kept, so an interrupted run resumes; a setting trained
-again is attacked again. ``python plot_results.py`` then draws
-results/privacy.png (test accuracy against the bias-corrected dCor^2 and against each attack's SSIM) and adds
-the table to results/summary.md.
+are test images 0-99). FedAvg's leg: for each model of --fedavg-models and each --fedavg setting (none; each
+client's update clipped to norm C with noise Z x C, ``clip=C:noise=Z``) it trains FedAvg with as many clients
+for as many epochs (one process), then runs ``attack_updates.py`` on its final model: the same victims rebuilt
+from updates. Finished trainings and attacks are kept, so an interrupted run resumes; a setting trained again is
+attacked again. ``python plot_results.py`` then draws results/privacy.png (test accuracy against each attack's
+SSIM) and privacy-legs.png (both legs side by side) and adds their tables to results/summary.md.
 """
 
 import argparse
@@ -23,7 +26,17 @@ import time
 from pathlib import Path
 
 from models import MODELS, cut_points
-from splitlab.runs import GRID_VALIDATION, MPIRUN, attack_files, is_finished, privacy_run_name, read_run, resume_flags
+from splitlab.runs import (
+    GRID_VALIDATION,
+    MPIRUN,
+    attack_files,
+    fedavg_privacy_run_name,
+    is_finished,
+    privacy_run_name,
+    read_run,
+    resume_flags,
+    update_attack_files,
+)
 from splitlab.training.cli import positive_int_list
 
 ROOT = Path(__file__).resolve().parent
@@ -46,6 +59,25 @@ def setting(text):
 
 def settings_list(text):
     return [setting(item.strip()) for item in text.split(",") if item.strip()]
+
+
+def fedavg_setting(text):
+    """``none`` or ``clip=C:noise=Z`` -> (run name's setting, federated_learning.py flags)."""
+    if text == "none":
+        return "none", []
+    try:
+        (clip_key, clip), (noise_key, noise) = (part.split("=") for part in text.split(":"))
+        valid = ((clip_key, noise_key) == ("clip", "noise")
+                 and 0 < float(clip) < math.inf and 0 <= float(noise) < math.inf)  # nan fails both comparisons
+    except ValueError:
+        valid = False
+    if not valid:
+        raise argparse.ArgumentTypeError(f"a FedAvg setting is none or clip=C:noise=Z with C > 0, Z >= 0; not {text!r}")
+    return f"clip{clip}-noise{noise}", ["--clip-update", clip, "--update-noise", noise]
+
+
+def fedavg_settings_list(text):
+    return [fedavg_setting(item.strip()) for item in text.split(",") if item.strip()]
 
 
 def models_list(text):
@@ -77,9 +109,15 @@ def build_parser():
                         "ranks)")
     parser.add_argument("--validation", type=int, default=GRID_VALIDATION, metavar="N",
                         help="training images each run holds out as its validation set (study.py --help)")
+    parser.add_argument("--fedavg", type=fedavg_settings_list, default="none",
+                        help="FedAvg's settings, comma-separated: none or clip=C:noise=Z (or nothing: no FedAvg leg)")
+    parser.add_argument("--fedavg-models", type=models_list, default="lenet5",
+                        help="the models whose FedAvg leg is trained and attacked (each attack_updates.py run takes "
+                             "about 50 minutes on the 2-core machine)")
     parser.add_argument("--results-dir", default="results/privacy")
     parser.add_argument("--extra", default="", help="more flags for every training run")
     parser.add_argument("--attack-flags", default="", help="more flags for every attack.py run")
+    parser.add_argument("--update-attack-flags", default="", help="more flags for every attack_updates.py run")
     return parser
 
 
@@ -122,6 +160,23 @@ def main():
                                *shlex.split(args.attack_flags)])
                 print(f"[{k}/{len(runs)}] {name}: attacked with {aux} auxiliary images in {seconds:.0f} s",
                       flush=True)
+    fedavg_runs = [(model, setting_) for model in args.fedavg_models for setting_ in args.fedavg]
+    for k, (model, (setting_name, flags)) in enumerate(fedavg_runs, 1):
+        name = fedavg_privacy_run_name(model, setting_name)
+        results, model_file = out / f"{name}.json", out / f"{name}.pt"
+        scores, reconstructions = update_attack_files(name)
+        if not is_finished(read_run(results)) or not model_file.exists():
+            (out / scores).unlink(missing_ok=True)  # an attack on an earlier training's model
+            flags = [*flags, "--model", model, "--clients", str(args.clients), "--epochs", str(args.epochs),
+                     "--patience", "0", "--no-progress", "--results-dir", str(out), "--run-name", name,
+                     *shlex.split(args.extra)]
+            flags += ["--validation", str(args.validation)] if args.validation else []
+            seconds = run([sys.executable, "federated_learning.py", *flags, *resume_flags(results, flags)])
+            print(f"[FedAvg {k}/{len(fedavg_runs)}] {name}: trained in {seconds:.0f} s", flush=True)
+        if not (out / scores).exists():
+            seconds = run([sys.executable, "attack_updates.py", str(model_file), "--out", str(out / scores),
+                           "--figure", str(out / reconstructions), *shlex.split(args.update_attack_flags)])
+            print(f"[FedAvg {k}/{len(fedavg_runs)}] {name}: updates attacked in {seconds:.0f} s", flush=True)
     print(f"privacy grid done in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
 
 

@@ -71,6 +71,16 @@ def attack_files(run, aux):
     return f"{run}-aux{aux}-attack.json", f"{run}-aux{aux}-reconstructions.png"
 
 
+def fedavg_privacy_run_name(model, setting):
+    """The privacy grid's name for a FedAvg run: ``<model>-fedavg``, with ``-<setting>`` when it is defended."""
+    return f"{model}-fedavg" + ("" if setting == "none" else f"-{setting}")
+
+
+def update_attack_files(run):
+    """The files of attack_updates.py's attack on the FedAvg run named ``run``: its scores, its figure."""
+    return f"{run}-updates-attack.json", f"{run}-updates-reconstructions.png"
+
+
 def attacked_run(scores_file):
     """The name of the run whose attack's scores are in ``scores_file`` (attack.py alone writes <run>-attack.json)."""
     return re.fullmatch(r"(.+?)(?:-aux[0-9]+)?-attack\.json", scores_file)[1]

@@ -33,7 +33,8 @@ def test_a_file_from_another_cut_layer_is_refused(tmp_path):
                           "comes from cut layer 2, not 1")
     torch.save({"config": {"cut_layer": 1}, "client_parts": [[front.state_dict()]],
                 "server_part": server.state_dict()}, tmp_path / "mislabelled.pt")
-    assert_one_line_error(in_process("attack.py", str(tmp_path / "mislabelled.pt")), "does not fit lenet5 at cut layer 1")
+    assert_one_line_error(in_process("attack.py", str(tmp_path / "mislabelled.pt")),
+                          "does not fit lenet5 at cut layer 1")
 
 
 def parts_file(tmp_path, client_parts, cut_layer=1):
@@ -122,6 +123,12 @@ def test_privacy_settings_are_checked(bad, tmp_path):
                         "--extra=--train-subset 64 --test-subset 200 --leakage-images 0",
                         "--attack-flags=--victims 5 --decoder-epochs 1 --inversion-steps 2 --classifier-images 500")
     assert result.returncode == 2 and "a setting is none, nopeek=W or noise=S" in result.stderr
+
+
+@pytest.mark.parametrize("bad", ["clip=0:noise=1", "clip=1", "noise=1:clip=1", "clip=1:noise=nan"])
+def test_privacy_fedavg_settings_are_checked(bad, tmp_path):
+    result = in_process("privacy.py", "--fedavg", f"none,{bad}", "--results-dir", str(tmp_path))
+    assert result.returncode == 2 and "a FedAvg setting is none or clip=C:noise=Z" in result.stderr
 
 
 @pytest.mark.parametrize("flags", [["--nopeek", "-1"], ["--noise-std", "x"]])

@@ -71,8 +71,8 @@ def test_privacy_attacks_again_a_setting_it_trained_again(tmp_path, monkeypatch)
     import privacy
     commands = []
 
-    def fake_run(command):  # stands in for split_learning.py and attack.py: writes what each would
-        if "attack.py" in command:
+    def fake_run(command):  # stands in for the training scripts and the attacks: writes what each would
+        if "attack.py" in command or "attack_updates.py" in command:
             out = Path(command[command.index("--out") + 1])
             commands.append(f"attack {out.name}")
             out.write_text(json.dumps({"attacks": {}}))
@@ -90,11 +90,13 @@ def test_privacy_attacks_again_a_setting_it_trained_again(tmp_path, monkeypatch)
     privacy.main()  # everything finished: nothing to do
     attacks = ["attack lenet5-cut{}-none-aux500-attack.json", "attack lenet5-cut{}-none-aux5000-attack.json"]
     first = ["train lenet5-cut1-none", *[a.format(1) for a in attacks], "train lenet5-cut2-none",
-             *[a.format(2) for a in attacks]]
+             *[a.format(2) for a in attacks], "train lenet5-fedavg", "attack lenet5-fedavg-updates-attack.json"]
     assert commands == first
     (tmp_path / "lenet5-cut2-none.json").write_text(json.dumps({"status": "running"}))  # interrupted
+    (tmp_path / "lenet5-fedavg.pt").unlink()  # FedAvg's model gone: trained and attacked again
     privacy.main()
-    assert commands == first + ["train lenet5-cut2-none", *[a.format(2) for a in attacks]]
+    assert commands == first + ["train lenet5-cut2-none", *[a.format(2) for a in attacks], "train lenet5-fedavg",
+                                "attack lenet5-fedavg-updates-attack.json"]
 
 
 def test_a_diverged_run_is_finished_and_not_run_again_and_a_failed_one_is_run_again(tmp_path):
@@ -124,8 +126,8 @@ def test_the_privacy_grid_trains_each_setting_with_its_own_defence(tmp_path, mon
     import privacy
     trained = {}
 
-    def fake_run(command):  # records what split_learning.py would be asked; writes what it would
-        if "attack.py" in command:
+    def fake_run(command):  # records what the training scripts would be asked; writes what they would
+        if "attack.py" in command or "attack_updates.py" in command:
             Path(command[command.index("--out") + 1]).write_text(json.dumps({"attacks": {}}))
             return 0.0
         name = command[command.index("--run-name") + 1]
@@ -136,13 +138,20 @@ def test_the_privacy_grid_trains_each_setting_with_its_own_defence(tmp_path, mon
 
     monkeypatch.setattr(privacy, "run", fake_run)
     monkeypatch.setattr("sys.argv", ["privacy.py", "--settings", "none,nopeek=0.5,noise=2", "--cut-layers", "2",
-                                     "--clients", "3", "--results-dir", str(tmp_path)])
+                                     "--clients", "3", "--fedavg", "none,clip=1:noise=0.003", "--results-dir",
+                                     str(tmp_path)])
     privacy.main()
 
     def flag(command, name):
         return command[command.index(name) + 1] if name in command else None
-    assert sorted(trained) == ["lenet5-cut2-noise2", "lenet5-cut2-none", "lenet5-cut2-nopeek0.5"]
-    assert [(flag(trained[n], "--nopeek"), flag(trained[n], "--noise-std")) for n in sorted(trained)] == \
+    split = sorted(name for name in trained if "fedavg" not in name)
+    assert split == ["lenet5-cut2-noise2", "lenet5-cut2-none", "lenet5-cut2-nopeek0.5"]
+    assert [(flag(trained[n], "--nopeek"), flag(trained[n], "--noise-std")) for n in split] == \
         [(None, "2"), (None, None), ("0.5", None)]
-    for command in trained.values():
-        assert flag(command, "--cut-layer") == "2" and flag(command, "-n") == "4"  # 3 clients and the server
+    for name in split:
+        assert flag(trained[name], "--cut-layer") == "2" and flag(trained[name], "-n") == "4"  # 3 clients, server
+    fedavg = {name: command for name, command in trained.items() if "fedavg" in name}
+    assert {name: (flag(c, "--clip-update"), flag(c, "--update-noise"), flag(c, "--clients"))
+            for name, c in fedavg.items()} == {"lenet5-fedavg": (None, None, "3"),
+                                               "lenet5-fedavg-clip1-noise0.003": ("1", "0.003", "3")}
+    assert all("federated_learning.py" in command for command in fedavg.values())
