@@ -209,33 +209,37 @@ def test_an_attack_no_better_than_its_baseline_reads_attack_failed(tmp_path):
 
 def test_both_legs_side_by_side(tmp_path):
     """The legs table from the files privacy.py and attack_updates.py write: the split server's bytes are the
-    victims' activations (100 images of 6x14x14 floats), a FedAvg row's its updates; a defended run is left out;
-    labels read, given or not recorded; failed attacks marked."""
+    victims' activations (100 images of 6x14x14 floats), a FedAvg row's its updates; of the defended split runs
+    only the most noise within a point of the undefended run's accuracy; labels read, given or not recorded;
+    failed attacks marked."""
     from splitlab.reports.privacy import legs_markdown, load_legs
-    for name, noise in (("lenet5-cut1-none", 0.0), ("lenet5-cut1-noise2", 2.0)):
-        run = {"config": {"model": "lenet5", "cut_layer": 1, "noise_std": noise}, "shard_sizes": [1, 1],
-               "server_received": [{"tag": "LABELS", "shape_per_example": []},
-                                   {"tag": "SMASHED", "shape_per_example": [6, 14, 14]}],
-               "epochs": [{"test_acc": 0.88, "dcor2_bias_corrected": 0.1}]}
+    for name, noise, acc in (("lenet5-cut1-none", 0.0, 0.88), ("lenet5-cut1-noise0.3", 0.3, 0.876),
+                             ("lenet5-cut1-noise0.5", 0.5, 0.875), ("lenet5-cut1-noise2", 2.0, 0.86)):
+        run = {"config": {"model": "lenet5", "cut_layer": 1, "noise_std": noise, "epochs": 1},
+               "shard_sizes": [1, 1], "server_received": [{"tag": "LABELS", "shape_per_example": []},
+                                                          {"tag": "SMASHED", "shape_per_example": [6, 14, 14]}],
+               "epochs": [{"test_acc": acc, "dcor2_bias_corrected": 0.1}]}
         (tmp_path / f"{name}.json").write_text(json.dumps(run))
         (tmp_path / f"{name}-aux5000-attack.json").write_text(json.dumps({"attack_settings": {"aux": 5000}, "attacks": {
-            "decoder": {"ssim": 0.85, "classifier_accuracy": 0.87, "failed": False, "baseline_ssim": 0.2,
+            "decoder": {"ssim": 0.85 - noise / 10, "classifier_accuracy": 0.87, "failed": False, "baseline_ssim": 0.2,
                         "recognisable": 0.97},
             "white-box": {"ssim": 0.61, "classifier_accuracy": 0.82}}}))
     attack = {"ssim": 0.07, "baseline_ssim": 0.08, "failed": True, "recognisable": 0.0, "classifier_accuracy": 0.1,
               "bytes_seen": 13 * 246824}
-    (tmp_path / "lenet5-fedavg-updates-attack.json").write_text(json.dumps({"config": {"model": "lenet5"}, "rounds": {
+    (tmp_path / "lenet5-fedavg-updates-attack.json").write_text(json.dumps({"config": {
+        "model": "lenet5", "clients": 2, "epochs": 1}, "rounds": {
         "first": {"test_acc": 0.1, "attacks": {"one step, B=8": {**attack, "labels_read_right": 0.97}}},
         "last": {"test_acc": 0.87, "attacks": {"one local epoch, batch 64": {**attack, "labels_read_right": None}}}}}))
     table = legs_markdown(load_legs(tmp_path)).splitlines()
     rows = [line for line in table if line.startswith("| lenet5 |")]
-    assert len(rows) == 4  # the undefended run's two attacks, the FedAvg file's two
-    assert rows[0].startswith("| lenet5 | split learning | cut-1 activations | 470,400 | decoder | last "
+    assert len(rows) == 6  # the undefended run's two attacks, noise 0.5's two, the FedAvg file's two
+    assert rows[0].startswith("| lenet5 | 2 | 1 | split learning | cut-1 activations | 470,400 | decoder | last "
                               "| 0.850 (0.200) | 97% | 87% | - | 88.00% |")
     assert "| white-box | last | 0.610 (-) | - | 82% |" in rows[1]
-    assert rows[2].startswith("| lenet5 | FedAvg | updates: one step, B=8 | 3,208,712 | gradient inversion | first | "
-                              "0.070 (0.080) attack failed | 0% | 10% | 97% | 10.00% |")
-    assert "| last |" in rows[3] and "| given | 87.00% |" in rows[3]
+    assert "| cut-1 activations, noise 0.5 on them | 470,400 | decoder | last | 0.800 (0.200) |" in rows[2]
+    assert rows[4].startswith("| lenet5 | 2 | 1 | FedAvg | updates: one step, B=8 | 3,208,712 | gradient inversion "
+                              "| first | 0.070 (0.080) attack failed | 0% | 10% | 97% | 10.00% |")
+    assert "| last |" in rows[5] and "| given | 87.00% |" in rows[5]
 
 
 def test_a_run_with_a_validation_set_is_reported_at_its_best_validation_epoch():

@@ -43,20 +43,36 @@ def load_privacy(privacy_dir):
     return rows
 
 
+def strongest_noise_within(rows, points=0.01):
+    """Of each split grid (model, cut, clients, epochs), the undefended run and the run with the most noise on its
+    activations whose accuracy is within ``points`` of it: the defence at (almost) no cost in accuracy."""
+    def group(r):
+        return r["model"], r["cut"], r["clients"], r["epochs"]
+    undefended = {group(r): r for r in rows if not r["nopeek"] and not r["noise_std"]}
+    noised = {}
+    for r in rows:
+        base = undefended.get(group(r))
+        if not r["nopeek"] and r["noise_std"] and base and r["watched_acc"] >= base["watched_acc"] - points:
+            noised[group(r)] = max(noised.get(group(r), r), r, key=lambda o: o["noise_std"])
+    return [*undefended.values(), *noised.values()]
+
+
 def load_legs(privacy_dir):
-    """Both legs, one row per attack: split learning's undefended runs (each cut, both attacks, the largest
-    auxiliary set) and every FedAvg update attack (attack_updates.py: each case at the first and the last round).
-    Each row: what the server sees of the victims and its bytes, SSIM with its blind baseline, the share
-    recognisable, the classifier's accuracy on the rebuilt images, the labels, and the model's test accuracy."""
+    """Both legs, one row per attack: split learning's undefended runs and their strongest noise within a point of
+    accuracy (each cut, both attacks, the largest auxiliary set), and every FedAvg update attack
+    (attack_updates.py: each case at the first and the last round). Each row: what the server sees of the victims
+    and its bytes, SSIM with its blind baseline, the share recognisable, the classifier's accuracy on the rebuilt
+    images, the labels, and the model's test accuracy."""
     rows = []
-    undefended = [r for r in load_privacy(privacy_dir) if not r["nopeek"] and not r["noise_std"]]
-    for r in undefended:
-        if r["aux"] < max(o["aux"] for o in undefended if o["setting"] == r["setting"]):
-            continue
+    attacked = load_privacy(privacy_dir)
+    largest = [r for r in attacked if r["aux"] == max(o["aux"] for o in attacked if o["setting"] == r["setting"])]
+    for r in sorted(strongest_noise_within(largest), key=lambda r: (r["model"], r["cut"], r["noise_std"])):
         shape = r["smashed_shape"]
+        noise = f", noise {r['noise_std']:g} on them" if r["noise_std"] else ""
         for attack in ("decoder", "white-box"):
-            rows.append({"model": r["model"], "leg": "split learning", "round": "last",
-                         "sees": f"cut-{r['cut']} activations", "attack": attack, "test_acc": r["test_acc"],
+            rows.append({"model": r["model"], "clients": r["clients"], "epochs": r["epochs"],
+                         "leg": "split learning", "round": "last",
+                         "sees": f"cut-{r['cut']} activations{noise}", "attack": attack, "test_acc": r["test_acc"],
                          "bytes": r["victims"] * math.prod(shape) * 4 if shape else None, "labels": None,
                          **{key: r.get(f"{key}_{attack}") for key in ("ssim", "baseline_ssim", "failed",
                                                                       "recognisable", "class_acc")}})
@@ -71,12 +87,13 @@ def load_legs(privacy_dir):
                    if config.get("clip_update") else "")
         for round_name, at in rounds.items():
             for case, a in at["attacks"].items():
-                rows.append({"model": model, "leg": "FedAvg", "round": round_name, "sees": f"updates: {case}{defence}",
+                rows.append({"model": model, "clients": config["clients"], "epochs": config["epochs"],
+                             "leg": "FedAvg", "round": round_name, "sees": f"updates: {case}{defence}",
                              "attack": "gradient inversion", "test_acc": at["test_acc"], "bytes": a["bytes_seen"],
                              "labels": a["labels_read_right"], "ssim": a["ssim"], "baseline_ssim": a["baseline_ssim"],
                              "failed": a["failed"], "recognisable": a["recognisable"],
                              "class_acc": a["classifier_accuracy"]})
-    return rows
+    return sorted(rows, key=lambda r: (r["model"], r["clients"], r["epochs"]))  # stable: each leg's order kept
 
 
 def _or_dash(value, form):
@@ -85,20 +102,23 @@ def _or_dash(value, form):
 
 
 def legs_markdown(rows):
-    lines = ["| model | leg | the server sees of the 100 victims | bytes | attack | round | SSIM (blind baseline) "
-             "| recognisable (SSIM > 0.5) | classifier acc on rebuilt | labels read right | model's test acc |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | clients | epochs | leg | the server sees of the 100 victims | bytes | attack | round "
+             "| SSIM (blind baseline) | recognisable (SSIM > 0.5) | classifier acc on rebuilt | labels read right "
+             "| model's test acc |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         labels = "given" if r["leg"] == "FedAvg" and r["labels"] is None else _or_dash(r["labels"], ".0%")
-        lines.append(f"| {r['model']} | {r['leg']} | {r['sees']} | {_or_dash(r['bytes'], ',')} | {r['attack']} "
-                     f"| {r['round']} | {r['ssim']:.3f} ({_or_dash(r['baseline_ssim'], '.3f')})"
+        lines.append(f"| {r['model']} | {r['clients']} | {r['epochs']} | {r['leg']} | {r['sees']} "
+                     f"| {_or_dash(r['bytes'], ',')} | {r['attack']} | {r['round']} "
+                     f"| {r['ssim']:.3f} ({_or_dash(r['baseline_ssim'], '.3f')})"
                      f"{' attack failed' if r['failed'] else ''} | {_or_dash(r['recognisable'], '.0%')} "
                      f"| {r['class_acc']:.0%} | {labels} | {r['test_acc']:.2%} |")
     lines.append("\nThe same victims (test images 0-99) on both legs. Split learning: the server's view after the last "
-                 "epoch of undefended runs (make privacy), a decoder trained on the attacker's auxiliary images and "
-                 "white-box inversion. FedAvg: each update one client's, made from some of the victims, inverted as "
-                 "in Inverting Gradients (attack_updates.py) at the first round's model and the last; its labels read "
-                 "from the update (iDLG, label counts), given where the update is several local steps. Bytes: what "
+                 "epoch of the undefended runs (make privacy) and of the most noise on the activations within a point "
+                 "of their accuracy, a decoder trained on the attacker's auxiliary images and white-box inversion. "
+                 "FedAvg: each update one client's, made from some of the victims, inverted as in Inverting "
+                 "Gradients (attack_updates.py) at the first round's model and the last; its labels read from the "
+                 "update (iDLG, label counts), given where the update is several local steps. Bytes: what "
                  "the server received that carries the victims. \"attack failed\": no better, image by image, than "
                  "the same attack on a model with all weights zero; \"-\": not recorded by that run.")
     return "\n".join(lines) + "\n"
