@@ -43,119 +43,6 @@ def load_privacy(privacy_dir):
     return rows
 
 
-def strongest_noise_within(rows, points=0.01):
-    """Of each split grid (model, cut, clients, epochs), the undefended run and the run with the most noise on its
-    activations whose accuracy is within ``points`` of it: the defence at (almost) no cost in accuracy."""
-    def group(r):
-        return r["model"], r["cut"], r["clients"], r["epochs"]
-    undefended = {group(r): r for r in rows if not r["nopeek"] and not r["noise_std"]}
-    noised = {}
-    for r in rows:
-        base = undefended.get(group(r))
-        if not r["nopeek"] and r["noise_std"] and base and r["watched_acc"] >= base["watched_acc"] - points:
-            noised[group(r)] = max(noised.get(group(r), r), r, key=lambda o: o["noise_std"])
-    return [*undefended.values(), *noised.values()]
-
-
-def load_legs(privacy_dir):
-    """Both legs, one row per attack: split learning's undefended runs and their strongest noise within a point of
-    accuracy (each cut, both attacks, the largest auxiliary set), and every FedAvg update attack
-    (attack_updates.py: each case at the first and the last round). Each row: what the server sees of the victims
-    and its bytes, SSIM with its blind baseline, the share recognisable, the classifier's accuracy on the rebuilt
-    images, the labels, and the model's test accuracy."""
-    rows = []
-    attacked = load_privacy(privacy_dir)
-    largest = [r for r in attacked if r["aux"] == max(o["aux"] for o in attacked if o["setting"] == r["setting"])]
-    for r in sorted(strongest_noise_within(largest), key=lambda r: (r["model"], r["cut"], r["noise_std"])):
-        shape = r["smashed_shape"]
-        noise = f", noise {r['noise_std']:g} on them" if r["noise_std"] else ""
-        for attack in ("decoder", "white-box"):
-            rows.append({"model": r["model"], "clients": r["clients"], "epochs": r["epochs"],
-                         "leg": "split learning", "round": "last",
-                         "sees": f"cut-{r['cut']} activations{noise}", "attack": attack, "test_acc": r["test_acc"],
-                         "bytes": r["victims"] * math.prod(shape) * 4 if shape else None, "labels": None,
-                         **{key: r.get(f"{key}_{attack}") for key in ("ssim", "baseline_ssim", "failed",
-                                                                      "recognisable", "class_acc")}})
-    for path in sorted(Path(privacy_dir).glob("*-updates-attack.json")):
-        found = read_run(path)
-        try:
-            model, rounds = found["config"]["model"], found["rounds"]
-        except (TypeError, KeyError):  # unreadable (None) or not of this kind
-            continue
-        config = found["config"]
-        defence = (f", clipped to {config['clip_update']:g}, noise {config.get('update_noise', 0.0):g} x that"
-                   if config.get("clip_update") else "")
-        for round_name, at in rounds.items():
-            for case, a in at["attacks"].items():
-                rows.append({"model": model, "clients": config["clients"], "epochs": config["epochs"],
-                             "leg": "FedAvg", "round": round_name, "sees": f"updates: {case}{defence}",
-                             "attack": "gradient inversion", "test_acc": at["test_acc"], "bytes": a["bytes_seen"],
-                             "labels": a["labels_read_right"], "ssim": a["ssim"], "baseline_ssim": a["baseline_ssim"],
-                             "failed": a["failed"], "recognisable": a["recognisable"],
-                             "class_acc": a["classifier_accuracy"]})
-    return sorted(rows, key=lambda r: (r["model"], r["clients"], r["epochs"]))  # stable: each leg's order kept
-
-
-def _or_dash(value, form):
-    """``value`` as ``form`` formats it, or "-" where the run did not record it."""
-    return "-" if value is None else format(value, form)
-
-
-def legs_markdown(rows):
-    lines = ["| model | clients | epochs | leg | the server sees of the 100 victims | bytes | attack | round "
-             "| SSIM (blind baseline) | recognisable (SSIM > 0.5) | classifier acc on rebuilt | labels read right "
-             "| model's test acc |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        labels = "given" if r["leg"] == "FedAvg" and r["labels"] is None else _or_dash(r["labels"], ".0%")
-        lines.append(f"| {r['model']} | {r['clients']} | {r['epochs']} | {r['leg']} | {r['sees']} "
-                     f"| {_or_dash(r['bytes'], ',')} | {r['attack']} | {r['round']} "
-                     f"| {r['ssim']:.3f} ({_or_dash(r['baseline_ssim'], '.3f')})"
-                     f"{' attack failed' if r['failed'] else ''} | {_or_dash(r['recognisable'], '.0%')} "
-                     f"| {r['class_acc']:.0%} | {labels} | {r['test_acc']:.2%} |")
-    lines.append("\nThe same victims (test images 0-99) on both legs. Split learning: the server's view after the last "
-                 "epoch of the undefended runs (make privacy) and of the most noise on the activations within a point "
-                 "of their accuracy, a decoder trained on the attacker's auxiliary images and white-box inversion. "
-                 "FedAvg: each update one client's, made from some of the victims, inverted as in Inverting "
-                 "Gradients (attack_updates.py) at the first round's model and the last; its labels read from the "
-                 "update (iDLG, label counts), given where the update is several local steps. Bytes: what "
-                 "the server received that carries the victims. \"attack failed\": no better, image by image, than "
-                 "the same attack on a model with all weights zero; \"-\": not recorded by that run.")
-    return "\n".join(lines) + "\n"
-
-
-def legs_figure(rows):
-    """Each attack's SSIM as a bar, its blind baseline as a black tick, failed attacks hatched, a panel a model;
-    the share recognisable written at the bar's end."""
-    models = sorted({r["model"] for r in rows})
-    fig, axes = plt.subplots(len(models), 1, figsize=(9, 0.4 * len(rows) + 1.5 * len(models)), squeeze=False)
-    for ax, model in zip(axes[:, 0], models):
-        mine = [r for r in rows if r["model"] == model][::-1]  # the table's order, top to bottom
-        for y, r in enumerate(mine):
-            colour = "C0" if r["leg"] == "split learning" else "C1"
-            ax.barh(y, r["ssim"], color="white" if r["failed"] else colour, edgecolor=colour,
-                    hatch="//" if r["failed"] else None)
-            if r["baseline_ssim"] is not None:
-                ax.plot([r["baseline_ssim"]] * 2, [y - 0.4, y + 0.4], color="black")
-            ax.text(max(r["ssim"], 0) + 0.01, y, ("attack failed" if r["failed"] else "")
-                    + ("" if r["recognisable"] is None else f"  {r['recognisable']:.0%} recognisable"),
-                    va="center", fontsize=7)
-        ax.set_yticks(range(len(mine)), [f"{r['leg']}: {r['sees']}, {r['attack']}, {r['round']} round"
-                                         for r in mine], fontsize=7)
-        ax.axvline(0.5, color="grey", linestyle=":")
-        ax.set(xlim=(0, 1.25), xlabel="SSIM of the rebuilt victims (100 test images)", title=model)
-    handles = [plt.Rectangle((0, 0), 1, 1, color="C0", label="split learning: activations"),
-               plt.Rectangle((0, 0), 1, 1, color="C1", label="FedAvg: updates"),
-               plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="grey", hatch="//",
-                             label="attack failed (no better than its blind baseline)"),
-               Line2D([], [], color="black", label="blind baseline"),
-               Line2D([], [], color="grey", linestyle=":", label="SSIM 0.5: recognisable")]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8)
-    fig.suptitle("What the server rebuilds of the same 100 images: split learning's activations, FedAvg's updates")
-    fig.tight_layout(rect=(0, 0.07, 1, 0.97))
-    return fig
-
-
 def first_private_setting(rows, ssim_below=0.3, points=0.02):
     """The report's question: the first row (by model, cut, then defence) whose decoder SSIM is under
     ``ssim_below`` while its accuracy (``runs.watched_acc``: validation's where the runs held a set out) is within
@@ -240,4 +127,123 @@ def privacy_figure(rows):
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8)
     fig.suptitle("Split learning under each defence: what the server rebuilds, and what it costs in accuracy")
     fig.tight_layout(rect=(0, 0.08, 1, 0.96))
+    return fig
+
+
+def strongest_noise_within(rows, points=0.01):
+    """Of each split grid (model, cut, clients, epochs), the undefended run and the run with the most noise on its
+    activations whose accuracy is within ``points`` of it: the defence at (almost) no cost in accuracy."""
+    def group(r):
+        return r["model"], r["cut"], r["clients"], r["epochs"]
+    undefended = {group(r): r for r in rows if not r["nopeek"] and not r["noise_std"]}
+    noised = {}
+    for r in rows:
+        base = undefended.get(group(r))
+        if not r["nopeek"] and r["noise_std"] and base and r["watched_acc"] >= base["watched_acc"] - points:
+            noised[group(r)] = max(noised.get(group(r), r), r, key=lambda o: o["noise_std"])
+    return [*undefended.values(), *noised.values()]
+
+
+def load_legs(privacy_dir):
+    """Both legs, one row per attack: split learning's undefended runs and their strongest noise within a point of
+    accuracy (each cut, both attacks, the largest auxiliary set), and every FedAvg update attack
+    (attack_updates.py: each case at the first and the last round). Each row: what the server sees of the victims
+    and its bytes, SSIM with its blind baseline, the share recognisable, the classifier's accuracy on the rebuilt
+    images, the labels, and the model's test accuracy."""
+    rows = []
+    attacked = load_privacy(privacy_dir)
+    largest = [r for r in attacked if r["aux"] == max(o["aux"] for o in attacked if o["setting"] == r["setting"])]
+    for r in sorted(strongest_noise_within(largest), key=lambda r: (r["model"], r["cut"], r["noise_std"])):
+        shape = r["smashed_shape"]
+        noise = f", noise {r['noise_std']:g} on them" if r["noise_std"] else ""
+        for attack in ("decoder", "white-box"):
+            rows.append({"model": r["model"], "clients": r["clients"], "epochs": r["epochs"],
+                         "leg": "split learning", "round": "last",
+                         "sees": f"cut-{r['cut']} activations{noise}", "attack": attack, "test_acc": r["test_acc"],
+                         "bytes": r["victims"] * math.prod(shape) * 4 if shape else None, "labels": None,
+                         **{key: r.get(f"{key}_{attack}") for key in ("ssim", "baseline_ssim", "failed",
+                                                                      "recognisable", "class_acc")}})
+    for path in sorted(Path(privacy_dir).glob("*-updates-attack.json")):
+        found = read_run(path)
+        try:
+            model, rounds = found["config"]["model"], found["rounds"]
+        except (TypeError, KeyError):  # unreadable (None) or not of this kind
+            continue
+        config = found["config"]
+        defence = (f", clipped to {config['clip_update']:g}, noise {config.get('update_noise', 0.0):g} x that"
+                   if config.get("clip_update") else "")
+        for round_name, at in rounds.items():
+            for case, a in at["attacks"].items():
+                rows.append({"model": model, "clients": config["clients"], "epochs": config["epochs"],
+                             "leg": "FedAvg", "round": round_name, "sees": f"updates: {case}{defence}",
+                             "attack": "gradient inversion", "test_acc": at["test_acc"], "bytes": a["bytes_seen"],
+                             "labels": a["labels_read_right"], "ssim": a["ssim"], "baseline_ssim": a["baseline_ssim"],
+                             "failed": a["failed"], "recognisable": a["recognisable"],
+                             "class_acc": a["classifier_accuracy"]})
+    return sorted(rows, key=lambda r: (r["model"], r["clients"], r["epochs"]))  # stable: each leg's order kept
+
+
+def _or_dash(value, form):
+    """``value`` as ``form`` formats it, or "-" where the run did not record it."""
+    return "-" if value is None else format(value, form)
+
+
+def legs_markdown(rows):
+    lines = ["| model | clients | epochs | leg | the server sees of the 100 victims | bytes | attack | round "
+             "| SSIM (blind baseline) | recognisable (SSIM > 0.5) | classifier acc on rebuilt | labels read right "
+             "| model's test acc |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        labels = "given" if r["leg"] == "FedAvg" and r["labels"] is None else _or_dash(r["labels"], ".0%")
+        lines.append(f"| {r['model']} | {r['clients']} | {r['epochs']} | {r['leg']} | {r['sees']} "
+                     f"| {_or_dash(r['bytes'], ',')} | {r['attack']} | {r['round']} "
+                     f"| {r['ssim']:.3f} ({_or_dash(r['baseline_ssim'], '.3f')})"
+                     f"{' attack failed' if r['failed'] else ''} | {_or_dash(r['recognisable'], '.0%')} "
+                     f"| {r['class_acc']:.0%} | {labels} | {r['test_acc']:.2%} |")
+    lines.append("\nThe same victims (test images 0-99) on both legs. Split learning: the server's view after the last "
+                 "epoch of the undefended runs (make privacy) and of the most noise on the activations within a point "
+                 "of their accuracy, a decoder trained on the attacker's auxiliary images and white-box inversion. "
+                 "FedAvg: each update one client's, made from some of the victims, inverted as in Inverting "
+                 "Gradients (attack_updates.py) at the first round's model and the last; its labels read from the "
+                 "update (iDLG, label counts), given where the update is several local steps. Bytes: what "
+                 "the server received that carries the victims. \"attack failed\": no better, image by image, than "
+                 "the same attack on a model with all weights zero; \"-\": not recorded by that run.")
+    return "\n".join(lines) + "\n"
+
+
+def legs_figure(rows):
+    """Each attack's SSIM as a bar, its blind baseline as a black tick, failed attacks hatched, a panel a grid
+    (model, clients, epochs); the share recognisable written at the bar's end."""
+    def group(r):
+        return r["model"], r["clients"], r["epochs"]
+    groups = sorted({group(r) for r in rows})
+    sizes = [sum(group(r) == g for r in rows) for g in groups]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(10, 0.32 * len(rows) + 1.6 * len(groups) + 0.8), squeeze=False,
+                             gridspec_kw={"height_ratios": sizes})
+    for ax, (model, clients, epochs) in zip(axes[:, 0], groups):
+        mine = [r for r in rows if group(r) == (model, clients, epochs)][::-1]  # the table's order, top to bottom
+        for y, r in enumerate(mine):
+            colour = "C0" if r["leg"] == "split learning" else "C1"
+            ax.barh(y, r["ssim"], color="white" if r["failed"] else colour, edgecolor=colour,
+                    hatch="//" if r["failed"] else None)
+            if r["baseline_ssim"] is not None:
+                ax.plot([r["baseline_ssim"]] * 2, [y - 0.4, y + 0.4], color="black")
+            note = "; ".join(([] if r["recognisable"] is None else [f"{r['recognisable']:.0%} recognisable"])
+                             + (["attack failed"] if r["failed"] else []))
+            ax.text(max(r["ssim"], 0) + 0.015, y, note, va="center", fontsize=7)
+        ax.set_yticks(range(len(mine)), [f"{r['sees']}, {r['attack']}"
+                                         + (f", {r['round']} round" if r["leg"] == "FedAvg" else "")
+                                         for r in mine], fontsize=7)
+        ax.axvline(0.5, color="grey", linestyle=":")
+        ax.set(xlim=(0, 1.3), title=f"{model}: {clients} clients, {epochs} epochs", ylim=(-0.6, len(mine) - 0.4))
+    axes[-1, 0].set_xlabel("SSIM of the rebuilt victims (100 test images)")
+    handles = [plt.Rectangle((0, 0), 1, 1, color="C0", label="split learning: activations (after the last epoch)"),
+               plt.Rectangle((0, 0), 1, 1, color="C1", label="FedAvg: updates"),
+               plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="grey", hatch="//",
+                             label="attack failed (no better than its blind baseline)"),
+               Line2D([], [], color="black", label="blind baseline"),
+               Line2D([], [], color="grey", linestyle=":", label="SSIM 0.5: recognisable")]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8)
+    fig.suptitle("What the server rebuilds of the same 100 images: split learning's activations, FedAvg's updates")
+    fig.tight_layout(rect=(0, 1.0 / (0.32 * len(rows) + 1.6 * len(groups) + 0.8), 1, 0.97))
     return fig
