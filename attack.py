@@ -11,7 +11,8 @@ against collaborative inference"):
   client part maps it to the activations, with a total-variation prior;
 * learned decoder (black-box): the server has auxiliary images of the same kind and query access to the client
   part (test images 5000 onwards, disjoint from the victims); it trains a decoder from activations to images on
-  those pairs and applies it to the victims' activations.
+  those pairs and applies it to the victims' activations. It chooses the decoder's width (--decoder-widths) and
+  its number of passes on a tenth of its own pairs held out, never on the victims.
 
 If the run added noise to the activations (--noise-std), the server sees noisy activations, in both attacks.
 Scores per attack, on images in [0, 1]: MSE, PSNR, SSIM (pytorch-msssim), and the accuracy that a LeNet-5
@@ -27,7 +28,7 @@ import sys
 from pathlib import Path
 
 from splitlab.privacy.attack import AUX_START, attack, figure
-from splitlab.training.cli import nonnegative_float, nonnegative_int, positive_int, run_main
+from splitlab.training.cli import nonnegative_float, nonnegative_int, positive_int, positive_int_list, run_main
 
 
 def build_parser():
@@ -40,7 +41,11 @@ def build_parser():
         help="the cut layer the file must come from (default: whatever its configuration says)")
     add("--victims", type=positive_int, default=100, help="test images attacked (the first N)")
     add("--aux", type=positive_int, default=5000, help=f"auxiliary images for the decoder (test images {AUX_START}+)")
-    add("--decoder-epochs", type=positive_int, default=20, help="passes of decoder training over the auxiliary pairs")
+    add("--decoder-epochs", type=positive_int, default=20,
+        help="the most passes of decoder training over the auxiliary pairs; the attacker keeps the pass that "
+             "rebuilds its own held-out tenth of them best")
+    add("--decoder-widths", type=positive_int_list, default="32",
+        help="the decoder's widths (channels) to choose from, comma-separated, on that held-out tenth")
     add("--inversion-steps", type=positive_int, default=600, help="optimisation steps of the white-box inversion")
     add("--tv-weight", type=nonnegative_float, default=0.01,
         help="weight of the total-variation prior in the inversion")

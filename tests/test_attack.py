@@ -115,6 +115,26 @@ def test_the_attacks_see_what_the_activations_carry(trained_run, trained_attack,
         assert unseen[name]["ssim_over_baseline"] == pytest.approx(0, abs=1e-3)
 
 
+def test_the_decoder_is_chosen_on_the_attackers_own_held_out_pairs():
+    """Made-up pairs (images and a fixed convolution of them): of two widths the search keeps the one whose best
+    pass rebuilds the held-out tenth better, at that pass, and its choice does not depend on the victims."""
+    from splitlab.privacy.attack import learned_decoder
+    torch.manual_seed(0)
+    images = torch.nn.functional.avg_pool2d(torch.rand(300, 1, 28, 28), 5, stride=1, padding=2)
+    convolution = torch.nn.Conv2d(1, 6, 2, stride=2)
+    with torch.no_grad():
+        activations = torch.relu(convolution(images))
+
+    def choose(widths, victims):
+        return learned_decoder(activations, images, victims, (6, 14, 14), widths, 3, seed=0)[1]
+    narrow, wide = choose([2], activations[:5]), choose([32], activations[:5])
+    both = choose([2, 32], activations[:5])
+    assert both["decoder_held_out_ssim"] == max(narrow["decoder_held_out_ssim"], wide["decoder_held_out_ssim"])
+    assert both == max(narrow, wide, key=lambda choice: choice["decoder_held_out_ssim"])
+    assert narrow["decoder_width"] == 2 and both != narrow  # the wider one rebuilds better here
+    assert choose([2, 32], torch.zeros(5, 6, 14, 14)) == both
+
+
 @pytest.mark.parametrize("bad", ["dropout=0.5", "nopeek=-1", "noise=nan", "nopeek=inf"])
 def test_privacy_settings_are_checked(bad, tmp_path):
     # its own results folder, and a run that would take seconds: a setting let through would otherwise run the grid

@@ -33,7 +33,8 @@ def load_client_part(path, client, cut_layer):
         saved = torch.load(path, weights_only=True)
         config, parts = saved["config"], saved["client_parts"]
     except Exception as exc:  # torch.load raises many kinds (unpickling, zip, version): all mean "not ours"
-        raise InputError(f"{path} is not a split-learning parts file ({type(exc).__name__}: {_one_line(exc)})") from None
+        raise InputError(f"{path} is not a split-learning parts file "
+                         f"({type(exc).__name__}: {_one_line(exc)})") from None
     if cut_layer is not None and config.get("cut_layer") != cut_layer:
         raise InputError(f"{path} comes from cut layer {config.get('cut_layer')}, not {cut_layer}")
     client = client or len(parts)
@@ -87,31 +88,45 @@ def white_box_inversion(front, z, steps, tv_weight):
     return torch.sigmoid(logits).detach()
 
 
-def decoder(cut_shape):
-    """Activations at the cut -> a 28x28 image in [0, 1]: a convolution at the cut's resolution, upsampling to
-    14x14 where the cut is smaller, one transposed convolution to 28x28, a last convolution."""
+def decoder(cut_shape, width=32):
+    """Activations at the cut -> a 28x28 image in [0, 1]: a convolution of ``width`` channels at the cut's
+    resolution, upsampling to 14x14 where the cut is smaller, one transposed convolution to 28x28, a last
+    convolution."""
     channels, size = cut_shape[0], cut_shape[1]
-    return nn.Sequential(nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(),
+    return nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), nn.ReLU(),
                          *([nn.Upsample(size=(14, 14), mode="bilinear")] if size != 14 else []),
-                         nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1), nn.ReLU(),
-                         nn.Conv2d(16, 1, 3, padding=1), nn.Sigmoid())
+                         nn.ConvTranspose2d(width, width // 2, 4, stride=2, padding=1), nn.ReLU(),
+                         nn.Conv2d(width // 2, 1, 3, padding=1), nn.Sigmoid())
 
 
-def learned_decoder(z_aux, u_aux, z_victims, cut_shape, epochs, seed):
-    """He et al.'s black-box attack: train a decoder on auxiliary (activation, image) pairs, apply it."""
-    torch.manual_seed(seed)
-    net = decoder(cut_shape)
-    optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
-    shuffle = shuffle_generator(seed, 999)
-    for _ in range(epochs):
-        for z, u in batches(z_aux, u_aux, 64, shuffle):
-            out = net(z)  # trained for what it is scored by: pixel error and structure
-            loss = F.mse_loss(out, u) + 0.1 * (1 - ssim(out, u, data_range=1.0))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    with torch.no_grad():
-        return net(z_victims)
+HELD_OUT = 0.1  # the share of the attacker's auxiliary pairs it keeps to choose its decoder by
+
+
+def learned_decoder(z_aux, u_aux, z_victims, cut_shape, widths, most_epochs, seed):
+    """He et al.'s black-box attack: train a decoder on auxiliary (activation, image) pairs, apply it. The attacker
+    chooses the decoder as a careful one would, on its own images: a decoder of each width trains on 90 % of the
+    pairs for up to ``most_epochs`` passes, scored by SSIM on the other 10 % after each; the best (width, pass)
+    rebuilds the victims. Returns the reconstructions and the choice."""
+    held = max(1, int(len(z_aux) * HELD_OUT))
+    best = None
+    for width in widths:
+        torch.manual_seed(seed)
+        net = decoder(cut_shape, width)
+        optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
+        shuffle = shuffle_generator(seed, 999)
+        for epoch in range(1, most_epochs + 1):
+            for z, u in batches(z_aux[held:], u_aux[held:], 64, shuffle):
+                out = net(z)  # trained for what it is scored by: pixel error and structure
+                loss = F.mse_loss(out, u) + 0.1 * (1 - ssim(out, u, data_range=1.0))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            with torch.no_grad():
+                score = ssim(net(z_aux[:held]), u_aux[:held], data_range=1.0).item()
+                if best is None or score > best[0]:
+                    best = score, width, epoch, net(z_victims)
+    score, width, epoch, rebuilt = best
+    return rebuilt, {"decoder_width": width, "decoder_epochs": epoch, "decoder_held_out_ssim": score}
 
 
 def blind(front):
@@ -175,11 +190,14 @@ def figure(path, original, reconstructions, columns=10):
 
 
 def run_attacks(front, victims, aux, noise_std, cut, args):
-    """Both attacks on what ``front`` sends for the victims (with the run's noise): images by attack."""
+    """Both attacks on what ``front`` sends for the victims (with the run's noise): images by attack, and the
+    decoder's choice of width and passes."""
     generator = torch.Generator().manual_seed(args.seed)
     z_victims, z_aux = observe(front, victims, noise_std, generator), observe(front, aux, noise_std, generator)
+    decoded, choice = learned_decoder(z_aux, to_unit(aux), z_victims, cut, args.decoder_widths, args.decoder_epochs,
+                                      args.seed)
     return {"white-box": white_box_inversion(front, z_victims, args.inversion_steps, args.tv_weight),
-            "decoder": learned_decoder(z_aux, to_unit(aux), z_victims, cut, args.decoder_epochs, args.seed)}
+            "decoder": decoded}, choice
 
 
 def attack(args):
@@ -199,11 +217,12 @@ def attack(args):
     print(f"attacking client {client}'s part ({config['model']}, cut layer {config['cut_layer']}, variant "
           f"{config.get('variant', 'vanilla')}, noise {noise_std}, NoPeek {config.get('nopeek', 0.0)})",
           file=sys.stderr)
-    reconstructions = run_attacks(front, victims, aux, noise_std, cut, args)
-    baselines = run_attacks(blind(front), victims, aux, noise_std, cut, args)
+    reconstructions, choice = run_attacks(front, victims, aux, noise_std, cut, args)
+    baselines, _ = run_attacks(blind(front), victims, aux, noise_std, cut, args)
     classifier = train_classifier(x_train[:args.classifier_images], y_train[:args.classifier_images],
                                   args.classifier_epochs, args.seed)
-    result = {"parts": str(args.parts), "client": client, "config": config, "victims": f"test images 0..{args.victims - 1}",
+    result = {"parts": str(args.parts), "client": client, "config": config,
+              "victims": f"test images 0..{args.victims - 1}",
               "auxiliary": f"test images {AUX_START}..{AUX_START + args.aux - 1}", "attack_settings": vars(args),
               "classifier_accuracy_on_originals": evaluate(classifier, victims, labels, 1000)["test_acc"],
               "baseline": "the same attack on the client part with all weights zero (the same activations for "
@@ -211,6 +230,7 @@ def attack(args):
               "attacks": {name: {**scores(images, original, labels, classifier),
                                  **against_baseline(images, baselines[name], original)}
                           for name, images in reconstructions.items()}}
+    result["attacks"]["decoder"].update(choice)
     succeeded = [name for name, s in result["attacks"].items() if not s["failed"]]
     result["strongest"] = max(succeeded, key=lambda name: result["attacks"][name]["ssim"], default=None)
     result["time_s"] = time.perf_counter() - start
