@@ -112,8 +112,8 @@ def build_parser():
     parser.add_argument("--fedavg", type=fedavg_settings_list, default="none",
                         help="FedAvg's settings, comma-separated: none or clip=C:noise=Z (or nothing: no FedAvg leg)")
     parser.add_argument("--fedavg-models", type=models_list, default="lenet5",
-                        help="the models whose FedAvg leg is trained and attacked (each attack_updates.py run takes "
-                             "about 50 minutes on the 2-core machine)")
+                        help="the models whose FedAvg leg is trained and attacked (an attack_updates.py run took 66 "
+                             "minutes on the 2-core machine, sharing it with other runs)")
     parser.add_argument("--results-dir", default="results/privacy")
     parser.add_argument("--extra", default="", help="more flags for every training run")
     parser.add_argument("--attack-flags", default="", help="more flags for every attack.py run")
