@@ -11,15 +11,9 @@ from conftest import PINNED, in_process, mpirun, needs_data
 from data import load_fashion_mnist
 from models import build, flat_parameters
 from splitlab.costs.traffic import fedavg_round_bytes
-from splitlab.methods.averaging import (
-    Aggregator,
-    OrderedAverage,
-    clip_and_noise,
-    sample_clients,
-    update_noise_generator,
-    weighted_average,
-)
+from splitlab.methods.averaging import Aggregator, OrderedAverage, sample_clients, weighted_average
 from splitlab.methods.federated import Client
+from splitlab.privacy.defences import clip_and_noise, update_noise_generator
 from splitlab.privacy.update_attack import load_global_model
 from splitlab.training.steps import evaluate
 

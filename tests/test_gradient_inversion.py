@@ -159,6 +159,8 @@ def test_a_fedavg_runs_updates_attacked_end_to_end(tmp_path):
         assert [a["updates"] for a in attacks.values()] == [9, 3, 1]
         assert attacks["one step, B=4"]["bytes_seen"] == 3 * 61706 * 4  # LeNet-5's parameters, as float32
         assert attacks["one step, B=1"]["labels_read_right"] == 1.0
+        per_image = attacks["one step, B=4"]["ssim_per_image"]
+        assert len(per_image) == 9 and sum(s > 0.5 for s in per_image) / 9 == attacks["one step, B=4"]["recognisable"]
         assert attacks["one local epoch, batch 8"]["labels_read_right"] is None  # given, not read
     assert (tmp_path / "federated-updates-reconstructions.png").exists()
     (tmp_path / "not-a-model.pt").write_bytes(b"not a checkpoint")

@@ -1,6 +1,5 @@
-"""Averaging models, as federated averaging and SplitFed do: the weighted average, client sampling, the clipped,
-noised update a client may send instead of its own, and the aggregator that folds the clients' models into the
-global one (with FedAvgM/FedOpt's server step)."""
+"""Averaging models, as federated averaging and SplitFed do: the weighted average, client sampling, and the
+aggregator that folds the clients' models into the global one (with FedAvgM/FedOpt's server step)."""
 
 import numpy as np
 import torch
@@ -14,23 +13,6 @@ def weighted_average(vectors, weights):
     for i, vector in enumerate(vectors):
         average.add(i, vector)
     return average.result()
-
-
-def clip_and_noise(update, clip, noise_multiplier, generator):
-    """A client's update (new minus old parameters, one flat tensor) as DP-FedAvg sends it (McMahan et al. 2018,
-    "Learning Differentially Private Recurrent Language Models"): scaled down to an L2 norm of at most ``clip``,
-    then Gaussian noise of standard deviation ``noise_multiplier`` x ``clip`` added to every coordinate. ``clip``
-    0: the update unchanged."""
-    if not clip:
-        return update
-    clipped = update * min(1.0, clip / max(float(update.norm()), 1e-12))
-    return clipped + noise_multiplier * clip * torch.randn(update.shape, generator=generator, dtype=update.dtype)
-
-
-def update_noise_generator(seed, client, round_number):
-    """The noise of one client's update in one round: the same in one process and over MPI."""
-    state = np.random.SeedSequence([seed, client, round_number, 7]).generate_state(1)[0]
-    return torch.Generator().manual_seed(int(state))
 
 
 class OrderedAverage:

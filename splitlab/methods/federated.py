@@ -15,6 +15,7 @@ from splitlab.methods import averaging
 from splitlab.methods.mpi_method import stop_workers, take_turns
 from splitlab.net import process_policy
 from splitlab.net.protocol import SERVER, ProtocolError, Tag
+from splitlab.privacy.defences import clip_and_noise, update_noise_generator
 from splitlab.training.checkpoint import in_one_process, restore, snapshot
 from splitlab.training.cli import warn_if_link_set
 from splitlab.training.loop import fit
@@ -56,8 +57,8 @@ class Client:
             self.optimizer.state.clear()
         params = flat_parameters(self.model)
         if self.args.clip_update:
-            generator = averaging.update_noise_generator(self.args.seed, self.index, round_number)
-            update = averaging.clip_and_noise((params - global_params).cpu(), self.args.clip_update,
+            generator = update_noise_generator(self.args.seed, self.index, round_number)
+            update = clip_and_noise((params - global_params).cpu(), self.args.clip_update,
                                               self.args.update_noise, generator)
             params = global_params + update.to(params.device)
         return params, loss

@@ -150,14 +150,14 @@ def against_baseline(reconstructed, baseline, original):
 
 
 def scores(reconstructed, original, labels, classifier):
-    """MSE, PSNR and SSIM on images in [0, 1], the share of images recognisable (SSIM over 0.5), and the
-    classifier's accuracy on the reconstructions."""
+    """MSE, PSNR and SSIM on images in [0, 1] (and each image's SSIM), the share of images recognisable (SSIM
+    over 0.5), and the classifier's accuracy on the reconstructions."""
     mse = F.mse_loss(reconstructed, original, reduction="none").mean((1, 2, 3))
     per_image_ssim = ssim(reconstructed, original, data_range=1.0, size_average=False)
     accuracy = evaluate(classifier, from_unit(reconstructed), labels, 1000)["test_acc"]
     return {"mse": mse.mean().item(), "psnr_db": (10 * torch.log10(1 / mse.clamp(min=1e-10))).mean().item(),
             "ssim": per_image_ssim.mean().item(), "ssim_min": per_image_ssim.min().item(),
-            "recognisable": (per_image_ssim > 0.5).float().mean().item(),
+            "recognisable": (per_image_ssim > 0.5).float().mean().item(), "ssim_per_image": per_image_ssim.tolist(),
             "classifier_accuracy": accuracy}
 
 

@@ -12,7 +12,6 @@ from scipy.optimize import linear_sum_assignment
 from data import load_fashion_mnist
 from models import build
 from splitlab.errors import InputError
-from splitlab.methods.averaging import clip_and_noise
 from splitlab.privacy.attack import (
     AUX_START,
     _one_line,
@@ -22,6 +21,7 @@ from splitlab.privacy.attack import (
     to_unit,
     train_classifier,
 )
+from splitlab.privacy.defences import clip_and_noise
 from splitlab.privacy.gradient_inversion import idlg_label, invert, label_counts, local_update, mean_softmax
 from splitlab.training.steps import evaluate
 
@@ -99,7 +99,7 @@ def attack_case(model, victims, labels, case, own_images, args):
 
 def defended(update, args, start):
     """The update as the client sends it: clipped and noised where the run used that defence (--clip-update,
-    --update-noise; averaging.clip_and_noise), each update with noise of its own."""
+    --update-noise; defences.clip_and_noise), each update with noise of its own."""
     if not args.clip_update:
         return update
     flat = clip_and_noise(torch.cat([u.flatten() for u in update]), args.clip_update, args.update_noise,
