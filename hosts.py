@@ -14,6 +14,7 @@ machines".
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -38,6 +39,8 @@ def main():
     parser.add_argument("script", help="the MPI method to run, e.g. split_learning.py")
     parser.add_argument("flags", nargs=argparse.REMAINDER, help="the script's own flags")
     args = parser.parse_args()
+    # Ctrl-C tears the hosts down even where this was started with SIGINT ignored (a shell's background job)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     mpiexec = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")
     try:
         with Hosts(len(args.ranks), rate=args.rate, delay_s=args.delay_ms / 1000) as hosts:
