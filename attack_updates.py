@@ -28,10 +28,10 @@ import json
 import sys
 from pathlib import Path
 
-from splitlab.privacy.attack import figure
+from splitlab.privacy.attack import add_judge_args, figure
 from splitlab.privacy.update_attack import attack_updates
 from splitlab.runs import update_attack_files
-from splitlab.training.cli import nonnegative_float, nonnegative_int, positive_int, positive_int_list, run_main
+from splitlab.training.cli import nonnegative_float, positive_int, positive_int_list, run_main
 
 
 def build_parser():
@@ -44,12 +44,7 @@ def build_parser():
         help="batch sizes of the one-step updates, comma-separated")
     add("--steps", type=positive_int, default=1000, help="optimisation steps of each inversion")
     add("--tv-weight", type=nonnegative_float, default=0.01, help="weight of the total-variation prior")
-    add("--classifier-epochs", type=positive_int, default=2,
-        help="epochs of regular learning for the LeNet-5 that judges the reconstructions")
-    add("--classifier-images", type=positive_int, default=60000,
-        help="training images of that LeNet-5 (the first N; fewer make a quicker, weaker judge)")
-    add("--seed", type=nonnegative_int, default=0, help="seed of the attacks' random choices")
-    add("--data-dir", default=None, help="Fashion-MNIST folder (default: searched for, as the training scripts do)")
+    add_judge_args(parser)
     add("--figure", default=None, help="the figure's path (default: <run-name>-updates-reconstructions.png)")
     add("--out", default=None, help="the scores' path (default: <run-name>-updates-attack.json beside the .pt file)")
     return parser
