@@ -1,6 +1,7 @@
 """Distance correlation: both estimators equal the dcor package's, and the plain one's trap is documented."""
 
-import dcor
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -13,8 +14,16 @@ from splitlab.privacy.leakage import (
 )
 
 
+@pytest.fixture(scope="module")
+def dcor():
+    """The reference package, imported by the one worker that runs this file: its import compiles with numba into
+    a shared cache, and xdist's workers compiling it at once corrupted that cache (numba issue 4807), so that
+    every worker aborted while collecting this file."""
+    return importlib.import_module("dcor")
+
+
 @pytest.mark.parametrize("n, dx, dz", [(64, 784, 1176), (30, 5, 3), (200, 20, 40)])
-def test_both_estimators_equal_the_dcor_package(n, dx, dz):
+def test_both_estimators_equal_the_dcor_package(n, dx, dz, dcor):
     rng = np.random.default_rng(n)
     x = rng.normal(size=(n, dx))
     z = np.tanh(x[:, :1] @ rng.normal(size=(1, dz))) + rng.normal(size=(n, dz))  # dependent, not linearly
@@ -55,7 +64,7 @@ def test_nopeek_can_train_through_a_batch_of_constant_activations():
     assert penalty.item() == 0 and torch.equal(z.grad, torch.zeros_like(z))
 
 
-def test_the_bias_corrected_estimator_takes_four_examples_or_more_and_is_zero_for_a_constant():
+def test_the_bias_corrected_estimator_takes_four_examples_or_more_and_is_zero_for_a_constant(dcor):
     rng = np.random.default_rng(4)
     x, z = rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
     assert bias_corrected_dcor_sqr(torch.from_numpy(x), torch.from_numpy(z)).item() == pytest.approx(
@@ -66,7 +75,7 @@ def test_the_bias_corrected_estimator_takes_four_examples_or_more_and_is_zero_fo
     assert bias_corrected_dcor_sqr(torch.from_numpy(rng.normal(size=(10, 3))), constant).item() == 0
 
 
-def test_the_batch_statistic_is_the_mean_over_whole_batches_only():
+def test_the_batch_statistic_is_the_mean_over_whole_batches_only(dcor):
     rng = np.random.default_rng(5)
     x, z = rng.normal(size=(130, 6)), rng.normal(size=(130, 4))
     z[:64] += x[:64, :4]  # the first batch dependent, the second not; the last two examples left out
