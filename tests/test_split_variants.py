@@ -68,20 +68,6 @@ def test_a_cut_the_model_does_not_have_is_refused(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == "error: lenet5-report has cut points 1, 2, not 3"
 
 
-def test_sflv1_is_fedavg_computed_in_two_parts_on_any_placement(tmp_path):
-    """Three clients on two client ranks (placement.py) against FedAvg's three clients in one process."""
-    flags = [*SMALL, "--epochs", "2", "--clients", "3"]
-    sfl = mpirun(3, "split_learning.py", *flags, "--variant", "sflv1", "--results-dir", str(tmp_path),
-                 timeout=180, env=PINNED)
-    fedavg = in_process("federated_learning.py", *flags, "--results-dir", str(tmp_path), env=PINNED)
-    assert sfl.returncode == 0 and fedavg.returncode == 0, sfl.stderr + fedavg.stderr
-    assert losses(tmp_path / "split.json") == pytest.approx(losses(tmp_path / "federated.json"), abs=1e-4)
-    assert losses(tmp_path / "split.json")[1] < losses(tmp_path / "split.json")[0]  # it learns: no trivial match
-    # what the clients compute: FedAvg's clients the whole network, SplitFed's their part and the server the rest
-    fedavg_epoch, sfl_epoch = load(tmp_path / "federated.json")["epochs"][1], load(tmp_path / "split.json")["epochs"][1]
-    assert sum(fedavg_epoch["client_flops"]) == sum(sfl_epoch["client_flops"]) + sfl_epoch["server_flops"]
-
-
 def closed_form(variant, train, test, clients, cut_layer=1, head_layers=1, **extra):
     """traffic.split_epoch_bytes for LeNet-5 at ``cut_layer``."""
     return split_epoch_bytes(variant, train, test, clients, c=math.prod(cut_shape("lenet5", cut_layer)),
@@ -89,19 +75,37 @@ def closed_form(variant, train, test, clients, cut_layer=1, head_layers=1, **ext
                              h=head_shape("lenet5", head_layers)[0], **extra)
 
 
+FOUR_CLIENTS = ["--epochs", "2", "--clients", "4"]
+
+
 @pytest.fixture(scope="module")
 def four_clients(tmp_path_factory):
-    """``four_clients(variant)``: the results of one epoch of ``variant`` with four clients on two client ranks
-    (U-shaped with two head layers), run once in the module (``make test`` gives a module to one worker)."""
+    """``four_clients(variant)``: the results of two epochs of ``variant`` with four clients on two client ranks
+    (U-shaped with two head layers), pinned threads, run once in the module (``make test`` gives a module to one
+    worker)."""
     @functools.cache
     def results(variant):
         folder = tmp_path_factory.mktemp(variant)
         head = ["--head-layers", "2"] if variant == "u-shaped" else []
-        result = mpirun(3, "split_learning.py", *SMALL, "--epochs", "1", "--variant", variant, "--clients", "4",
-                        *head, "--results-dir", str(folder), timeout=180)
+        result = mpirun(3, "split_learning.py", *SMALL, *FOUR_CLIENTS, "--variant", variant, *head,
+                        "--results-dir", str(folder), timeout=180, env=PINNED)
         assert result.returncode == 0, result.stderr
         return load(folder / "split.json")
     return results
+
+
+def test_sflv1_is_fedavg_computed_in_two_parts_on_any_placement(four_clients, tmp_path):
+    """Four clients on two client ranks (placement.py) against FedAvg's four clients in one process."""
+    sfl = four_clients("sflv1")
+    fedavg = in_process("federated_learning.py", *SMALL, *FOUR_CLIENTS, "--results-dir", str(tmp_path), env=PINNED)
+    assert fedavg.returncode == 0, fedavg.stderr
+    fedavg = load(tmp_path / "federated.json")
+    assert [e["test_loss"] for e in sfl["epochs"]] == pytest.approx([e["test_loss"] for e in fedavg["epochs"]],
+                                                                     abs=1e-4)
+    assert sfl["epochs"][1]["test_loss"] < sfl["epochs"][0]["test_loss"]  # it learns: no trivial match
+    # what the clients compute: FedAvg's clients the whole network, SplitFed's their part and the server the rest
+    fedavg_epoch, sfl_epoch = fedavg["epochs"][1], sfl["epochs"][1]
+    assert sum(fedavg_epoch["client_flops"]) == sum(sfl_epoch["client_flops"]) + sfl_epoch["server_flops"]
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
