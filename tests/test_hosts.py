@@ -6,6 +6,7 @@ host cut off or killed ends the job, its results naming the rank and host; nothi
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -82,6 +83,33 @@ def start(hosts, results_dir):
         if line.startswith("epoch   1"):
             return job
     pytest.fail(f"the run ended before its first epoch: {job.stdout.read()[-3000:]}")
+
+
+def sent_by_class(host, device="eth0"):
+    """``{class id: (bytes, packets)}`` that ``host``'s link has let out (``tc -s class show``)."""
+    shown = subprocess.run(["ip", "netns", "exec", host, "tc", "-s", "class", "show", "dev", device],
+                           capture_output=True, text=True, check=True).stdout
+    return {match[0]: (int(match[1]), int(match[2]))
+            for match in re.findall(r"class htb (\S+) .*?\n\s*Sent (\d+) bytes (\d+) pkt", shown)}
+
+
+@needs_hosts
+def test_a_limited_link_lets_bare_acknowledgements_go_before_data():
+    """What a host sends must not hold up what it receives (the acknowledgements of a transfer into it waited
+    behind its own data in one queue: hosts.shape). After 1 MB into a host, that host's acknowledgements left by
+    their own class, every packet under 64 bytes of IP, and the data by the other."""
+    from bench_hosts import SEND, SINK
+    with Hosts(2, rate="100mbit") as hosts:
+        receiver, sender = hosts.names
+        sink = subprocess.Popen(["ip", "netns", "exec", receiver, sys.executable, "-c", SINK.format(port=5000)])
+        time.sleep(0.5)
+        subprocess.run(["ip", "netns", "exec", sender, sys.executable, "-c",
+                        SEND.format(address=hosts.addresses[0], port=5000, size=1_000_000)],
+                       check=True, timeout=60, capture_output=True)
+        sink.wait(timeout=10)
+        acknowledgements, data = sent_by_class(receiver)["10:10"], sent_by_class(sender)["10:20"]
+    assert acknowledgements[1] >= 100 and acknowledgements[0] / acknowledgements[1] < 64 + 14  # an Ethernet header
+    assert data[0] >= 1_000_000
 
 
 @needs_data

@@ -1,7 +1,7 @@
 """Several hosts on one machine, for MPI runs that cross a real (kernel) network.
 
 Each host is a network namespace with its own address, joined to the others by a veth pair to a bridge; the
-host's end of its link and the bridge's end are each rate-limited with ``tc`` (``tbf``: both directions), and
+host's end of its link and the bridge's end are each rate-limited with ``tc`` (``htb``: both directions), and
 given half of the latency each where the kernel has ``netem``. MPICH's ``mpiexec`` starts one proxy a host
 from a hostfile, through ``enter_host`` in place of ssh: it enters the host's namespace and gives the proxy a
 hostname of its own (a UTS namespace), so that MPI and the suite see separate hosts. Needs root, ``ip`` and
@@ -72,19 +72,39 @@ def ip(*args, namespace=None):
 
 
 def shape(device, rate, delay_s, namespace=None):
-    """Limit what leaves ``device`` to ``rate`` (tc's form: 10mbit), delayed ``delay_s`` where given (netem)."""
-    tc = ["tc"] if namespace is None else ["ip", "netns", "exec", namespace, "tc"]
-    # tbf's bucket lets a burst pass at once after the link was idle: big, it made a 300 kB message over 100 Mbit/s
+    """Limit what leaves ``device`` to ``rate`` (tc's form: 10mbit), delayed ``delay_s`` where given (netem).
+
+    An ``htb`` class at the rate, whose bare TCP acknowledgements (IP packets under 64 bytes) go before data: in
+    one queue they waited behind the data a host was sending, and a transfer into a host that was sending
+    elsewhere took 35-60 % longer (docs/performance.md, "Across hosts"); Linux's own fq_codel, which this kernel
+    lacks, serves such sparse flows first too."""
+    inside = [] if namespace is None else ["ip", "netns", "exec", namespace]
+    tc = inside + ["tc"]
+    # The bucket lets a burst pass at once after the link was idle: big, it made a 300 kB message over 100 Mbit/s
     # take 36 % less than the rate says. The rate's 0.2 ms (two full frames at least) kept it within the TCP/IP
-    # headers' 4.6 % from 10 Mbit/s to 1 Gbit/s (docs/performance.md, "Across hosts"); up to 1 s of queue
-    # before tbf drops, so TCP sees the rate, not losses.
-    burst = max(MIN_BURST_BYTES, int(bits_per_second(rate) / 8 * BURST_S))
-    tbf = ["tbf", "rate", rate, "burst", str(burst), "latency", "1s"]
+    # headers' 4.6 % from 10 Mbit/s to 1 Gbit/s (docs/performance.md, "Across hosts").
+    bits = int(bits_per_second(rate))
+    bucket = int(max(MIN_BURST_BYTES, bits / 8 * BURST_S))
+    burst = ["burst", str(bucket), "cburst", str(bucket)]
+    # No packet larger than the bucket: htb lets a packet out whenever its bucket is not empty, so the kernel's
+    # 64 kB packets (GSO) took a 300 kB message over 10 Mbit/s through 12 % faster than the rate (tbf splits them).
+    run(inside + ["ip", "link", "set", "dev", device, "gso_max_size", str(min(bucket, 65536))])
+    root = ["root"]
     if delay_s:
         run(tc + ["qdisc", "add", "dev", device, "root", "handle", "1:", "netem", "delay", f"{delay_s * 1e6:.0f}us"])
-        run(tc + ["qdisc", "add", "dev", device, "parent", "1:1", "handle", "10:"] + tbf)
-    else:
-        run(tc + ["qdisc", "add", "dev", device, "root"] + tbf)
+        root = ["parent", "1:1"]
+
+    def add(kind, *args):
+        run(tc + [kind, "add", "dev", device, *args])
+
+    add("qdisc", *root, "handle", "10:", "htb", "default", "20")
+    add("class", "parent", "10:", "classid", "10:1", "htb", "rate", rate, *burst)
+    add("class", "parent", "10:1", "classid", "10:10", "htb", "rate", f"{bits // 20}bit", "ceil", rate, *burst,
+        "prio", "0")  # acknowledgements: a few % of the reverse data's bytes
+    add("class", "parent", "10:1", "classid", "10:20", "htb", "rate", f"{bits - bits // 20}bit", "ceil", rate,
+        *burst, "prio", "1")
+    add("filter", "parent", "10:", "protocol", "ip", "prio", "1", "u32", "match", "ip", "protocol", "6", "0xff",
+        "match", "u16", "0x0000", "0xffc0", "at", "2", "flowid", "10:10")  # TCP, IP total length < 64
 
 
 def run(command):
