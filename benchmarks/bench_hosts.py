@@ -99,7 +99,10 @@ def into_host_ms(rate, size=300_000, reverse_size=3_000_000, repeats=3):
                                                          size=reverse_size)) if reverse else None
                 time.sleep(0.3 if reverse else 0)  # the data going out has filled the link
                 incoming = in_host(sender, SEND.format(address=hosts.addresses[0], port=port, size=size))
-                times[reverse].append(float(incoming.communicate(timeout=120)[0]) * 1e3)
+                seconds = incoming.communicate(timeout=120)[0]
+                if incoming.returncode != 0:
+                    sys.exit(f"error: the TCP transfer into {receiver} failed (status {incoming.returncode})")
+                times[reverse].append(float(seconds) * 1e3)
                 for process in [outgoing, *sinks]:
                     if process:
                         process.kill()
