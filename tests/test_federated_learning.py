@@ -165,6 +165,13 @@ def test_a_clipped_update_has_at_most_the_clip_norm_and_its_noise_the_asked_spre
     assert len(seeds) == 4  # each client's noise its own in each round
 
 
+def test_an_updates_noise_is_drawn_again_from_the_run_seed_client_and_round():
+    """One process and MPI draw a client's noise apart and must agree: it follows the seed, client and round."""
+    update = torch.full((1000,), 0.01)
+    noised = [clip_and_noise(update, 0.5, 0.2, update_noise_generator(seed, 1, 2)) for seed in (0, 0, 1)]
+    assert torch.equal(noised[0], noised[1]) and not torch.equal(noised[0], noised[2])
+
+
 def test_a_fedavg_client_sends_its_update_clipped():
     args = federated_learning.build_parser().parse_args(["--clip-update", "0.01", "--batch-size", "8"])
     model, images = build("lenet5", 0), torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
