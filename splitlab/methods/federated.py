@@ -58,8 +58,8 @@ class Client:
         params = flat_parameters(self.model)
         if self.args.clip_update:
             generator = update_noise_generator(self.args.seed, self.index, round_number)
-            update = clip_and_noise((params - global_params).cpu(), self.args.clip_update,
-                                              self.args.update_noise, generator)
+            update = clip_and_noise((params - global_params).cpu(), self.args.clip_update, self.args.update_noise,
+                                    generator)
             params = global_params + update.to(params.device)
         return params, loss
 

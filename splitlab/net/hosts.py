@@ -78,8 +78,7 @@ def shape(device, rate, delay_s, namespace=None):
     one queue they waited behind the data a host was sending, and a transfer into a host that was sending
     elsewhere took 35-60 % longer (docs/performance.md, "Across hosts"); Linux's own fq_codel, which this kernel
     lacks, serves such sparse flows first too."""
-    inside = [] if namespace is None else ["ip", "netns", "exec", namespace]
-    tc = inside + ["tc"]
+    tc = ["tc"] if namespace is None else ["ip", "netns", "exec", namespace, "tc"]
     # The bucket lets a burst pass at once after the link was idle: big, it made a 300 kB message over 100 Mbit/s
     # take 36 % less than the rate says. The rate's 0.2 ms (two full frames at least) kept it within the TCP/IP
     # headers' 4.6 % from 10 Mbit/s to 1 Gbit/s (docs/performance.md, "Across hosts").
@@ -88,15 +87,15 @@ def shape(device, rate, delay_s, namespace=None):
     burst = ["burst", str(bucket), "cburst", str(bucket)]
     # No packet larger than the bucket: htb lets a packet out whenever its bucket is not empty, so the kernel's
     # 64 kB packets (GSO) took a 300 kB message over 10 Mbit/s through 12 % faster than the rate (tbf splits them).
-    run(inside + ["ip", "link", "set", "dev", device, "gso_max_size", str(min(bucket, 65536))])
-    root = ["root"]
-    if delay_s:
-        run(tc + ["qdisc", "add", "dev", device, "root", "handle", "1:", "netem", "delay", f"{delay_s * 1e6:.0f}us"])
-        root = ["parent", "1:1"]
+    ip("link", "set", "dev", device, "gso_max_size", str(min(bucket, 65536)), namespace=namespace)
 
     def add(kind, *args):
         run(tc + [kind, "add", "dev", device, *args])
 
+    root = ["root"]
+    if delay_s:
+        add("qdisc", "root", "handle", "1:", "netem", "delay", f"{delay_s * 1e6:.0f}us")
+        root = ["parent", "1:1"]
     add("qdisc", *root, "handle", "10:", "htb", "default", "20")
     add("class", "parent", "10:", "classid", "10:1", "htb", "rate", rate, *burst)
     add("class", "parent", "10:1", "classid", "10:10", "htb", "rate", f"{bits // 20}bit", "ceil", rate, *burst,

@@ -13,8 +13,7 @@ from torch import nn
 from data import MEAN, STD, batches, load_fashion_mnist, shuffle_generator
 from models import cut_shape, lenet5, split
 from splitlab.errors import InputError
-from splitlab.training import cli
-from splitlab.training.cli import common_parser
+from splitlab.training.cli import common_parser, nonnegative_int, positive_int
 from splitlab.training.steps import evaluate, sgd, train_epoch
 
 AUX_START = 5000  # the attacker's auxiliary images: test images from here on (the victims come first)
@@ -165,11 +164,11 @@ def scores(reconstructed, original, labels, classifier):
 def add_judge_args(parser):
     """The flags both attack scripts share: the judging classifier, the attacks' seed, the data folder."""
     add = parser.add_argument
-    add("--classifier-epochs", type=cli.positive_int, default=2,
+    add("--classifier-epochs", type=positive_int, default=2,
         help="epochs of regular learning for the LeNet-5 that judges the reconstructions")
-    add("--classifier-images", type=cli.positive_int, default=60000,
+    add("--classifier-images", type=positive_int, default=60000,
         help="training images of that LeNet-5 (the first N; fewer make a quicker, weaker judge)")
-    add("--seed", type=cli.nonnegative_int, default=0, help="seed of the attacks' random choices")
+    add("--seed", type=nonnegative_int, default=0, help="seed of the attacks' random choices")
     add("--data-dir", default=None, help="Fashion-MNIST folder (default: searched for, as the training scripts do)")
 
 
