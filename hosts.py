@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 
-from splitlab.net.hosts import Hosts, HostsUnavailable
+from splitlab.net.hosts import Hosts
 
 
 def ranks_per_host(text):
@@ -48,7 +48,7 @@ def main():
                   f"{f', links of {args.rate}' if args.rate else ''}", flush=True)
             command = hosts.mpiexec(args.ranks, [sys.executable, args.script] + args.flags, mpiexec=mpiexec)
             status = subprocess.run(command, env=hosts.environment()).returncode
-    except (HostsUnavailable, ValueError) as exc:
+    except (RuntimeError, ValueError) as exc:  # HostsUnavailable, or an ip or tc command refused
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -46,6 +47,13 @@ def test_the_hosts_tool_refuses_bad_input_with_one_line(flags, says):
     assert result.returncode == 2 and says in result.stderr and "Traceback" not in result.stderr
 
 
+@needs_hosts
+@pytest.mark.skipif(UNAVAILABLE is None and namespace_hosts.netem_available(), reason="this kernel has netem")
+def test_a_latency_without_netem_is_refused_with_one_line():
+    result = script("hosts.py", "--delay-ms", "5", "split_learning.py")
+    assert result.returncode == 2 and "a latency needs netem" in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.fixture(scope="module")
 def three_hosts():
     with Hosts(3) as hosts:
@@ -71,6 +79,23 @@ def test_three_hosts_give_the_numbers_and_bytes_of_one(three_hosts, tmp_path, sc
     assert len(set(one["environment"]["hosts"])) == 1 and one["environment"]["message_wait"] == "doorbells"
 
 
+@needs_hosts
+def test_a_set_of_hosts_takes_a_subnet_that_no_link_here_is_in(tmp_path):
+    """Two bridges on one subnet send each other's replies astray and a run hangs at MPI's start. With every
+    10.78.X.0/24 but one in use on another link, a new set of hosts takes that one."""
+    taken = f"{namespace_hosts.PREFIX}{os.getpid()}z-d"  # removed as a leftover if this test dies
+    commands = tmp_path / "addresses"
+    commands.write_text("".join(f"addr add 10.78.{x}.1/24 dev {taken}\n" for x in range(1, 254) if x != 200))
+    subprocess.run(["ip", "link", "add", taken, "type", "bridge"], check=True)
+    try:
+        subprocess.run(["ip", "-batch", str(commands)], check=True)
+        with Hosts(2) as hosts:
+            gateway, addresses = hosts.gateway, hosts.addresses
+    finally:
+        subprocess.run(["ip", "link", "del", taken], check=True)
+    assert gateway == "10.78.200.254" and addresses == ["10.78.200.1", "10.78.200.2"]
+
+
 def start(hosts, results_dir):
     """Split learning across ``hosts`` for many epochs, with a stall time-out of 10 s; returns the process once
     its first epoch is done."""
@@ -79,10 +104,22 @@ def start(hosts, results_dir):
     command = hosts.mpiexec([1, 1, 1], [sys.executable, str(ROOT / "split_learning.py"), *flags], mpiexec=MPIRUN)
     job = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            env=hosts.environment({**os.environ, **OFFLINE, **PINNED}))
+    return after_first_epoch(job)
+
+
+def after_first_epoch(job, timeout=120):
+    """``job`` once it has printed its first epoch; the test fails with its output if it ends or hangs first."""
+    hung = threading.Timer(timeout, job.kill)  # a run that never starts must not hang the suite
+    hung.start()
+    seen = []
     for line in job.stdout:
+        seen.append(line)
         if line.startswith("epoch   1"):
+            hung.cancel()
             return job
-    pytest.fail(f"the run ended before its first epoch: {job.stdout.read()[-3000:]}")
+    hung.cancel()
+    pytest.fail(f"the run {'hung' if job.wait() == -signal.SIGKILL else 'ended'} before its first epoch:\n"
+                + "".join(seen)[-3000:])
 
 
 def sent_by_class(host, device="eth0"):
@@ -158,9 +195,7 @@ def test_the_hosts_tool_tears_down_on_ctrl_c(tmp_path):
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, **OFFLINE, **PINNED})
     tag = f"{namespace_hosts.PREFIX}{tool.pid}a-"  # its first set of hosts
-    for line in tool.stdout:
-        if line.startswith("epoch   1"):
-            break
+    after_first_epoch(tool)
     assert leftovers(tag)[0], "the hosts were not made"
     tool.send_signal(signal.SIGINT)
     output, _ = tool.communicate(timeout=60)

@@ -17,6 +17,7 @@ launcher is ssh or Slurm, and MPI picks the fastest transport itself. Here it mu
 around the links (a 4 MiB message over a 10 Mbit/s link then took 0.003 s instead of 3.4 s).
 """
 
+import fcntl
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ from splitlab.net.link import bits_per_second
 ENTER_HOST = Path(__file__).with_name("enter_host")  # the launcher hydra calls in place of ssh
 PREFIX = "sl"  # every namespace, bridge and veth made here: sl<pid><letter>-..., so that leftovers are found
 BURST_S, MIN_BURST_BYTES = 200e-6, 2 * 1514  # tc's bucket: the rate's 0.2 ms, two Ethernet frames at least
+LOCK = Path(tempfile.gettempdir()) / "splitlab-hosts.lock"  # held while a set of hosts takes its subnet
 NETWORK_ENVIRONMENT = {"UCX_TLS": "tcp"}  # MPI over the namespaces' network, not shared memory (see above)
 
 
@@ -58,7 +60,7 @@ def unavailable():
 def netem_available():
     """Whether the kernel has ``netem``, the qdisc that delays packets (latency)."""
     name = f"{PREFIX}{os.getpid()}-probe"
-    ip("link", "add", name, "type", "dummy")
+    ip("link", "add", name, "type", "bridge")  # not a dummy link: some kernels (this project's VM) lack those
     try:
         return subprocess.run(["tc", "qdisc", "add", "dev", name, "root", "netem", "delay", "1ms"],
                               capture_output=True).returncode == 0
@@ -133,9 +135,7 @@ class Hosts:
         self.tag = f"{PREFIX}{os.getpid()}{chr(ord('a') + Hosts.made % 26)}"
         Hosts.made += 1
         self.names = [f"{self.tag}-host{i}" for i in range(1, count + 1)]
-        subnet = (os.getpid() * 26 + Hosts.made) % 250 + 1
-        self.addresses = [f"10.78.{subnet}.{i}" for i in range(1, count + 1)]
-        self.gateway = f"10.78.{subnet}.254"  # the bridge's address, where mpiexec listens for its proxies
+        self.addresses, self.gateway = [], None  # a subnet no other set of hosts uses, chosen on entering
         self.bridge = f"{self.tag}-br"
         self.folder = None
 
@@ -165,7 +165,14 @@ class Hosts:
         remove_orphans()
         self.folder = Path(tempfile.mkdtemp(prefix=f"{self.tag}-"))
         ip("link", "add", self.bridge, "type", "bridge")
-        ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
+        # Two bridges with one subnet route each other's replies astray (a run then hangs at MPI's start): the
+        # choice of a free subnet and its taking are one step for all processes.
+        with open(LOCK, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            subnet = free_subnet()
+            self.addresses = [f"{subnet}.{i}" for i in range(1, self.count + 1)]
+            self.gateway = f"{subnet}.254"  # the bridge's address, where mpiexec listens for its proxies
+            ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
         ip("link", "set", self.bridge, "up")
         for host, (name, address) in enumerate(zip(self.names, self.addresses)):
             ip("netns", "add", name)
@@ -206,6 +213,15 @@ class Hosts:
     def environment(base=None):
         """The environment an MPI run over these hosts needs (``base``: os.environ)."""
         return {**(os.environ if base is None else base), **NETWORK_ENVIRONMENT}
+
+
+def free_subnet():
+    """The first 10.78.X (a /24) that no address on this machine's links is in."""
+    taken = set(re.findall(r"inet (10\.78\.\d+)\.", ip("-o", "-4", "addr", "show")))
+    free = [f"10.78.{x}" for x in range(1, 254) if f"10.78.{x}" not in taken]
+    if not free:
+        raise HostsUnavailable("every subnet from 10.78.1.0/24 to 10.78.253.0/24 is in use here")
+    return free[0]
 
 
 def interrupt(*_):
