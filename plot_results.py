@@ -4,19 +4,20 @@ study's figure and table (splitlab/reports/, a module a study).
     python plot_results.py                     # reads results/*.json (and results/study/, privacy/, labels/, scale/,
                                                # work/ if there), writes figure1.png, comparison.png, noniid.png,
                                                # privacy.png, privacy-legs.png, labels.png, scale.png, work.png,
-                                               # summary.md, runs.csv
+                                               # summary.md, runs.csv; and the tables in README.md and docs/
     python plot_results.py --results-dir DIR --out DIR/figure1.png
 
 Reads whatever results exist: a missing method is named and left out, a corrupt file is reported by name. A run
 whose settings differ from the report's experiment (a subset, a partition, a flag changed) is marked as such
-in the figures (*) and in the table, with the flags that differ.
+in the figures (*) and in the table, with the flags that differ. Drawn from the committed results/, it also
+rewrites the tables that README.md and docs/ show (splitlab/reports/pages.py), so that none is typed by hand.
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-from splitlab.reports import experiment, labels, privacy, scale, study, work
+from splitlab.reports import experiment, labels, pages, privacy, scale, study, work
 from splitlab.reports.bandwidth import bandwidth_figure
 from splitlab.reports.runs_table import runs_table, write_runs_table
 
@@ -72,6 +73,10 @@ def main():
     (out.parent / "summary.md").write_text(summary)
     write_runs_table(runs_table(folder), out.parent / "runs.csv")
     print(f"wrote {', '.join(map(str, written))}, {out.parent / 'summary.md'}, {out.parent / 'runs.csv'}")
+    if folder.resolve() == pages.RESULTS:  # the docs show the committed results, not another folder's
+        changed = pages.regenerate(pages.pages())
+        print(f"tables rewritten in {', '.join(str(p.relative_to(pages.ROOT)) for p in changed)}" if changed
+              else "the tables in README.md and docs/ were up to date")
 
 
 if __name__ == "__main__":

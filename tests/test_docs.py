@@ -1,6 +1,7 @@
 """The README and docs lead somewhere: every relative link names a file that exists, and every #anchor a heading
 of that file (as GitHub makes anchors from headings)."""
 
+import json
 import re
 
 from conftest import ROOT
@@ -106,3 +107,34 @@ def test_the_across_hosts_findings_are_the_committed_table():
     assert f"({modelled:.2f} s modelled, {measured:.2f} s measured at 10 Mbit/s)" in text
     estimates = [row[-1] for key, row in table.items() if len(key) == 2]
     assert "came within 18 % for every method" in text and all(abs(r - 1) <= 0.18 for r in estimates), estimates
+
+
+def test_every_table_in_the_readme_and_docs_is_what_the_committed_results_give():
+    """The tables are cog blocks (splitlab/reports/pages.py): one that differs from what the committed results
+    files give (a number typed or left behind) is named here; `python plot_results.py` rewrites them."""
+    from splitlab.reports import pages
+    assert [str(page.relative_to(ROOT)) for page in pages.regenerate(pages.pages(), check=True)] == []
+
+
+def test_a_table_block_that_differs_from_its_results_is_found(tmp_path):
+    import shutil
+
+    from splitlab.reports import pages
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results" / "study", results / "study")
+    page = tmp_path / "page.md"
+    page.write_text('Before.\n\n<!-- [[[cog table("noniid") ]]] -->\n<!-- [[[end]]] -->\n\nAfter.\n')
+    assert pages.regenerate([page], results) == [page]  # filled in
+    filled = page.read_text()
+    assert "| Split learning | 54.5% ± 10.3% (n=3) |" in filled and filled.endswith("\nAfter.\n")
+    assert pages.regenerate([page], results, check=True) == []
+
+    page.write_text(filled.replace("54.5%", "55.5%"))  # a number typed over
+    assert pages.regenerate([page], results, check=True) == [page]
+    page.write_text(filled)
+    path = results / "study" / "split-a0.1-s0.json"  # a results file that changed: one seed 5 points lower
+    run = json.loads(path.read_text())
+    for epoch in run["epochs"]:
+        epoch["test_acc"] -= 0.05
+    path.write_text(json.dumps(run))
+    assert pages.regenerate([page], results, check=True) == [page]

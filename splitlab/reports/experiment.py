@@ -107,6 +107,41 @@ def summary_markdown(runs):
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
+def accuracy_by_epoch_markdown(runs, epochs=(*range(1, 11), 15)):
+    """Test accuracy (%) after each of ``epochs`` in the report's experiment, one row a method."""
+    lines = ["| epoch | " + " | ".join(map(str, epochs)) + " |", "|---|" + "---|" * len(epochs)]
+    for name, run in runs.items():
+        if name in OPTIONAL:
+            continue
+        acc = {e["epoch"]: e["test_acc"] for e in run["epochs"]}
+        cells = [f"{acc[n]:.2%}".rstrip("%") if n in acc else "-" for n in epochs]
+        lines.append(f"| {label(name, run)} | " + " | ".join(cells) + " |")
+    lines.append("\n-: the run had ended (stopped early) before that epoch.")
+    return "\n".join(lines) + "\n"
+
+
+def variants_markdown(runs, epochs=(1, 5, 10)):
+    """The split variants (make variants) beside vanilla split learning: test accuracy after ``epochs``, the best,
+    the mean training pass, bytes an epoch and the last epoch's leakage (bias-corrected dCor^2)."""
+    lines = ["| variant | " + " | ".join(f"epoch {n}" for n in epochs) + " | best (epoch) | s / epoch, training "
+             "| MB / epoch | dCor^2 bias-corrected |", "|---|" + "---|" * (len(epochs) + 4)]
+    for name in ("split-sflv1", "split-sflv2", "split-u-shaped", "split"):
+        if name not in runs:
+            continue
+        run = runs[name]
+        acc = {e["epoch"]: e["test_acc"] for e in run["epochs"]}
+        best = chosen_epoch(run["epochs"])
+        mean = {key: statistics.mean(f(e) for e in run["epochs"])
+                for key, f in (("train_s", lambda e: e["train_time_s"]), ("bytes", epoch_bytes))}
+        dcor = run["epochs"][-1].get("dcor2_bias_corrected")
+        lines.append(f"| {label(name, run)} | " + " | ".join(f"{acc[n]:.2%}" if n in acc else "-" for n in epochs)
+                     + f" | {best['test_acc']:.2%} ({best['epoch']}) | {mean['train_s']:.1f} | "
+                     f"{mean['bytes'] / 1e6:,.1f} | {'-' if dcor is None else f'{dcor:.3f}'} |")
+    lines.append("\nEvery epoch's training pass averaged (epochs that ran beside other work included); dCor^2 of the "
+                 "last epoch, between the first test images and the activations the server received for them.")
+    return "\n".join(lines) + "\n"
+
+
 def _mark(ax, xs, ys, best, fmt):
     """Mark the best point, and say it in a corner of the panel (where no curve runs through the text)."""
     i = ys.index(best(ys))
