@@ -58,7 +58,7 @@ def test_a_free_link_leaves_the_compute():
 
 def test_latency_and_bandwidth_terms():
     """Vanilla pays two latencies a batch and two a turn, and its bytes once at the bandwidth; FedAvg's server
-    sends K models and takes K back, the last client's overlapping: K + 1 transfers and two latencies."""
+    sends K models at once and takes K back: 2K transfers on its link, and two latencies."""
     bits, latency = 1e7, 0.02
     batches = 10 * math.ceil(6000 / 64)
     free, _ = decision.epoch_seconds("vanilla", 10, FREE, COMPUTE, "lenet5")
@@ -66,7 +66,7 @@ def test_latency_and_bandwidth_terms():
     assert slow - free == pytest.approx((2 * batches + 2 * 10) * latency + moved * 8 / bits)
     free, _ = decision.epoch_seconds("fedavg", 10, FREE, COMPUTE, "lenet5")
     slow, moved = decision.epoch_seconds("fedavg", 10, (bits, latency), COMPUTE, "lenet5")
-    assert slow - free == pytest.approx(2 * latency + moved / 2 / 10 * 11 * 8 / bits)
+    assert slow - free == pytest.approx(2 * latency + 2 * 10 * 4 * BY_HAND["lenet5", 1][2] * 8 / bits)
 
 
 def test_splitfed_v2_time_counted_by_hand():
@@ -210,8 +210,8 @@ def test_each_cell_is_timed_with_its_runs_own_settings():
     five["config"]["local_epochs"] = 5  # 4 more passes over a shard of 6,000: 4 x 94 whole-network steps
     assert seconds_of(five)[1, 0] - base[1, 0] == pytest.approx(4 * 94 * COMPUTE["whole"])
     tenth = _run("federated", [0.85], 10)
-    tenth["config"]["fraction"] = 0.1  # one client a round: nine models fewer on the server's link (11 -> 2)
-    assert base[1, 0] - seconds_of(tenth)[1, 0] == pytest.approx(9 * 4 * BY_HAND["lenet5", 1][2] * 8 / 1e7)
+    tenth["config"]["fraction"] = 0.1  # one client a round: 18 models fewer on the server's link (20 -> 2)
+    assert base[1, 0] - seconds_of(tenth)[1, 0] == pytest.approx(18 * 4 * BY_HAND["lenet5", 1][2] * 8 / 1e7)
     halves = _run("split", [0.85], 10)
     halves["config"]["batch_size"] = 32
     assert seconds_of(halves)[1, 0] > seconds_of(_run("split", [0.85], 10))[1, 0]

@@ -22,10 +22,11 @@ their gradients:
                     one client's own chain (m round trips as vanilla's), then the client parts averaged
                     (K parts in and K out through the server's link); clients work at once, the server one
                     batch at a time (a bottleneck bound: it assumes the server never waits once work is queued)
-    FedAvg          (S + 1) model transfers on the server's link + 2 latency + m x (a whole-model step), S the
-                    clients sampled (--fraction of K, at least one) (the server sends S models one after
-                    another; the last client trains and answers; the S answers arrive one after another on the
-                    server's link)
+    FedAvg          2S model transfers on the server's link + 2 latency + m x (a whole-model step), S the
+                    clients sampled (--fraction of K, at least one): the S models leave together and share the
+                    server's link out, so all arrive after S transfers; the clients train at once; their S
+                    answers share its link in (over the kernel's TCP the sends go side by side whatever order
+                    they are posted in: docs/performance.md, "Across hosts")
 
 Evaluation is left out (the experimenter's measurement, not the method's). The bytes each formula puts on the
 links are traffic.py's closed forms (tests/test_decision.py).
@@ -150,7 +151,7 @@ def epoch_seconds(method, clients, link, compute, model, cut=1, n=60000, batch=6
         return max(server_bound, client_bound) + averaging, smashed + grad + 2 * clients * client_part
     if method == "fedavg":
         sampled = sampled_count(clients, fraction)
-        seconds = wire((sampled + 1) * whole) + 2 * latency + local_epochs * m * compute["whole"]
+        seconds = wire(2 * sampled * whole) + 2 * latency + local_epochs * m * compute["whole"]
         return seconds, 2 * sampled * whole
     raise ValueError(f"no time model for {method!r}")
 
