@@ -78,7 +78,9 @@ def test_the_known_examples_are_one_a_class_drawn_with_the_seed():
     labels = np.repeat(np.arange(10), 20)
     known = known_examples(labels, 1, seed=0)
     assert sorted(labels[known]) == list(range(10))
+    assert np.array_equal(known, known_examples(labels, 1, seed=0))  # the same seed, the same examples
     assert not np.array_equal(known, known_examples(labels, 1, seed=1))
+    assert sorted(known_examples(labels, 20, seed=0)) == list(range(200))  # each example once, none twice
     few = np.array([0, 0, 3, 0])
     assert sorted(few[known_examples(few, 2, seed=0)]) == [0, 0, 3]  # a class with fewer: all of it
 
@@ -97,6 +99,20 @@ def test_the_norm_attack_sees_a_class_with_larger_gradients_and_nothing_in_equal
     unit[labels == 3] *= 2
     aucs_one_class = (1.0 + 9 * (0.5 + 0.5 / 9)) / 10  # class 3 fully separated; each other class slightly
     assert norm_auc(unit, labels) == pytest.approx(aucs_one_class, abs=1e-6)
+    assert norm_auc(unit[labels >= 3], labels[labels >= 3]) == pytest.approx(  # classes 0-2 absent: not counted
+        (1.0 + 6 * (0.5 + 0.5 / 6)) / 7, abs=1e-6)
+
+
+def test_the_report_scores_the_known_naming_on_the_examples_it_does_not_know():
+    """On gradients without structure the naming depends on which examples are known: the report draws one
+    of each class with its seed (the same report twice) and scores the other 93 of 103 examples (a count of
+    them right, over 93)."""
+    rng = np.random.default_rng(6)
+    noise, labels = rng.normal(size=(103, 84)), np.concatenate([np.arange(10), rng.integers(0, 10, 93)])
+    report = label_leakage_report(noise, labels, seed=3)
+    assert label_leakage_report(noise, labels, seed=3) == report
+    right = report["label_direction_acc_one_known"] * 93
+    assert right == pytest.approx(round(right), abs=1e-9) and 0 < right < 93
 
 
 @needs_data
