@@ -99,10 +99,11 @@ def test_epochs_to_the_target():
 
 
 def test_epochs_between_measured_clients_are_interpolated_in_log_clients():
-    measured = {10: (1, True), 1000: (3, True)}
-    assert decision.interpolated_epochs(measured, 100) == (pytest.approx(2), True)
-    assert decision.interpolated_epochs(measured, 10) == (1, True)
-    assert decision.interpolated_epochs({10: (1, True), 1000: (3, False)}, 100)[1] is False
+    measured = {10: ((1, 1, 2), (True, True)), 1000: ((3, 4, 6), (True, True))}
+    assert decision.interpolated_epochs(measured, 100) == ((pytest.approx(2), pytest.approx(2.5), 4), (True, True))
+    assert decision.interpolated_epochs(measured, 10) == ((1, 1, 2), (True, True))
+    short = {10: ((1, 1, 2), (True, True)), 1000: ((3, 4, 6), (True, False))}  # a seed short at 1,000 clients
+    assert decision.interpolated_epochs(short, 100)[1] == (True, False)
     assert decision.interpolated_epochs(measured, 2000) is None  # not measured so far out: takes no part
 
 
@@ -346,6 +347,27 @@ def test_seeds_give_the_median_and_a_cell_is_decided_only_past_the_runner_ups_fa
     row = next(line for line in (tmp_path / "d.md").read_text().splitlines() if line.startswith("| 10 |"))
     assert "a 2 [1-5], b 3, c 1 [1-2]" in row  # the median epochs, and their range where seeds differ
     assert row.count("tie: c ") == 5 and "**" not in row  # all three: c's slowest seed is no faster than a's fastest
+
+
+def test_a_seed_short_of_the_target_leaves_the_median_of_the_others_but_no_sure_win(tmp_path):
+    """As FedAvg's seeds at 100 holders in make decision: two reach the target (in 2 and 3 rounds), one does not in
+    its 4. The method takes part with its median (3, a seed that reached it); its slowest is only a lower bound,
+    so where it is fastest the cell is a tie, not a win; with only one seed of three there, it is short of the
+    target and wins nothing."""
+    def seeds(counts):
+        return [_run("federated", [0.5] * (n - 1) + [0.85] if n else [0.5] * 4, 10) for n in counts]
+    assert decision.epochs_over_seeds(seeds([2, 3, 0]), 0.8) == ((2, 3, 4), (True, False))
+    assert decision.epochs_over_seeds(seeds([2, 0, 0]), 0.8) == ((2, 4, 4), (False, False))
+    assert decision.epochs_over_seeds(seeds([2, 3, 0, 5]), 0.8) == ((2, 4, 4), (True, False))  # even: the middle two
+    slow = {10: [_run("split", [0.5] * 9 + [0.85], 10)]}  # 10 epochs: slower than 3 rounds on a fast link
+    clients, fast_link = np.array([10]), np.array([1e10])
+    winner, seconds = decision.decide({"federated": {10: seeds([2, 3, 0])}, "split": slow}, {1: COMPUTE}, "lenet5",
+                                      0.8, 0.01, clients, fast_link)
+    assert seconds["federated"][0, 0, 1] < seconds["split"][0, 0, 1]  # the median seed's time is the least
+    assert winner[0, 0] == ("federated", "split")
+    winner, _ = decision.decide({"federated": {10: seeds([2, 0, 0])}, "split": slow}, {1: COMPUTE}, "lenet5", 0.8,
+                                0.01, clients, fast_link)
+    assert winner[0, 0] == ""  # short of the target, and perhaps faster: undecided
 
 
 def test_the_notes_state_each_methods_own_settings():

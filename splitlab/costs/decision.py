@@ -183,11 +183,14 @@ def epochs_to(run, target):
 
 
 def epochs_over_seeds(runs, target):
-    """``(fastest, median, slowest, reached)``: the epochs to ``target`` (epochs_to) of ``runs``, one a seed, and
-    whether every one of them reached it."""
-    measured = [epochs_to(run, target) for run in runs]
-    epochs = sorted(e for e, _ in measured)
-    return epochs[0], statistics.median(epochs), epochs[-1], all(reached for _, reached in measured)
+    """``((fastest, median, slowest), (median_reached, all_reached))``: the epochs to ``target`` (epochs_to) of
+    ``runs``, one a seed. A seed short of the target counts as slower than every seed that reached it (it ran all
+    its epochs): the median is a number of epochs where the middle seeds reached the target, else only a lower
+    bound (``median_reached``); so is the slowest unless every seed reached it (``all_reached``)."""
+    order = sorted((epochs_to(run, target) for run in runs), key=lambda m: (not m[1], m[0]))
+    middle = order[(len(order) - 1) // 2:len(order) // 2 + 1]  # one seed, or the two middle ones of an even count
+    return ((order[0][0], statistics.mean(e for e, _ in middle), order[-1][0]),
+            (all(r for _, r in middle), all(r for _, r in order)))
 
 
 def load_runs(folders):
@@ -210,8 +213,8 @@ def load_runs(folders):
 
 def interpolated_epochs(measured, clients):
     """The epochs to the target at ``clients``, each number linear in log(clients) between the measured numbers
-    of clients ``measured`` ({K: (epochs, ..., reached)}), and whether both ends reached it; None outside the
-    measured ones."""
+    of clients ``measured`` ({K: (epochs, reached)}, as epochs_over_seeds gives them), and each flag of
+    ``reached`` where both ends have it; None outside the measured ones."""
     ks = sorted(measured)
     if not ks[0] <= clients <= ks[-1]:
         return None
@@ -220,28 +223,29 @@ def interpolated_epochs(measured, clients):
         return measured[high]
     low = ks[ks.index(high) - 1]
     w = (math.log(clients) - math.log(low)) / (math.log(high) - math.log(low))
-    (*e0, r0), (*e1, r1) = measured[low], measured[high]
-    return (*(a + w * (b - a) for a, b in zip(e0, e1)), r0 and r1)
+    (e0, r0), (e1, r1) = measured[low], measured[high]
+    return tuple(a + w * (b - a) for a, b in zip(e0, e1)), tuple(a and b for a, b in zip(r0, r1))
 
 
 def decide(runs, compute, model, target, latency, clients=CLIENTS, bandwidths=BANDWIDTHS):
     """The fastest method to ``target`` in every cell of ``clients`` x ``bandwidths``, from ``runs`` (method ->
     {clients: [runs, one a seed]}): an array of method names, a pair (winner, runner-up) where they tie, or ''
     where a method that did not reach the target might still be faster; and {method: seconds array (clients,
-    bandwidths, 3): its fastest seed's, median and slowest seed's}. A cell is decided only when the winner (the
-    least median) is faster in its slowest seed than the runner-up in its fastest. A method takes part only
-    between the fewest and the most clients it was run with."""
+    bandwidths, 3): its fastest seed's, median and slowest seed's}. A method whose median seed reached the target
+    takes part with the median's time; a cell is decided only when the winner (the least median) is faster in its
+    slowest seed than the runner-up in its fastest (a winner with a seed short of the target is a tie). A method
+    takes part only between the fewest and the most clients it was run with."""
     seconds = {}
     for name, by_k in runs.items():
         run = by_k[min(by_k)][0]  # the settings, which every run of a method shares
         measured = {k: epochs_over_seeds(seeds, target) for k, seeds in by_k.items()}
         cut = run["config"].get("cut_layer", 1)
         table = np.full((len(clients), len(bandwidths), 3), np.nan)  # nan: not measured so far from here
-        reached = np.zeros(len(clients), dtype=bool)
+        reached = np.zeros((len(clients), 2), dtype=bool)  # the median seed, and every seed, reached the target
         for i, k in enumerate(clients):
             if (known := interpolated_epochs(measured, k)) is None:
                 continue
-            *epochs, reached[i] = known
+            epochs, reached[i] = known
             for j, bits in enumerate(bandwidths):
                 per_epoch, _ = epoch_seconds(formula(run), k, (bits, latency), compute[cut], model, cut,
                                              batch=run["config"]["batch_size"],
@@ -252,15 +256,16 @@ def decide(runs, compute, model, target, latency, clients=CLIENTS, bandwidths=BA
     winner = np.full((len(clients), len(bandwidths)), "", dtype=object)
     for i in range(len(clients)):
         for j in range(len(bandwidths)):
-            done = {name: t[i, j, 1] for name, (t, r) in seconds.items() if r[i]}
+            done = {name: t[i, j, 1] for name, (t, r) in seconds.items() if r[i, 0]}
             if not done:
                 continue
             best = min(done, key=done.get)
             # a method short of the target takes at least its fastest seed's time: if that might be less, undecided
-            if any(t[i, j, 0] < done[best] for name, (t, r) in seconds.items() if not r[i]):  # nan: not a rival
+            if any(t[i, j, 0] < done[best] for name, (t, r) in seconds.items() if not r[i, 0]):  # nan: not a rival
                 continue
             runner_up = min((n for n in done if n != best), key=done.get, default=None)
-            if runner_up and not seconds[best][0][i, j, 2] < seconds[runner_up][0][i, j, 0]:
+            table, reached = seconds[best]
+            if runner_up and not (reached[i, 1] and table[i, j, 2] < seconds[runner_up][0][i, j, 0]):
                 winner[i, j] = (best, runner_up)
             else:
                 winner[i, j] = best

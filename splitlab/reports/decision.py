@@ -25,23 +25,25 @@ def markdown(model, runs, compute, target, latency, bandwidths=(1e6, 1e7, 1e8, 1
              "|---" * (2 + len(bandwidths)) + "|"]
     for i, k in enumerate(clients):
         reached = {name: epochs_over_seeds(by_k[k], target) for name, by_k in runs.items() if k in by_k}
-        epochs = ", ".join(f"{label(n)} {'' if done else '> '}{_spread(fast, median, slow, '{:g}'.format)}"
-                           for n, (fast, median, slow, done) in reached.items())
+        epochs = ", ".join(f"{label(n)} {'' if median_in else '> '}{_spread(*counts, '{:g}'.format, all_in)}"
+                           for n, (counts, (median_in, all_in)) in reached.items())
         cells = []
         for j in range(len(bandwidths)):
             def timed(name):
-                return f"{label(name)} {_spread(*seconds[name][i, j], _duration)}"
-            ranked = sorted((seconds[n][i, j, 1], n) for n in reached if reached[n][3])
+                return f"{label(name)} {_spread(*seconds[name][i, j], _duration, reached[name][1][1])}"
+            ranked = sorted((seconds[n][i, j, 1], n) for n in reached if reached[n][1][0])
             if isinstance(winner[i, j], tuple):
                 cells.append("tie: " + " / ".join(timed(name) for name in winner[i, j]))
             elif not winner[i, j]:
                 cells.append("undecided")
             else:
                 best = winner[i, j]
-                cells.append(f"**{label(best)}** {_spread(*seconds[best][i, j], _duration)}"
+                cells.append(f"**{label(best)}** {_spread(*seconds[best][i, j], _duration, reached[best][1][1])}"
                              + (f" ({timed(ranked[1][1])})" if len(ranked) > 1 else ""))
         lines.append(f"| {k:,} | {epochs} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\nSettings: {settings(runs)}.\n"
+    return "\n".join(lines) + (f"\n\nSettings: {settings(runs)}. A number ending in +: a seed that had not "
+                                "reached the target when its run ended, so at least that; > before the median: "
+                                "most seeds had not.\n")
 
 
 def settings(runs):
@@ -60,9 +62,11 @@ def settings(runs):
     return "; ".join(described)
 
 
-def _spread(fastest, median, slowest, show):
-    """The median, and the range over seeds where it is not one value: ``5 s [4 s-7 s]``."""
-    return show(median) + (f" [{show(fastest)}-{show(slowest)}]" if fastest != slowest else "")
+def _spread(fastest, median, slowest, show, slowest_reached=True):
+    """The median, and the range over seeds where it is not one value: ``5 s [4 s-7 s]``; a slowest seed short of
+    the target is at least its number: ``5 s [4 s-7 s+]``."""
+    plus = "" if slowest_reached else "+"
+    return show(median) + (f" [{show(fastest)}-{show(slowest)}{plus}]" if fastest != slowest else "")
 
 
 def _duration(seconds):
