@@ -264,8 +264,8 @@ def decide(runs, compute, model, target, latency, clients=CLIENTS, bandwidths=BA
             if any(t[i, j, 0] < done[best] for name, (t, r) in seconds.items() if not r[i, 0]):  # nan: not a rival
                 continue
             runner_up = min((n for n in done if n != best), key=done.get, default=None)
-            table, reached = seconds[best]
-            if runner_up and not (reached[i, 1] and table[i, j, 2] < seconds[runner_up][0][i, j, 0]):
+            best_seconds, best_reached = seconds[best]
+            if runner_up and not (best_reached[i, 1] and best_seconds[i, j, 2] < seconds[runner_up][0][i, j, 0]):
                 winner[i, j] = (best, runner_up)
             else:
                 winner[i, j] = best
