@@ -131,12 +131,12 @@ def variants_markdown(runs, epochs=(1, 5, 10)):
         run = runs[name]
         acc = {e["epoch"]: e["test_acc"] for e in run["epochs"]}
         best = chosen_epoch(run["epochs"])
-        mean = {key: statistics.mean(f(e) for e in run["epochs"])
-                for key, f in (("train_s", lambda e: e["train_time_s"]), ("bytes", epoch_bytes))}
+        train_s = statistics.mean(e["train_time_s"] for e in run["epochs"])
+        moved = statistics.mean(epoch_bytes(e) for e in run["epochs"])
         dcor = run["epochs"][-1].get("dcor2_bias_corrected")
         lines.append(f"| {label(name, run)} | " + " | ".join(f"{acc[n]:.2%}" if n in acc else "-" for n in epochs)
-                     + f" | {best['test_acc']:.2%} ({best['epoch']}) | {mean['train_s']:.1f} | "
-                     f"{mean['bytes'] / 1e6:,.1f} | {'-' if dcor is None else f'{dcor:.3f}'} |")
+                     + f" | {best['test_acc']:.2%} ({best['epoch']}) | {train_s:.1f} | "
+                     f"{moved / 1e6:,.1f} | {'-' if dcor is None else f'{dcor:.3f}'} |")
     lines.append("\nEvery epoch's training pass averaged (epochs that ran beside other work included); dCor^2 of the "
                  "last epoch, between the first test images and the activations the server received for them.")
     return "\n".join(lines) + "\n"

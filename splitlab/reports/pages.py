@@ -58,14 +58,15 @@ def regenerate(paths, results=RESULTS, check=False):
     whose blocks were (with ``check``: would be) changed."""
     prologue = f"from splitlab.reports.pages import table as _table\ndef table(name): _table(name, {str(results)!r})"
     changed = []
-    for path in paths:
-        if "[[[cog" not in Path(path).read_text():
+    for path in map(Path, paths):
+        before = path.read_text()
+        if "[[[cog" not in before:
             continue
         cog, said = Cog(), io.StringIO()
         cog.set_output(stdout=said, stderr=said)
         status = cog.main(["cog", "-P", "--check" if check else "-r", "-p", prologue, str(path)])
-        if status not in (0, 5):
+        if status not in (0, 5):  # 5: --check found a block to change
             raise RuntimeError(f"cog failed on {path}: {said.getvalue().strip()}")
-        if check and status == 5 or not check and "(changed)" in said.getvalue():
-            changed.append(Path(path))
+        if status == 5 or path.read_text() != before:
+            changed.append(path)
     return changed
