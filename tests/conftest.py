@@ -6,6 +6,7 @@ import os
 import runpy
 import subprocess
 import sys
+import tempfile
 from unittest import mock
 
 import pytest
@@ -84,6 +85,16 @@ def in_process(name, *args, env=None):
 def mpirun(n, name, *args, **kwargs):
     """``mpirun -n N python NAME ARGS`` from the project folder (NAME relative to it)."""
     return run([MPIRUN, "-n", str(n), sys.executable, str(ROOT / name), *args], **kwargs)
+
+
+def mpirun_each(n, commands, **kwargs):
+    """Each of ``commands`` (a script and its flags) as ``mpirun -n N python SCRIPT FLAGS`` runs it, one after the
+    other in one job (tests/helpers/runs_in_one_job.py): its ranks import torch once, not once a run (5 CPU-s a
+    rank on the 2-core machine). The job's CompletedProcess; a run that fails ends the job."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as runs:
+        json.dump([list(command) for command in commands], runs)
+        runs.flush()
+        return mpirun(n, "tests/helpers/runs_in_one_job.py", runs.name, **kwargs)
 
 
 @pytest.fixture(scope="session")

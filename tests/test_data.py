@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import data
-from conftest import PINNED, in_process, mpirun, needs_data
+from conftest import PINNED, in_process, mpirun_each, needs_data
 
 
 def write_idx(path, magic, shape, payload=None, compress=False):
@@ -123,24 +123,35 @@ def test_batches_cover_the_epoch_once_in_a_seeded_order():
 
 # ------------------------------------------------------------------------------------- non-IID, end to end
 
+DIRICHLET = ["--train-subset", "600", "--test-subset", "300", "--epochs", "1", "--no-progress",
+             "--partition", "dirichlet", "--alpha", "0.5", "--clients", "3"]  # 3 clients on 1 client rank
+DIRICHLET_RUNS = {"split": ["split_learning.py"], "sflv2": ["split_learning.py", "--variant", "sflv2"],
+                  "sync-sgd": ["sync_sgd.py"], "fedavg": ["federated_learning.py"]}
+
+
+@pytest.fixture(scope="module")
+def dirichlet_runs(tmp_path_factory):
+    """The results of every method of DIRICHLET_RUNS with Dirichlet shards, by name, pinned threads: made in one MPI
+    job on the module's first use."""
+    folder = tmp_path_factory.mktemp("dirichlet")
+    job = mpirun_each(2, [[*command, *DIRICHLET, "--results-dir", str(folder / name)]
+                          for name, command in DIRICHLET_RUNS.items()], timeout=600, env=PINNED)
+    assert job.returncode == 0, job.stderr
+    return {name: json.loads(next((folder / name).glob("*.json")).read_text()) for name in DIRICHLET_RUNS}
+
+
 @needs_data
-@pytest.mark.parametrize("command", [["split_learning.py"], ["split_learning.py", "--variant", "sflv2"],
-                                     ["sync_sgd.py"], ["federated_learning.py"]])
-def test_every_method_trains_each_client_on_its_dirichlet_shard(tmp_path, command):
+@pytest.mark.parametrize("name", DIRICHLET_RUNS)
+def test_every_method_trains_each_client_on_its_dirichlet_shard(tmp_path, name, dirichlet_runs):
     from data import load_fashion_mnist, partition
-    flags = ["--train-subset", "600", "--test-subset", "300", "--epochs", "1", "--no-progress",
-             "--partition", "dirichlet", "--alpha", "0.5", "--results-dir", str(tmp_path)]
-    result = mpirun(2, *command, *flags, "--clients", "3", timeout=180, env=PINNED)  # 3 clients on 1 rank
-    assert result.returncode == 0, result.stderr
-    saved = json.loads(next(tmp_path.glob("*.json")).read_text())
+    saved = dirichlet_runs[name]
     labels = load_fashion_mnist(train_subset=600, test_subset=1)[1]
     expected = [len(s) for s in partition(labels, 3, "dirichlet", 0.5, 0)]
     assert saved["shard_sizes"] == expected and len(set(expected)) == 3  # unequal shards, each where it belongs
-    if command == ["federated_learning.py"]:  # weighted by those sizes, as one process weights them
-        one = in_process("federated_learning.py", *flags, "--clients", "3", "--results-dir", str(tmp_path / "one"),
-                         env=PINNED)
+    if name == "fedavg":  # weighted by those sizes, as one process weights them
+        one = in_process("federated_learning.py", *DIRICHLET, "--results-dir", str(tmp_path), env=PINNED)
         assert one.returncode == 0, one.stderr
-        one_run = json.loads((tmp_path / "one" / "federated.json").read_text())
+        one_run = json.loads((tmp_path / "federated.json").read_text())
         assert one_run["shard_sizes"] == expected
         assert saved["epochs"][0]["test_loss"] == pytest.approx(one_run["epochs"][0]["test_loss"], abs=1e-4)
 

@@ -6,24 +6,30 @@ import json
 
 import pytest
 
-from conftest import PINNED, mpirun, needs_data
+from conftest import PINNED, mpirun_each, needs_data
 
 pytestmark = needs_data
 SMALL = ["--train-subset", "600", "--test-subset", "300", "--epochs", "2", "--patience", "0", "--no-progress"]
 LEAKAGE_KEYS = {"dcor_batch", "dcor_batch_null", "dcor2_bias_corrected", "dcor2_bias_corrected_null"}
 
 
-def split_run(tmp_path, name, *flags):
-    """A pinned 2-client split-learning run (both clients on one rank); its results."""
-    result = mpirun(2, "split_learning.py", *SMALL, "--clients", "2", *flags, "--results-dir", str(tmp_path / name),
-                    timeout=180, env=PINNED)
-    assert result.returncode == 0, result.stderr
-    return json.loads((tmp_path / name / "split.json").read_text())
+RUNS = {"none": [], "nopeek": ["--nopeek", "5"], "noise": ["--noise-std", "3"]}
 
 
 @pytest.fixture(scope="module")
-def undefended(tmp_path_factory):
-    return split_run(tmp_path_factory.mktemp("undefended"), "none")
+def runs(tmp_path_factory):
+    """Pinned 2-client split-learning runs (both clients on one rank), undefended and under each defence of RUNS:
+    their results by name, made in one MPI job on the module's first use."""
+    folder = tmp_path_factory.mktemp("defences")
+    job = mpirun_each(2, [["split_learning.py", *SMALL, "--clients", "2", *flags, "--results-dir", str(folder / name)]
+                          for name, flags in RUNS.items()], timeout=600, env=PINNED)
+    assert job.returncode == 0, job.stderr
+    return {name: json.loads((folder / name / "split.json").read_text()) for name in RUNS}
+
+
+@pytest.fixture
+def undefended(runs):
+    return runs["none"]
 
 
 def test_every_evaluation_records_the_leakage_of_what_was_sent(undefended):
@@ -37,14 +43,14 @@ def test_every_evaluation_records_the_leakage_of_what_was_sent(undefended):
     assert final[-1]["leakage_images"] == 300  # the --leakage-images default (2000) capped by the test set
 
 
-def test_nopeek_lowers_the_distance_correlation(tmp_path, undefended):
-    defended = split_run(tmp_path, "nopeek", "--nopeek", "5")
+def test_nopeek_lowers_the_distance_correlation(runs, undefended):
+    defended = runs["nopeek"]
     # Same seed, same data: the NoPeek term alone makes the difference (0.981 -> 0.974 on 2026-11-28).
     assert defended["epochs"][-1]["dcor2_bias_corrected"] < undefended["epochs"][-1]["dcor2_bias_corrected"] - 0.002
 
 
-def test_noise_changes_what_the_server_receives_in_training_and_evaluation(tmp_path, undefended):
-    noisy = split_run(tmp_path, "noise", "--noise-std", "3")
+def test_noise_changes_what_the_server_receives_in_training_and_evaluation(runs, undefended):
+    noisy = runs["noise"]
     # Evaluation: the leakage is measured on the activations sent, which carry the noise (the server sees
     # activations at inference too); training: the server part learns from noisy activations.
     assert noisy["epochs"][-1]["dcor2_bias_corrected"] < 0.8 < undefended["epochs"][-1]["dcor2_bias_corrected"]
@@ -59,4 +65,4 @@ def test_the_u_shaped_server_is_given_no_label():
     test_labels, num_test, shard_sizes = split_learning.load(args, 0, Placement(2, 2))
     assert test_labels is None and num_test == 300 and shard_sizes == [300, 300]
     vanilla = argparse.Namespace(**{**vars(args), "variant": "vanilla"})
-    assert split_learning.load(vanilla, 0, Placement(2, 2))[0] is not None  # the vanilla server takes the loss: it has them
+    assert split_learning.load(vanilla, 0, Placement(2, 2))[0] is not None  # the vanilla server computes the loss

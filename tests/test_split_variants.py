@@ -1,38 +1,53 @@
 """The split-learning family (vanilla, U-shaped, SplitFed V1/V2) on the MPI harness: each is the computation
 it claims to be, moves the traffic its closed form says, and keeps what it promises to keep private."""
 
-import functools
 import json
 import math
 
 import pytest
 
-from conftest import PINNED, in_process, mpirun, needs_data
+from conftest import PINNED, in_process, mpirun, mpirun_each, needs_data
 from models import cut_shape, head_shape, split
 from splitlab.costs.traffic import split_epoch_bytes
 
 pytestmark = needs_data
 SMALL = ["--train-subset", "600", "--test-subset", "300", "--patience", "0", "--no-progress"]
 VARIANTS = ["vanilla", "u-shaped", "sflv1", "sflv2"]
+MODELS = [("lenet5-report", "vanilla"), ("lenet5-report", "u-shaped"), ("vgg-small", "vanilla"), ("vgg-small", "sflv2")]
 
 
 def load(path):
     return json.loads(path.read_text())
 
 
-def losses(path):
-    return [e["test_loss"] for e in load(path)["epochs"]]
+ONE_CLIENT = {  # a run of one client on one client rank: regular learning computed in two parts
+    **{variant: (["--train-subset", "600", "--test-subset", "300", "--validation", "100"], variant, "1")
+       for variant in VARIANTS},  # --validation: an evaluation batch of validation and test images
+    **{f"{model}-{variant}": (["--train-subset", "300", "--test-subset", "100", "--model", model], variant,
+                              "3" if model == "vgg-small" else "2")  # the deepest cut: all but the classifier
+       for model, variant in MODELS},
+}
+ONE_EPOCH = ["--patience", "0", "--no-progress", "--epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def one_client(tmp_path_factory):
+    """The results of every run of ONE_CLIENT, by name, pinned threads: made in one MPI job on the module's first
+    use (``make test`` gives a module to one worker)."""
+    folder = tmp_path_factory.mktemp("one-client")
+    job = mpirun_each(2, [["split_learning.py", *flags, *ONE_EPOCH, "--variant", variant, "--cut-layer", cut,
+                           "--results-dir", str(folder / name)] for name, (flags, variant, cut) in ONE_CLIENT.items()],
+                      timeout=900, env=PINNED)
+    assert job.returncode == 0, job.stderr
+    return {name: load(folder / name / "split.json") for name in ONE_CLIENT}
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_with_one_client_every_variant_is_regular_learning(tmp_path, variant, regular_losses, regular_epochs):
-    flags = [*SMALL, "--epochs", "1", "--validation", "100"]  # an evaluation batch of validation and test images
-    split = mpirun(2, "split_learning.py", *flags, "--variant", variant, "--results-dir", str(tmp_path),
-                   timeout=180, env=PINNED)
-    assert split.returncode == 0, split.stderr
-    saved = load(tmp_path / "split.json")
+def test_with_one_client_every_variant_is_regular_learning(variant, one_client, regular_losses, regular_epochs):
+    flags = [*ONE_CLIENT[variant][0], *ONE_EPOCH]
+    saved = one_client[variant]
     assert saved["method"] == "split" and saved["config"]["variant"] == variant
-    assert losses(tmp_path / "split.json") == pytest.approx(regular_losses(*flags), abs=1e-4)
+    assert [e["test_loss"] for e in saved["epochs"]] == pytest.approx(regular_losses(*flags), abs=1e-4)
     assert saved["epochs"][0]["val_loss"] == pytest.approx(regular_epochs(*flags)[0]["val_loss"], abs=1e-4)
     assert_work_is_regular_learnings(saved["epochs"][0], regular_epochs(*flags)[0])
 
@@ -44,21 +59,15 @@ def assert_work_is_regular_learnings(split_epoch, regular_epoch):
     assert split_epoch["client_cpu_s"][0] > 0 and split_epoch["client_peak_rss_mb"][0] > 0
 
 
-@pytest.mark.parametrize("model, variant", [("lenet5-report", "vanilla"), ("lenet5-report", "u-shaped"),
-                                            ("vgg-small", "vanilla"), ("vgg-small", "sflv2")])
-def test_with_one_client_every_model_is_regular_learning(tmp_path, model, variant, regular_losses, regular_epochs):
-    flags = ["--train-subset", "300", "--test-subset", "100", "--patience", "0", "--no-progress", "--epochs", "1",
-             "--model", model]
-    cut = "3" if model == "vgg-small" else "2"  # the deepest cut: every block but the classifier's on the client
-    split = mpirun(2, "split_learning.py", *flags, "--variant", variant, "--cut-layer", cut,
-                   "--results-dir", str(tmp_path), timeout=180, env=PINNED)
-    assert split.returncode == 0, split.stderr
-    saved = load(tmp_path / "split.json")
-    assert saved["config"]["model"] == model
+@pytest.mark.parametrize("model, variant", MODELS)
+def test_with_one_client_every_model_is_regular_learning(model, variant, one_client, regular_losses, regular_epochs):
+    flags, _, cut = ONE_CLIENT[f"{model}-{variant}"]
+    saved = one_client[f"{model}-{variant}"]
+    assert saved["config"]["model"] == model and saved["config"]["variant"] == variant
     assert {tuple(r["shape_per_example"]) for r in saved["server_received"] if r["tag"] == "SMASHED"} == \
         {cut_shape(model, int(cut))}
-    assert losses(tmp_path / "split.json") == pytest.approx(regular_losses(*flags), abs=1e-4)
-    assert_work_is_regular_learnings(saved["epochs"][0], regular_epochs(*flags)[0])
+    assert [e["test_loss"] for e in saved["epochs"]] == pytest.approx(regular_losses(*flags, *ONE_EPOCH), abs=1e-4)
+    assert_work_is_regular_learnings(saved["epochs"][0], regular_epochs(*flags, *ONE_EPOCH)[0])
 
 
 def test_a_cut_the_model_does_not_have_is_refused(tmp_path):
@@ -80,23 +89,19 @@ FOUR_CLIENTS = ["--epochs", "2", "--clients", "4"]
 
 @pytest.fixture(scope="module")
 def four_clients(tmp_path_factory):
-    """``four_clients(variant)``: the results of two epochs of ``variant`` with four clients on two client ranks
-    (U-shaped with two head layers), pinned threads, run once in the module (``make test`` gives a module to one
-    worker)."""
-    @functools.cache
-    def results(variant):
-        folder = tmp_path_factory.mktemp(variant)
-        head = ["--head-layers", "2"] if variant == "u-shaped" else []
-        result = mpirun(3, "split_learning.py", *SMALL, *FOUR_CLIENTS, "--variant", variant, *head,
-                        "--results-dir", str(folder), timeout=180, env=PINNED)
-        assert result.returncode == 0, result.stderr
-        return load(folder / "split.json")
-    return results
+    """The results of two epochs of each variant with four clients on two client ranks (U-shaped with two head
+    layers), by variant, pinned threads: made in one MPI job on the module's first use."""
+    folder = tmp_path_factory.mktemp("four-clients")
+    job = mpirun_each(3, [["split_learning.py", *SMALL, *FOUR_CLIENTS, "--variant", variant,
+                           *(["--head-layers", "2"] if variant == "u-shaped" else []),
+                           "--results-dir", str(folder / variant)] for variant in VARIANTS], timeout=600, env=PINNED)
+    assert job.returncode == 0, job.stderr
+    return {variant: load(folder / variant / "split.json") for variant in VARIANTS}
 
 
 def test_sflv1_is_fedavg_computed_in_two_parts_on_any_placement(four_clients, tmp_path):
     """Four clients on two client ranks (placement.py) against FedAvg's four clients in one process."""
-    sfl = four_clients("sflv1")
+    sfl = four_clients["sflv1"]
     fedavg = in_process("federated_learning.py", *SMALL, *FOUR_CLIENTS, "--results-dir", str(tmp_path), env=PINNED)
     assert fedavg.returncode == 0, fedavg.stderr
     fedavg = load(tmp_path / "federated.json")
@@ -112,7 +117,7 @@ def test_sflv1_is_fedavg_computed_in_two_parts_on_any_placement(four_clients, tm
 def test_traffic_is_the_closed_form_whatever_the_placement(four_clients, variant):
     """Four clients on two client ranks: what would cross the network between four data holders is counted,
     whether or not it crosses between processes here (placement.py)."""
-    epoch = four_clients(variant)["epochs"][0]
+    epoch = four_clients[variant]["epochs"][0]
     # Clients report their traffic when they next report: what they received after their last report this
     # epoch (a report itself, SplitFed's averaged part) is counted in the next epoch, a few kB at most.
     assert epoch["bytes_sent"] == pytest.approx(epoch["bytes_received"], abs=4000)
@@ -122,7 +127,7 @@ def test_traffic_is_the_closed_form_whatever_the_placement(four_clients, variant
 
 
 def test_u_shaped_server_receives_only_activations_of_the_two_cuts(four_clients):
-    kinds = {(r["tag"], tuple(r["shape_per_example"])) for r in four_clients("u-shaped")["server_received"]}
+    kinds = {(r["tag"], tuple(r["shape_per_example"])) for r in four_clients["u-shaped"]["server_received"]}
     assert kinds == {("SMASHED", cut_shape("lenet5", 1)), ("HEAD_GRAD", head_shape("lenet5", 2)), ("TURN_DONE", ())}
 
 
