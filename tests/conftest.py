@@ -87,14 +87,21 @@ def mpirun(n, name, *args, **kwargs):
     return run([MPIRUN, "-n", str(n), sys.executable, str(ROOT / name), *args], **kwargs)
 
 
+@contextlib.contextmanager
+def runs_file(commands):
+    """A file that lists ``commands`` (each a script and its flags) for tests/helpers/runs_in_one_job.py."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as runs:
+        json.dump([list(command) for command in commands], runs)
+        runs.flush()
+        yield runs.name
+
+
 def mpirun_each(n, commands, **kwargs):
     """Each of ``commands`` (a script and its flags) as ``mpirun -n N python SCRIPT FLAGS`` runs it, one after the
     other in one job (tests/helpers/runs_in_one_job.py): its ranks import torch once, not once a run (5 CPU-s a
     rank on the 2-core machine). The job's CompletedProcess; a run that fails ends the job."""
-    with tempfile.NamedTemporaryFile("w", suffix=".json") as runs:
-        json.dump([list(command) for command in commands], runs)
-        runs.flush()
-        return mpirun(n, "tests/helpers/runs_in_one_job.py", runs.name, **kwargs)
+    with runs_file(commands) as runs:
+        return mpirun(n, "tests/helpers/runs_in_one_job.py", runs, **kwargs)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MPIRUN, OFFLINE, PINNED, ROOT, mpirun, needs_data, script
+from conftest import MPIRUN, OFFLINE, PINNED, ROOT, mpirun_each, needs_data, runs_file, script
 from splitlab.net import hosts as namespace_hosts
 from splitlab.net.hosts import Hosts, leftovers
 from splitlab.training import results_guard
@@ -60,19 +60,32 @@ def three_hosts():
         yield hosts
 
 
+ACROSS = {"split.json": ["split_learning.py", "--clients", "4", *SMALL],
+          "federated.json": ["federated_learning.py", "--clients", "4", *SMALL]}
+
+
+@pytest.fixture(scope="module")
+def spread_and_one(three_hosts, tmp_path_factory):
+    """The results of each run of ACROSS, by results file name: clients spread over two hosts and the server on a
+    third (one MPI job for all), and on one host (another); one thread a rank."""
+    folder = tmp_path_factory.mktemp("across")
+    commands = {where: [[*command, "--results-dir", str(folder / where)] for command in ACROSS.values()]
+                for where in ("hosts", "one")}
+    with runs_file(commands["hosts"]) as runs:
+        spread = across(three_hosts, [1, 1, 1], "tests/helpers/runs_in_one_job.py", runs, timeout=600)
+    assert spread.returncode == 0, spread.stderr[-3000:]
+    one = mpirun_each(3, commands["one"], env=PINNED, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    return {name: [json.loads((folder / where / name).read_text()) for where in ("hosts", "one")] for name in ACROSS}
+
+
 @needs_data
 @needs_hosts
-@pytest.mark.parametrize("script, flags", [("split_learning.py", ["--clients", "4"]),
-                                           ("federated_learning.py", ["--clients", "4"])])
-def test_three_hosts_give_the_numbers_and_bytes_of_one(three_hosts, tmp_path, script, flags):
-    """Clients spread over two hosts and the server on a third: every epoch's losses, accuracies and bytes are
-    those of the same run on one host; the results name each rank's host, and the ranks polled."""
-    spread = across(three_hosts, [1, 1, 1], script, *flags, *SMALL, "--results-dir", str(tmp_path / "hosts"))
-    assert spread.returncode == 0, spread.stderr[-3000:]
-    one = mpirun(3, script, *flags, *SMALL, "--results-dir", str(tmp_path / "one"), env=PINNED, timeout=180)
-    assert one.returncode == 0, one.stderr[-3000:]
-    name = "split.json" if script == "split_learning.py" else "federated.json"
-    spread, one = (json.loads((tmp_path / where / name).read_text()) for where in ("hosts", "one"))
+@pytest.mark.parametrize("name", ACROSS)
+def test_three_hosts_give_the_numbers_and_bytes_of_one(three_hosts, spread_and_one, name):
+    """Every epoch's losses, accuracies and bytes across hosts are those of the same run on one host; the results
+    name each rank's host, and the ranks polled."""
+    spread, one = spread_and_one[name]
     assert [comparable(e) for e in spread["epochs"]] == [comparable(e) for e in one["epochs"]]
     assert spread["environment"]["hosts"] == three_hosts.names
     assert spread["environment"]["message_wait"] == "polling"  # no doorbells between hosts
