@@ -13,7 +13,7 @@ import time
 import pytest
 
 from common import MPIRUN, ROOT
-from conftest import OFFLINE, PINNED, in_process, needs_data
+from conftest import OFFLINE, PINNED, in_process, mpirun_each, needs_data
 from splitlab.runs import resume_flags
 from splitlab.training.cli import common_parser
 from splitlab.training.loop import fit
@@ -35,10 +35,15 @@ RUNS = {
 }
 
 
+def script_and_flags(case, folder, *extra):
+    _, name, flags = RUNS[case]
+    return [name, *flags, *SMALL, "--results-dir", str(folder), *extra]
+
+
 def command(case, folder, *extra):
-    ranks, name, flags = RUNS[case]
-    launch = [MPIRUN, "-n", str(ranks)] if ranks else []
-    return [*launch, sys.executable, str(ROOT / name), *flags, *SMALL, "--results-dir", str(folder), *extra]
+    ranks = RUNS[case][0]
+    name, *flags = script_and_flags(case, folder, *extra)
+    return [*([MPIRUN, "-n", str(ranks)] if ranks else []), sys.executable, str(ROOT / name), *flags]
 
 
 def run(cmd):
@@ -85,16 +90,31 @@ def kill_after_first_epoch(cmd, folder):
     assert done, f"no epoch was checkpointed before the run ended: {job.stderr.read()}"
 
 
+@pytest.fixture(scope="module")
+def never_stopped(tmp_path_factory):
+    """The results of every run of RUNS never stopped, by case, pinned threads: the one-process runs in this process,
+    the MPI runs (all on 2 processes) in one MPI job."""
+    folder = tmp_path_factory.mktemp("whole")
+    for case in RUNS:
+        if RUNS[case][0] is None:
+            run(command(case, folder / case))
+    mpi = [case for case in RUNS if RUNS[case][0] is not None]
+    assert {RUNS[case][0] for case in mpi} == {2}
+    job = mpirun_each(2, [script_and_flags(case, folder / case) for case in mpi], env=PINNED, timeout=900)
+    assert job.returncode == 0, job.stderr
+    return {case: results_of(folder / case) for case in RUNS}
+
+
 @pytest.mark.parametrize("case", RUNS)
-def test_a_run_killed_mid_epoch_and_resumed_ends_with_the_numbers_of_one_never_stopped(case, tmp_path):
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    run(command(case, whole))
+def test_a_run_killed_mid_epoch_and_resumed_ends_with_the_numbers_of_one_never_stopped(case, tmp_path,
+                                                                                      never_stopped):
+    killed = tmp_path / "killed"
     cut_short = kill_mid_run(command(case, killed), killed)
     assert cut_short["status"] == "failed" and len(cut_short["epochs"]) < 3
 
     resumed = run(command(case, killed, "--resume"))
     assert "resuming after epoch" in resumed.stderr
-    expected, got = results_of(whole), results_of(killed)
+    expected, got = never_stopped[case], results_of(killed)
     assert got["status"] == "completed"
     assert [[e[k] for k in SAME] for e in got["epochs"]] == [[e[k] for k in SAME] for e in expected["epochs"]]
     # The bytes too: JSON control messages carry timings, whose lengths vary by a few bytes between any two runs;
