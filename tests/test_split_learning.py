@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import mpirun, needs_data
+from conftest import mpirun, mpirun_each, needs_data
 
 SMALL = ["--train-subset", "600", "--test-subset", "300", "--patience", "0", "--no-progress"]
 pytestmark = needs_data
@@ -47,16 +47,25 @@ def test_a_client_that_sends_raw_images_is_a_protocol_error(tmp_path, cut_layer)
     assert load(tmp_path / "split.json")["status"] == "failed"
 
 
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """Folders of three clients' states at the start and end of each turn (two epochs), by --client-weights: the
+    clients on two ranks, hand-overs within a rank (1 to 2) and between ranks (2 to 3, 3 to 1); one MPI job."""
+    folder = tmp_path_factory.mktemp("recorded")
+    for weights in ("pass", "keep"):
+        (folder / weights).mkdir()
+    job = mpirun_each(3, [["tests/helpers/split_learning_planted.py", "record", str(folder / weights), *SMALL,
+                           "--epochs", "2", "--clients", "3", "--client-weights", weights,
+                           "--results-dir", str(folder / weights)] for weights in ("pass", "keep")], timeout=360)
+    assert job.returncode == 0, job.stderr
+    return {weights: folder / weights for weights in ("pass", "keep")}
+
+
 @pytest.mark.parametrize("client_weights", ["pass", "keep"])
-def test_passed_weights_go_from_each_client_to_the_next(tmp_path, client_weights):
+def test_passed_weights_go_from_each_client_to_the_next(recorded, client_weights):
     import torch
-    # three clients on two ranks: hand-overs within a rank (1 to 2) and between ranks (2 to 3, 3 to 1)
-    result = mpirun(3, "tests/helpers/split_learning_planted.py", "record", str(tmp_path), *SMALL, "--epochs", "2",
-                    "--clients", "3", "--client-weights", client_weights, "--results-dir", str(tmp_path),
-                    timeout=180)
-    assert result.returncode == 0, result.stderr
     turns = [(epoch, client) for epoch in (1, 2) for client in (1, 2, 3)]
-    state = {(turn, end): torch.load(tmp_path / f"epoch{turn[0]}-client{turn[1]}-{end}.pt")
+    state = {(turn, end): torch.load(recorded[client_weights] / f"epoch{turn[0]}-client{turn[1]}-{end}.pt")
              for turn in turns for end in ("start", "end")}
     handed_over = [torch.equal(state[before, "end"], state[after, "start"]) for before, after in zip(turns, turns[1:])]
     # pass: each turn starts from exactly the weights and momentum the previous turn ended with; keep: never

@@ -15,11 +15,13 @@ PLANT is one of:
   record DIR  every client writes its state (weights and momentum) at the start and end of each turn to DIR
 """
 
+import contextlib
 import math
 import os
 import pickle
 import signal
 import sys
+from unittest import mock
 
 import torch
 
@@ -85,20 +87,21 @@ def recording_start(self, turn):  # called once a passed state has been loaded
     start_turn(self, turn)
 
 
-if plant in ("raise", "kill", "stop"):
-    Client.take_turn = faulty_turn
-elif plant == "pickle":
+PLANTS = {  # what each plant replaces: (class, method, replacement)
+    "raise": [(Client, "take_turn", faulty_turn)], "kill": [(Client, "take_turn", faulty_turn)],
+    "stop": [(Client, "take_turn", faulty_turn)], "pickle": [(Client, "report", report_with_pickle)],
+    "save-fails": [(split_roles.Server, "save_parts", failing_save)],
+    "raw-images": [(Client, "send_smashed", send_raw_images)],
+    "labels": [(split_variants.UShapedClient, "start_turn", send_labels)],
+    "record": [(Client, "take_turn", recording_turn), (Client, "start_turn", recording_start)],
+}
+if plant not in PLANTS:
+    sys.exit(f"unknown plant {plant!r}")
+if plant == "pickle":
     exploit_file = sys.argv.pop(1)
-    Client.report = report_with_pickle
-elif plant == "save-fails":
-    split_roles.Server.save_parts = failing_save
-elif plant == "raw-images":
-    Client.send_smashed = send_raw_images
-elif plant == "labels":
-    split_variants.UShapedClient.start_turn = send_labels
 elif plant == "record":
     folder = sys.argv.pop(1)
-    Client.take_turn, Client.start_turn = recording_turn, recording_start
-else:
-    sys.exit(f"unknown plant {plant!r}")
-run_mpi_main(split_learning.main)
+with contextlib.ExitStack() as planted:  # taken out again at the end: runs_in_one_job.py may run this helper again
+    for owner, method, replacement in PLANTS[plant]:
+        planted.enter_context(mock.patch.object(owner, method, replacement))
+    run_mpi_main(split_learning.main)
