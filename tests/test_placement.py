@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import PINNED, mpirun, needs_data
+from conftest import PINNED, mpirun, mpirun_each, needs_data
 from splitlab.errors import InputError
 from splitlab.methods.mpi_method import take_turns
 from splitlab.net.placement import Placement
@@ -39,13 +39,34 @@ def test_fewer_clients_than_client_ranks_is_an_input_error():
         Placement(3, 4)
 
 
-def run(ranks, tmp_path, *flags, env=None, clients=4):
-    """Split learning with ``clients`` clients on ``ranks - 1`` client ranks, 2 epochs; the results file."""
-    folder = tmp_path / f"{ranks}-ranks"
-    result = mpirun(ranks, "split_learning.py", "--clients", str(clients), "--epochs", "2", *TINY, *flags,
-                    "--results-dir", str(folder), env={**PINNED, **(env or {})}, timeout=240)
-    assert result.returncode == 0, result.stderr
+PASSED = ["--clients", "12", "--client-weights", "pass", "--eval-clients", "3"]
+U_SHAPED = ["--clients", "4", "--variant", "u-shaped"]
+
+
+def command(folder, *flags):
+    return ["split_learning.py", *flags, "--epochs", "2", *TINY, "--results-dir", str(folder)]
+
+
+def results(folder):
     return json.loads((folder / "split.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def on_one_client_rank(tmp_path_factory):
+    """The runs of PASSED and U_SHAPED with every client on one client rank, made in one MPI job; their results."""
+    folder = tmp_path_factory.mktemp("one-client-rank")
+    job = mpirun_each(2, [command(folder / "passed", *PASSED), command(folder / "u-shaped", *U_SHAPED)],
+                      env=PINNED, timeout=480)
+    assert job.returncode == 0, job.stderr
+    return {name: results(folder / name) for name in ("passed", "u-shaped")}
+
+
+def run(ranks, tmp_path, *flags, env=None):
+    """Split learning with ``flags`` on ``ranks - 1`` client ranks, 2 epochs; the results file."""
+    script, *flags = command(tmp_path, *flags)
+    result = mpirun(ranks, script, *flags, env={**PINNED, **(env or {})}, timeout=240)
+    assert result.returncode == 0, result.stderr
+    return results(tmp_path)
 
 
 def losses(run_):
@@ -57,13 +78,12 @@ def losses(run_):
 # on two client ranks against its closed form: tests/test_split_variants.py.
 
 @needs_data
-def test_passed_weights_give_the_same_run_within_a_rank_and_across_ranks_polling(tmp_path):
+def test_passed_weights_give_the_same_run_within_a_rank_and_across_ranks_polling(tmp_path, on_one_client_rank):
     """Twelve clients on one rank (every hand-over a copy there) and on three ranks waiting as on several hosts
     (no doorbells; hand-overs 4 to 5, 8 to 9 and 12 to 1 are messages); the evaluation sample (3 of the 12 parts)
     alike."""
-    flags = ["--client-weights", "pass", "--eval-clients", "3"]
-    one_rank = run(2, tmp_path, *flags, clients=12)
-    three_ranks = run(4, tmp_path, *flags, env={"DOORBELLS": "off"}, clients=12)
+    one_rank = on_one_client_rank["passed"]
+    three_ranks = run(4, tmp_path, *PASSED, env={"DOORBELLS": "off"})
     assert one_rank["placement"]["clients_per_rank"] == [12] and three_ranks["placement"]["clients_per_rank"] == [4] * 3
     assert three_ranks["environment"]["message_wait"] == "polling"
     assert losses(one_rank) == pytest.approx(losses(three_ranks), abs=1e-4)
@@ -81,8 +101,8 @@ def test_passed_weights_give_the_same_run_within_a_rank_and_across_ranks_polling
 
 
 @needs_data
-def test_u_shaped_clients_sharing_a_rank_give_the_same_run_as_on_two_ranks(tmp_path):
-    one_rank, two_ranks = run(2, tmp_path, "--variant", "u-shaped"), run(3, tmp_path, "--variant", "u-shaped")
+def test_u_shaped_clients_sharing_a_rank_give_the_same_run_as_on_two_ranks(tmp_path, on_one_client_rank):
+    one_rank, two_ranks = on_one_client_rank["u-shaped"], run(3, tmp_path, *U_SHAPED)
     assert two_ranks["placement"]["clients_per_rank"] == [2, 2]
     assert losses(one_rank) == pytest.approx(losses(two_ranks), abs=1e-4)
     assert one_rank["epochs"][-1]["label_direction_acc"] == pytest.approx(
