@@ -104,6 +104,14 @@ def mpirun_each(n, commands, **kwargs):
         return mpirun(n, "tests/helpers/runs_in_one_job.py", runs, **kwargs)
 
 
+def results_in_one_job(n, runs, folder, **kwargs):
+    """``{name: results}`` of ``runs`` (``{name: [script, flags...]}``), each made into ``folder / name`` in one
+    ``mpirun -n N`` job (:func:`mpirun_each`); a run that fails fails the caller with the job's output."""
+    job = mpirun_each(n, [[*command, "--results-dir", str(folder / name)] for name, command in runs.items()], **kwargs)
+    assert job.returncode == 0, job.stderr
+    return {name: json.loads(next((folder / name).glob("*.json")).read_text()) for name in runs}
+
+
 @pytest.fixture(scope="session")
 def regular_epochs(tmp_path_factory):
     """``regular_epochs(*flags)``: the epoch records of regular learning with ``flags``, pinned threads; run once

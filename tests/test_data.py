@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import data
-from conftest import PINNED, in_process, mpirun_each, needs_data
+from conftest import PINNED, in_process, needs_data, results_in_one_job
 
 
 def write_idx(path, magic, shape, payload=None, compress=False):
@@ -133,11 +133,8 @@ DIRICHLET_RUNS = {"split": ["split_learning.py"], "sflv2": ["split_learning.py",
 def dirichlet_runs(tmp_path_factory):
     """The results of every method of DIRICHLET_RUNS with Dirichlet shards, by name, pinned threads: made in one MPI
     job on the module's first use."""
-    folder = tmp_path_factory.mktemp("dirichlet")
-    job = mpirun_each(2, [[*command, *DIRICHLET, "--results-dir", str(folder / name)]
-                          for name, command in DIRICHLET_RUNS.items()], timeout=600, env=PINNED)
-    assert job.returncode == 0, job.stderr
-    return {name: json.loads(next((folder / name).glob("*.json")).read_text()) for name in DIRICHLET_RUNS}
+    return results_in_one_job(2, {name: [*command, *DIRICHLET] for name, command in DIRICHLET_RUNS.items()},
+                              tmp_path_factory.mktemp("dirichlet"), timeout=600, env=PINNED)
 
 
 @needs_data

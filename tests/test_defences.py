@@ -2,11 +2,10 @@
 that U-shaped split learning keeps on the clients."""
 
 import argparse
-import json
 
 import pytest
 
-from conftest import PINNED, mpirun_each, needs_data
+from conftest import PINNED, needs_data, results_in_one_job
 
 pytestmark = needs_data
 SMALL = ["--train-subset", "600", "--test-subset", "300", "--epochs", "2", "--patience", "0", "--no-progress"]
@@ -20,11 +19,9 @@ RUNS = {"none": [], "nopeek": ["--nopeek", "5"], "noise": ["--noise-std", "3"]}
 def runs(tmp_path_factory):
     """Pinned 2-client split-learning runs (both clients on one rank), undefended and under each defence of RUNS:
     their results by name, made in one MPI job on the module's first use."""
-    folder = tmp_path_factory.mktemp("defences")
-    job = mpirun_each(2, [["split_learning.py", *SMALL, "--clients", "2", *flags, "--results-dir", str(folder / name)]
-                          for name, flags in RUNS.items()], timeout=600, env=PINNED)
-    assert job.returncode == 0, job.stderr
-    return {name: json.loads((folder / name / "split.json").read_text()) for name in RUNS}
+    return results_in_one_job(2, {name: ["split_learning.py", *SMALL, "--clients", "2", *flags]
+                                  for name, flags in RUNS.items()}, tmp_path_factory.mktemp("defences"), timeout=600,
+                              env=PINNED)
 
 
 @pytest.fixture

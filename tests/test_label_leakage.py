@@ -1,12 +1,11 @@
 """The label attacks on U-shaped split learning (label_leakage.py): exact where the gradients carry the labels,
 near chance where they do not, and scored on the gradients a run really sent."""
 
-import json
 
 import numpy as np
 import pytest
 
-from conftest import PINNED, mpirun_each, needs_data
+from conftest import PINNED, needs_data, results_in_one_job
 from splitlab.privacy.label_leakage import (
     best_naming_accuracy,
     direction_attack,
@@ -119,10 +118,9 @@ def test_the_report_scores_the_known_naming_on_the_examples_it_does_not_know():
 def test_a_u_shaped_server_reads_the_labels_from_its_gradients_unless_they_are_noisy(tmp_path):
     flags = ["--variant", "u-shaped", "--train-subset", "2000", "--test-subset", "500", "--epochs", "1",
              "--patience", "0", "--no-progress", "--leakage-images", "0"]
-    extra = {"plain": [], "noisy": ["--grad-noise-std", "0.05"]}
-    job = mpirun_each(2, [["split_learning.py", *flags, *extra[name], "--results-dir", str(tmp_path / name)]
-                          for name in extra], env=PINNED, timeout=360)
-    assert job.returncode == 0, job.stderr
-    runs = {name: json.loads((tmp_path / name / "split.json").read_text())["epochs"][0] for name in extra}
+    made = results_in_one_job(2, {"plain": ["split_learning.py", *flags],
+                                  "noisy": ["split_learning.py", *flags, "--grad-noise-std", "0.05"]},
+                              tmp_path, env=PINNED, timeout=360)
+    runs = {name: run["epochs"][0] for name, run in made.items()}
     assert runs["plain"]["label_direction_acc"] > 0.8
     assert runs["noisy"]["label_direction_acc"] < runs["plain"]["label_direction_acc"] - 0.3

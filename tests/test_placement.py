@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import PINNED, mpirun, mpirun_each, needs_data
+from conftest import PINNED, mpirun, needs_data, results_in_one_job
 from splitlab.errors import InputError
 from splitlab.methods.mpi_method import take_turns
 from splitlab.net.placement import Placement
@@ -43,30 +43,23 @@ PASSED = ["--clients", "12", "--client-weights", "pass", "--eval-clients", "3"]
 U_SHAPED = ["--clients", "4", "--variant", "u-shaped"]
 
 
-def command(folder, *flags):
-    return ["split_learning.py", *flags, "--epochs", "2", *TINY, "--results-dir", str(folder)]
-
-
-def results(folder):
-    return json.loads((folder / "split.json").read_text())
+def command(*flags):
+    return ["split_learning.py", *flags, "--epochs", "2", *TINY]
 
 
 @pytest.fixture(scope="module")
 def on_one_client_rank(tmp_path_factory):
     """The runs of PASSED and U_SHAPED with every client on one client rank, made in one MPI job; their results."""
-    folder = tmp_path_factory.mktemp("one-client-rank")
-    job = mpirun_each(2, [command(folder / "passed", *PASSED), command(folder / "u-shaped", *U_SHAPED)],
-                      env=PINNED, timeout=480)
-    assert job.returncode == 0, job.stderr
-    return {name: results(folder / name) for name in ("passed", "u-shaped")}
+    return results_in_one_job(2, {"passed": command(*PASSED), "u-shaped": command(*U_SHAPED)},
+                              tmp_path_factory.mktemp("one-client-rank"), env=PINNED, timeout=480)
 
 
 def run(ranks, tmp_path, *flags, env=None):
     """Split learning with ``flags`` on ``ranks - 1`` client ranks, 2 epochs; the results file."""
-    script, *flags = command(tmp_path, *flags)
-    result = mpirun(ranks, script, *flags, env={**PINNED, **(env or {})}, timeout=240)
+    result = mpirun(ranks, *command(*flags), "--results-dir", str(tmp_path), env={**PINNED, **(env or {})},
+                    timeout=240)
     assert result.returncode == 0, result.stderr
-    return results(tmp_path)
+    return json.loads((tmp_path / "split.json").read_text())
 
 
 def losses(run_):

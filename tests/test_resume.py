@@ -13,7 +13,7 @@ import time
 import pytest
 
 from common import MPIRUN, ROOT
-from conftest import OFFLINE, PINNED, in_process, mpirun_each, needs_data
+from conftest import OFFLINE, PINNED, in_process, needs_data, results_in_one_job
 from splitlab.runs import resume_flags
 from splitlab.training.cli import common_parser
 from splitlab.training.loop import fit
@@ -35,15 +35,10 @@ RUNS = {
 }
 
 
-def script_and_flags(case, folder, *extra):
-    _, name, flags = RUNS[case]
-    return [name, *flags, *SMALL, "--results-dir", str(folder), *extra]
-
-
 def command(case, folder, *extra):
-    ranks = RUNS[case][0]
-    name, *flags = script_and_flags(case, folder, *extra)
-    return [*([MPIRUN, "-n", str(ranks)] if ranks else []), sys.executable, str(ROOT / name), *flags]
+    ranks, name, flags = RUNS[case]
+    launch = [MPIRUN, "-n", str(ranks)] if ranks else []
+    return [*launch, sys.executable, str(ROOT / name), *flags, *SMALL, "--results-dir", str(folder), *extra]
 
 
 def run(cmd):
@@ -100,9 +95,9 @@ def never_stopped(tmp_path_factory):
             run(command(case, folder / case))
     mpi = [case for case in RUNS if RUNS[case][0] is not None]
     assert {RUNS[case][0] for case in mpi} == {2}
-    job = mpirun_each(2, [script_and_flags(case, folder / case) for case in mpi], env=PINNED, timeout=900)
-    assert job.returncode == 0, job.stderr
-    return {case: results_of(folder / case) for case in RUNS}
+    mpi_results = results_in_one_job(2, {case: [RUNS[case][1], *RUNS[case][2], *SMALL] for case in mpi}, folder,
+                                     env=PINNED, timeout=900)
+    return {**{case: results_of(folder / case) for case in RUNS if case not in mpi}, **mpi_results}
 
 
 @pytest.mark.parametrize("case", RUNS)

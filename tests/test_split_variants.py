@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from conftest import PINNED, in_process, mpirun, mpirun_each, needs_data
+from conftest import PINNED, in_process, mpirun, needs_data, results_in_one_job
 from models import cut_shape, head_shape, split
 from splitlab.costs.traffic import split_epoch_bytes
 
@@ -34,12 +34,9 @@ ONE_EPOCH = ["--patience", "0", "--no-progress", "--epochs", "1"]
 def one_client(tmp_path_factory):
     """The results of every run of ONE_CLIENT, by name, pinned threads: made in one MPI job on the module's first
     use (``make test`` gives a module to one worker)."""
-    folder = tmp_path_factory.mktemp("one-client")
-    job = mpirun_each(2, [["split_learning.py", *flags, *ONE_EPOCH, "--variant", variant, "--cut-layer", cut,
-                           "--results-dir", str(folder / name)] for name, (flags, variant, cut) in ONE_CLIENT.items()],
-                      timeout=900, env=PINNED)
-    assert job.returncode == 0, job.stderr
-    return {name: load(folder / name / "split.json") for name in ONE_CLIENT}
+    return results_in_one_job(2, {name: ["split_learning.py", *flags, *ONE_EPOCH, "--variant", variant, "--cut-layer",
+                                         cut] for name, (flags, variant, cut) in ONE_CLIENT.items()},
+                              tmp_path_factory.mktemp("one-client"), timeout=900, env=PINNED)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -91,12 +88,10 @@ FOUR_CLIENTS = ["--epochs", "2", "--clients", "4"]
 def four_clients(tmp_path_factory):
     """The results of two epochs of each variant with four clients on two client ranks (U-shaped with two head
     layers), by variant, pinned threads: made in one MPI job on the module's first use."""
-    folder = tmp_path_factory.mktemp("four-clients")
-    job = mpirun_each(3, [["split_learning.py", *SMALL, *FOUR_CLIENTS, "--variant", variant,
-                           *(["--head-layers", "2"] if variant == "u-shaped" else []),
-                           "--results-dir", str(folder / variant)] for variant in VARIANTS], timeout=600, env=PINNED)
-    assert job.returncode == 0, job.stderr
-    return {variant: load(folder / variant / "split.json") for variant in VARIANTS}
+    return results_in_one_job(3, {variant: ["split_learning.py", *SMALL, *FOUR_CLIENTS, "--variant", variant,
+                                            *(["--head-layers", "2"] if variant == "u-shaped" else [])]
+                                  for variant in VARIANTS}, tmp_path_factory.mktemp("four-clients"), timeout=600,
+                              env=PINNED)
 
 
 def test_sflv1_is_fedavg_computed_in_two_parts_on_any_placement(four_clients, tmp_path):
