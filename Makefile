@@ -87,19 +87,23 @@ labels: setup
 	@echo "== make labels took $$(( $$(date +%s) - $(STARTED) )) s"
 
 # Which method for my case: make scale's methods per model (IID), FedAvg for more rounds (it needs them at 100+
-# clients), then decision.py's map. Resumable, as study.py is.
+# clients), then decision.py's map. Split learning is evaluated every tenth of an epoch (on the validation set), so
+# that its time to the target is not rounded up to whole epochs. Resumable, as study.py is.
 DECISION_MODELS ?= lenet5-report
 DECISION_EPOCHS ?= 3
 DECISION_ROUNDS ?= 20
 # Seeds of every run: the map takes each method's median time and calls a cell a tie where the winner's slowest
 # seed is not faster than the runner-up's fastest (three seeds: three times the hours of one).
 DECISION_SEEDS ?= 0,1,2
-# FedAvg stops once it reaches this test accuracy (--stop-at; empty: it runs every round): for vgg-small, whose
+# FedAvg stops once it reaches this validation accuracy (--stop-at; empty: it runs every round): for vgg-small, whose
 # every round costs about a split epoch, `make decision DECISION_MODELS=vgg-small DECISION_STOP_AT=0.8`.
 DECISION_STOP_AT ?=
 decision: setup
 	for model in $(DECISION_MODELS); do \
-		$(PYTHON) study.py --methods split,sflv2 --partitions iid --seeds $(DECISION_SEEDS) --clients 10,100,1000 --client-ranks 4 \
+		$(PYTHON) study.py --methods split --partitions iid --seeds $(DECISION_SEEDS) --clients 10,100,1000 --client-ranks 4 \
+			--epochs $(DECISION_EPOCHS) --extra "--model $$model --evals-per-epoch 10" \
+			--results-dir results/decision/$$model || exit 1; \
+		$(PYTHON) study.py --methods sflv2 --partitions iid --seeds $(DECISION_SEEDS) --clients 10,100,1000 --client-ranks 4 \
 			--epochs $(DECISION_EPOCHS) --extra "--model $$model" --results-dir results/decision/$$model || exit 1; \
 		$(PYTHON) study.py --methods federated --partitions iid --seeds $(DECISION_SEEDS) --clients 10,100,1000 \
 			--epochs $(DECISION_ROUNDS) --extra "--model $$model$(if $(DECISION_STOP_AT), --stop-at $(DECISION_STOP_AT))" \

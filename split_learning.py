@@ -68,6 +68,11 @@ def build_parser():
         help="client parts evaluated on the test set at the end (and every epoch with --client-eval epoch): "
              "every client's when there are at most M, else a seeded sample of M that includes the last "
              "client's (a test pass each; the sample is in the results, 'evaluated_clients')")
+    add("--evals-per-epoch", type=positive_int, default=1, metavar="N",
+        help="vanilla and u-shaped: also evaluate on the validation set (needs --validation) N-1 times within each "
+             "epoch, after the turns that end each N-th of its batches, with the part of the client whose turn "
+             "just ended (recorded under within_epoch; the decision map's time to a target reads them). The "
+             "training is unchanged (with --noise-std, these evaluations draw from the clients' noise too)")
     return parser
 
 
@@ -98,6 +103,12 @@ def check(args, world_size):
     if args.variant in ("sflv1", "sflv2") and args.client_weights == "pass":
         raise InputError(f"--client-weights pass is for clients that take turns; {args.variant} averages the "
                          "client parts instead: leave the flag out")
+    if args.evals_per_epoch > 1 and args.variant in ("sflv1", "sflv2"):
+        raise InputError(f"--evals-per-epoch is for clients that take turns; {args.variant}'s clients train at once, "
+                         "and it has a model only once it averages their parts at the end of the epoch")
+    if args.evals_per_epoch > 1 and not args.validation:
+        raise InputError("--evals-per-epoch evaluates on the validation set within an epoch: hold one out with "
+                         "--validation N (for example 5000)")
 
 
 def main():

@@ -136,11 +136,11 @@ def resume_flags(path, flags):
 def watched_acc(epoch):
     """The accuracy of an epoch's record that choices read: the validation set's where the run held one out
     (--validation), else the test set's (the report's protocol)."""
-    return epoch.get("val_acc", epoch["test_acc"])
+    return epoch["val_acc"] if "val_acc" in epoch else epoch["test_acc"]
 
 
 def watched_loss(epoch):
-    return epoch.get("val_loss", epoch["test_loss"])
+    return epoch["val_loss"] if "val_loss" in epoch else epoch["test_loss"]
 
 
 def chosen_epoch(epochs):

@@ -98,6 +98,19 @@ def test_epochs_to_the_target():
     assert decision.epochs_to(_run("split", [0.7, 0.75], 10), 0.8) == (2, False)
 
 
+def test_epochs_to_the_target_within_an_epoch_read_the_first_evaluation_past_it():
+    run = _run("split", [0.78, 0.86], 10)
+    run["epochs"][0]["val_acc"], run["epochs"][1]["val_acc"] = 0.78, 0.85
+    run["epochs"][0]["within_epoch"] = [{"fraction": f, "val_acc": a} for f, a in ((0.5, 0.7), (0.9, 0.79))]
+    run["epochs"][1]["within_epoch"] = [{"fraction": f, "val_acc": a} for f, a in ((0.25, 0.79), (0.75, 0.81))]
+    assert decision.epochs_to(run, 0.8) == (1.75, True)  # 3/4 into epoch 2: past 0.8 before the epoch's end
+    assert decision.epochs_to(run, 0.85) == (2, True)  # only at the epoch's end
+    assert decision.epochs_to(run, 0.7) == (0.5, True)
+    assert decision.epochs_to(run, 0.9) == (2, False)
+    run["epochs"][1]["within_epoch"][1]["test_acc"] = 0.99  # a test accuracy never chooses when there is validation
+    assert decision.epochs_to(run, 0.82) == (2, True)
+
+
 def test_epochs_between_measured_clients_are_interpolated_in_log_clients():
     measured = {10: ((1, 1, 2), (True, True)), 1000: ((3, 4, 6), (True, True))}
     assert decision.interpolated_epochs(measured, 100) == ((pytest.approx(2), pytest.approx(2.5), 4), (True, True))
@@ -374,6 +387,8 @@ def test_the_notes_state_each_methods_own_settings():
     from splitlab.reports.decision import settings
     tuned = _run("federated", [0.85], 100)
     tuned["config"].update(batch_size=10, lr=0.05, local_epochs=5, fraction=0.1)
-    split = _run("split", [0.85], 100)
-    assert settings({"federated": {100: [tuned]}, "split": {100: [split]}}) == \
-        "FedAvg: batch 10, lr 0.05, 5 local epoch(s), 10% of the clients a round; Split learning: batch 64, lr 0.01"
+    split, sflv2 = _run("split", [0.85], 100), _run("sflv2", [0.85], 100)
+    split["config"]["evals_per_epoch"] = 10
+    assert settings({"federated": {100: [tuned]}, "split": {100: [split]}, "sflv2": {100: [sflv2]}}) == \
+        ("FedAvg: batch 10, lr 0.05, 5 local epoch(s), 10% of the clients a round; Split learning: batch 64, lr 0.01, "
+         "evaluated 10 times an epoch; SplitFed V2: batch 64, lr 0.01")

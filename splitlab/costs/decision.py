@@ -4,9 +4,11 @@
     python decision.py --target 0.85 --latency 20ms --out results/decision.png
 
 Time to the target = the epochs a method took to reach it (measured: the runs of make scale and make decision,
-IID shards) x its epoch time over the link (a deployment model, below). Where a method did not reach the target in the
-epochs it ran, its time is only known to exceed (epochs run) x (epoch time): it cannot win where another
-method's time is shorter than that, and the cell is left undecided where it might.
+IID shards) x its epoch time over the link (a deployment model, below). Vanilla split learning's epochs are
+counted in tenths where its runs were evaluated after the turns that end each tenth (--evals-per-epoch 10);
+SplitFed V2's and FedAvg's in whole epochs (rounds): they have a model only once they average. Where a method did
+not reach the target in the epochs it ran, its time is only known to exceed (epochs run) x (epoch time): it cannot
+win where another method's time is shorter than that, and the cell is left undecided where it might.
 
 The deployment model: the server and every data holder on a machine of its own, computing as one core of the
 machine where the roles' batches were timed (one thread; timed once, ``python decision.py --time-roles``, and kept
@@ -174,9 +176,13 @@ def formula(run):
 # --------------------------------------------------------------------------------- time to the target
 
 def epochs_to(run, target):
-    """``(epochs, reached)``: the first epoch whose watched accuracy (runs.watched_acc) reaches ``target``, or the
-    epochs run."""
+    """``(epochs, reached)``: the epochs of training until the watched accuracy (runs.watched_acc) first reached
+    ``target``, or the epochs run. Where a run was evaluated within its epochs (split_learning.py
+    --evals-per-epoch), a fraction: 1.3 is the first evaluation at or past the target three tenths into epoch 2."""
     for epoch in run["epochs"]:
+        for point in epoch.get("within_epoch", []):
+            if watched_acc(point) >= target:
+                return epoch["epoch"] - 1 + point["fraction"], True
         if watched_acc(epoch) >= target:
             return epoch["epoch"], True
     return len(run["epochs"]), False

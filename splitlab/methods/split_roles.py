@@ -42,6 +42,21 @@ def batch_sizes(num_examples, batch_size):
     return [min(batch_size, num_examples - start) for start in range(0, num_examples, batch_size)]
 
 
+def evaluation_batches(images, batch_size):
+    """``(start, size)`` of each evaluation batch over the first ``images`` evaluation images."""
+    return list(zip(range(0, images, batch_size), batch_sizes(images, batch_size)))
+
+
+def evaluation_turns(turn_batches, evaluations):
+    """The indices of the turns after which an epoch is evaluated ``evaluations - 1`` times within it
+    (--evals-per-epoch): for each k < ``evaluations``, the first turn by whose end k / ``evaluations`` of the
+    epoch's batches (``turn_batches``, each turn's) are done; never the last turn, after which the epoch's own
+    evaluation comes."""
+    done, total = np.cumsum(turn_batches), sum(turn_batches)
+    first = {int(np.argmax(done * evaluations >= k * total)) for k in range(1, evaluations)}
+    return sorted(first - {len(turn_batches) - 1})
+
+
 class Client:
     """One data holder: its shard of the training data, its layers up to the cut with their optimizer, its
     shuffling and noise. It lives on a ``ClientRank`` beside that rank's other clients and obeys the server's
@@ -162,13 +177,15 @@ class Client:
             self.channel.count_unsent(0, flat.nbytes)
 
     @torch.no_grad()
-    def evaluate(self):
-        """Send the test set through this client's part to the server, batch by batch."""
+    def evaluate(self, images):
+        """Send the first ``images`` evaluation images (the validation images, then the test images) through this
+        client's part to the server, batch by batch; the leakage is measured in a whole evaluation only."""
         for part in self.parts:
             part.eval()
-        for start in range(0, len(self.x_test), self.args.test_batch_size):
-            self.send_smashed(self.x_test[start:start + self.args.test_batch_size])
-        self.report(leakage=self.measure_leakage())
+        for start, size in evaluation_batches(images, self.args.test_batch_size):
+            self.send_smashed(self.x_test[start:start + size])
+        self.report(leakage=self.measure_leakage() if images == len(self.x_test) else {})
+        self.sent_for_leakage = []
 
     def measure_leakage(self):
         """Distance correlation between the first --leakage-images test images and the activations sent."""
@@ -311,10 +328,11 @@ class Server:
         """Every client's turn, in order; returns the mean training loss and the epoch's traffic."""
         self.server_part.train()
         set_lr(self.optimizer, lr)
-        loss_sum, seen, reports = 0.0, 0, []
-        total = sum(num_batches(n, self.args.batch_size) for n in self.shard_sizes)
-        with progress(self.args, None, total, f"epoch {epoch}") as bar, self.work.active():
-            for client in self.clients:
+        loss_sum, seen, reports, evaluation_reports, within = 0.0, 0, [], [], []
+        turn_batches = [num_batches(n, self.args.batch_size) for n in self.shard_sizes]
+        evaluate_after = evaluation_turns(turn_batches, self.args.evals_per_epoch)
+        with progress(self.args, None, sum(turn_batches), f"epoch {epoch}") as bar, self.work.active():
+            for turn, client in enumerate(self.clients):
                 receive_from = None
                 if self.args.client_weights == "pass" and self.holder not in (None, client):
                     receive_from = self.holder
@@ -324,7 +342,14 @@ class Server:
                 loss_sum, seen = loss_sum + turn_loss, seen + turn_seen
                 reports.append(report)
                 self.holder = client
-        return {"train_loss": loss_sum / seen, **self.traffic(reports), **self.epoch_work(reports)}
+                if turn in evaluate_after:
+                    with self.work.aside():  # the experimenter's measurement, not the server's work
+                        scores, report = self.evaluate_client(client, images=self.args.validation)
+                    self.server_part.train()
+                    within.append({"fraction": sum(turn_batches[:turn + 1]) / sum(turn_batches), **scores})
+                    evaluation_reports.append(report)
+        return {"train_loss": loss_sum / seen, **self.traffic(reports + evaluation_reports),
+                **self.epoch_work(reports), **({"within_epoch": within} if within else {})}
 
     def traffic(self, client_reports):
         """Bytes sent and received by every rank since the last call."""
@@ -341,13 +366,14 @@ class Server:
     # ---------------------------------------------------------------------------------------- evaluation
 
     @torch.no_grad()
-    def evaluate_client(self, client):
-        """Test loss and accuracy of ``client``'s part followed by the server part; and the client's report."""
+    def evaluate_client(self, client, images=None):
+        """Loss and accuracy of ``client``'s part followed by the server part, on the first ``images`` evaluation
+        images (default all: validation and test); and the client's report."""
         self.server_part.eval()
-        self.command(client, Tag.EVALUATE)
+        images = images or self.num_test
+        self.command(client, Tag.EVALUATE, images=images)
         scores = Scores(self.args.validation)
-        for start, size in zip(range(0, self.num_test, self.args.test_batch_size),
-                               batch_sizes(self.num_test, self.args.test_batch_size)):
+        for start, size in evaluation_batches(images, self.args.test_batch_size):
             scores.add(self.server_part(self.recv_smashed(client, size)), self.y_test[start:start + size])
         return scores.result(), self.finish_turn(client)
 

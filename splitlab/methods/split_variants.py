@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from models import flat_parameters, head_shape, load_flat_parameters, split_u_shaped
 from splitlab.methods.averaging import OrderedAverage, weighted_average
 from splitlab.methods.mpi_method import take_turns
-from splitlab.methods.split_roles import Client, ClientRank, Server, batch_sizes
+from splitlab.methods.split_roles import Client, ClientRank, Server, batch_sizes, evaluation_batches
 from splitlab.net import process_policy
 from splitlab.net.protocol import SERVER, ProtocolError, Tag
 from splitlab.training.loop import progress
@@ -86,15 +86,16 @@ class UShapedClient(Client):
         self.turn_report(loss_sum=self.loss_sum, examples=self.examples, label_leakage=leak)
 
     @torch.no_grad()
-    def evaluate(self):
+    def evaluate(self, images):
         for part in self.parts:
             part.eval()
         scores = Scores(self.args.validation)
-        for start in range(0, len(self.y_test), self.args.test_batch_size):
-            self.send_smashed(self.x_test[start:start + self.args.test_batch_size])
-            target = self.y_test[start:start + self.args.test_batch_size].to(self.device)
-            scores.add(self.head(self.recv_middle(len(target))), target)
-        self.report(scores=scores.sums(), leakage=self.measure_leakage())
+        for start, size in evaluation_batches(images, self.args.test_batch_size):
+            self.send_smashed(self.x_test[start:start + size])
+            target = self.y_test[start:start + size].to(self.device)
+            scores.add(self.head(self.recv_middle(size)), target)
+        self.report(scores=scores.sums(), leakage=self.measure_leakage() if images == len(self.x_test) else {})
+        self.sent_for_leakage = []
 
 
 class UShapedRank(ClientRank):
@@ -141,10 +142,11 @@ class UShapedServer(Server):
         return report.pop("loss_sum"), report.pop("examples"), report
 
     @torch.no_grad()
-    def evaluate_client(self, client):
+    def evaluate_client(self, client, images=None):
         self.server_part.eval()
-        self.command(client, Tag.EVALUATE)
-        for size in batch_sizes(self.num_test, self.args.test_batch_size):
+        images = images or self.num_test
+        self.command(client, Tag.EVALUATE, images=images)
+        for size in batch_sizes(images, self.args.test_batch_size):
             middle = self.server_part(self.recv_smashed(client, size))
             self.channel.send(middle.cpu().numpy(), self.rank_of(client), Tag.MIDDLE)
         report = self.finish_turn(client)

@@ -18,8 +18,9 @@ Split learning, per epoch, for each client k = 1..N in turn:
                 server -> k   CUT_GRAD    float32 [B, C, H, W]  gradient of the loss at the cut layer
     k -> server      TURN_DONE   obj {"bytes_sent", "bytes_received"}  k's rank's traffic this turn, and "work":
                                  what k computed and sent since its last report (work.py)
-  then, to evaluate client k's part (the last client's, or every client's):
-    server -> k      EVALUATE    obj {}
+  then, to evaluate client k's part (the last client's, or every client's; with --evals-per-epoch, also after
+  some turns, on the validation images alone):
+    server -> k      EVALUATE    obj {"images": n}  the first n evaluation images
     k -> server      SMASHED     float32 [T, C, H, W] per evaluation batch, in order (the held-out validation
                                  images first, with --validation, then the test images);  TURN_DONE as above
   after training, for the saved model (not part of the method):

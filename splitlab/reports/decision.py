@@ -25,7 +25,7 @@ def markdown(model, runs, compute, target, latency, bandwidths=(1e6, 1e7, 1e8, 1
              "|---" * (2 + len(bandwidths)) + "|"]
     for i, k in enumerate(clients):
         reached = {name: epochs_over_seeds(by_k[k], target) for name, by_k in runs.items() if k in by_k}
-        epochs = ", ".join(f"{label(n)} {'' if median_in else '> '}{_spread(*counts, '{:g}'.format, all_in)}"
+        epochs = ", ".join(f"{label(n)} {'' if median_in else '> '}{_spread(*counts, _epochs, all_in)}"
                            for n, (counts, (median_in, all_in)) in reached.items())
         cells = []
         for j in range(len(bandwidths)):
@@ -54,6 +54,8 @@ def settings(runs):
         kinds = set()
         for config in (run["config"] for seeds in by_k.values() for run in seeds):
             text = f"batch {config['batch_size']}, lr {config.get('lr', 0.01):g}"
+            if config.get("evals_per_epoch", 1) > 1:
+                text += f", evaluated {config['evals_per_epoch']} times an epoch"
             if name == "federated":
                 text += (f", {config.get('local_epochs', 1)} local epoch(s), {config.get('fraction', 1.0):.0%} of the "
                          "clients a round")
@@ -67,6 +69,10 @@ def _spread(fastest, median, slowest, show, slowest_reached=True):
     the target is at least its number: ``5 s [4 s-7 s+]``."""
     plus = "" if slowest_reached else "+"
     return show(median) + (f" [{show(fastest)}-{show(slowest)}{plus}]" if fastest != slowest else "")
+
+
+def _epochs(count):
+    return f"{round(count, 2):g}"
 
 
 def _duration(seconds):

@@ -74,12 +74,14 @@ class Scores:
 
     def result(self):
         """``test_loss``, ``test_acc`` and ``test_class_acc`` (one fraction per class; None for a class the
-        test set lacks): the keys every method records; with a validation set, ``val_loss`` and ``val_acc`` too."""
-        test = self.groups["test"]
-        result = {"test_loss": test["loss_sum"] / test["examples"],
-                  "test_acc": test["correct"].sum().item() / test["examples"],
-                  "test_class_acc": [c / n if n else None for c, n in zip(test["correct"].tolist(),
-                                                                          test["counts"].tolist())]}
+        test set lacks): the keys every method records; with a validation set, ``val_loss`` and ``val_acc`` too
+        (alone where only validation images were scored: an evaluation within an epoch)."""
+        test, result = self.groups["test"], {}
+        if test["examples"]:
+            result = {"test_loss": test["loss_sum"] / test["examples"],
+                      "test_acc": test["correct"].sum().item() / test["examples"],
+                      "test_class_acc": [c / n if n else None for c, n in zip(test["correct"].tolist(),
+                                                                              test["counts"].tolist())]}
         if self.validation:
             val = self.groups["val"]
             result.update(val_loss=val["loss_sum"] / val["examples"],
