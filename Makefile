@@ -98,18 +98,20 @@ DECISION_SEEDS ?= 0,1,2
 # FedAvg stops once it reaches this validation accuracy (--stop-at; empty: it runs every round): for vgg-small, whose
 # every round costs about a split epoch, `make decision DECISION_MODELS=vgg-small DECISION_STOP_AT=0.8`.
 DECISION_STOP_AT ?=
+# The shards: iid, and/or Dirichlet alphas (0.5); each partition gets its own map (results/decision-a0.5.png)
+DECISION_PARTITIONS ?= iid
 decision: setup
 	for model in $(DECISION_MODELS); do \
-		$(PYTHON) study.py --methods split --partitions iid --seeds $(DECISION_SEEDS) --clients 10,100,1000 --client-ranks 4 \
+		$(PYTHON) study.py --methods split --partitions $(DECISION_PARTITIONS) --seeds $(DECISION_SEEDS) --clients 10,100,1000 --client-ranks 4 \
 			--epochs $(DECISION_EPOCHS) --extra "--model $$model --evals-per-epoch 10" \
 			--results-dir results/decision/$$model || exit 1; \
-		$(PYTHON) study.py --methods sflv2 --partitions iid --seeds $(DECISION_SEEDS) --clients 10,100,1000 --client-ranks 4 \
+		$(PYTHON) study.py --methods sflv2 --partitions $(DECISION_PARTITIONS) --seeds $(DECISION_SEEDS) --clients 10,100,1000 --client-ranks 4 \
 			--epochs $(DECISION_EPOCHS) --extra "--model $$model" --results-dir results/decision/$$model || exit 1; \
-		$(PYTHON) study.py --methods federated --partitions iid --seeds $(DECISION_SEEDS) --clients 10,100,1000 \
+		$(PYTHON) study.py --methods federated --partitions $(DECISION_PARTITIONS) --seeds $(DECISION_SEEDS) --clients 10,100,1000 \
 			--epochs $(DECISION_ROUNDS) --extra "--model $$model$(if $(DECISION_STOP_AT), --stop-at $(DECISION_STOP_AT))" \
 			--results-dir results/decision/$$model || exit 1; \
 	done
-	$(PYTHON) decision.py
+	for partition in $(subst $(comma), ,$(DECISION_PARTITIONS)); do $(PYTHON) decision.py --partition $$partition || exit 1; done
 	@echo "== make decision took $$(( $$(date +%s) - $(STARTED) )) s"
 
 # Clients are not ranks (splitlab/net/placement.py): every K on the same 5 ranks; resumable, as study.py is.

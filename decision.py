@@ -4,6 +4,7 @@
     python decision.py                       # from make scale's and make decision's runs; target 80 %, 10 ms
     python decision.py --target 0.85 --latency 1ms
     python decision.py --time-roles          # time each role's batch on this machine first (results/role_times.json)
+    python decision.py --partition 0.5       # the runs on Dirichlet 0.5 shards: results/decision-a0.5.png
 """
 
 import argparse
@@ -14,7 +15,7 @@ from models import MODELS
 from splitlab.costs.decision import decide, load_runs, read_role_times, time_roles
 from splitlab.errors import InputError
 from splitlab.net import link
-from splitlab.reports.decision import figure, markdown
+from splitlab.reports.decision import figure, markdown, shards
 
 
 def latency_value(text):
@@ -23,6 +24,19 @@ def latency_value(text):
         return link.seconds(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def partition_text(text):
+    """An argparse type: iid, or a Dirichlet alpha, written as study.py names its runs (0.5, not 0.50)."""
+    if text == "iid":
+        return text
+    try:
+        alpha = float(text)
+    except ValueError:
+        alpha = 0
+    if not 0 < alpha < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected iid or a Dirichlet alpha > 0, not {text!r}")
+    return f"{alpha:g}"
 
 
 def main():
@@ -34,7 +48,11 @@ def main():
     parser.add_argument("--target", type=float, default=0.80, help="test accuracy to reach, in (0, 1)")
     parser.add_argument("--latency", type=latency_value, default="10ms",
                         help="one-way latency of every link, e.g. 10ms, 500us")
-    parser.add_argument("--out", default="results/decision.png", help="the map; its tables go beside it (.md)")
+    parser.add_argument("--partition", default="iid", type=partition_text,
+                        help="the runs' shards: iid, or the Dirichlet alpha of study.py's non-IID runs (0.5)")
+    parser.add_argument("--out", default=None,
+                        help="the map; its tables go beside it (.md). Default: results/decision.png, or "
+                             "results/decision-a<alpha>.png for --partition <alpha>")
     parser.add_argument("--role-times", default="results/role_times.json",
                         help="each role's batch times, timed once (--time-roles) and committed: the map reads them, "
                              "so the same runs always draw the same map")
@@ -45,10 +63,12 @@ def main():
     if not 0 < args.target < 1:
         parser.error(f"--target must be in (0, 1), not {args.target}")
     latency = args.latency
+    out = args.out or ("results/decision.png" if args.partition == "iid" else f"results/decision-a{args.partition}.png")
     folders = [folder for pattern in args.runs.split(",") for folder in sorted(glob.glob(pattern))]
-    runs_by_model = load_runs(folders)
+    runs_by_model = load_runs(folders, args.partition)
     if not runs_by_model:
-        parser.error(f"no finished IID runs in {args.runs} (make scale or make decision first)")
+        parser.error(f"no finished runs on {shards(args.partition)} in {args.runs} (make scale or make decision "
+                     "first)")
     cuts = {model: {run["config"].get("cut_layer", 1) for by_k in runs.values() for seeds in by_k.values()
                     for run in seeds} for model, runs in runs_by_model.items()}
     if args.time_roles:
@@ -65,13 +85,13 @@ def main():
     timed = (f"Each role's batch as timed on {machine['processor']} ({machine['cpus']} CPUs, host {machine['host']}, "
              f"torch {machine['torch']}, {machine['date']}; one thread, the least of the repeats in {args.role_times}, "
              "with their spread).")
-    figure(maps, args.target, latency, machine, args.out)
+    figure(maps, args.target, latency, machine, out, args.partition)
     text = (f"Time to {args.target:.0%} accuracy (validation accuracy where the runs held a set out, else test "
-            f"accuracy), latency {latency * 1e3:g} ms (decision.py): in each cell the "
+            f"accuracy) on {shards(args.partition)}, latency {latency * 1e3:g} ms (decision.py): in each cell the "
             f"fastest method and its time, the runner-up's in brackets. {timed}\n\n" + "\n".join(tables))
-    Path(args.out).with_suffix(".md").write_text(text)
+    Path(out).with_suffix(".md").write_text(text)
     print(text)
-    print(f"wrote {args.out} and {Path(args.out).with_suffix('.md')}")
+    print(f"wrote {out} and {Path(out).with_suffix('.md')}")
 
 
 if __name__ == "__main__":

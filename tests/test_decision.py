@@ -82,6 +82,31 @@ def test_splitfed_v2_time_counted_by_hand():
     assert seconds == pytest.approx(99.17768 + 1.0009984)
 
 
+def test_skewed_shards_make_splitfed_v2_and_fedavg_wait_for_the_largest():
+    """10 clients of lenet5 cut 1, the largest shard twice the mean: 12,000 images, 188 batches (IID: 94)."""
+    seconds, _ = decision.epoch_seconds("fedavg", 10, FREE, COMPUTE, "lenet5", 1, skew=2.0)
+    assert seconds == pytest.approx(188 * 0.006)  # the largest client's local epoch of whole-network steps
+    # SplitFed V2 at 100 Mbit/s and 0.5 s latency: the largest client's chain, 188 x (7 ms + 1 s) + its 2 x
+    # 4.51968 s of activations and gradients, then the averaging 1.0009984 s (as counted for IID shards above)
+    seconds, _ = decision.epoch_seconds("sflv2", 10, (1e8, 0.5), COMPUTE, "lenet5", 1, skew=2.0)
+    assert seconds == pytest.approx(188 * 1.007 + 2 * 4.51968 + 1.0009984)
+    # vanilla split learning's clients take turns: every batch is on the path whatever the shards
+    assert decision.epoch_seconds("vanilla", 10, (1e8, 0.5), COMPUTE, "lenet5", 1, skew=2.0) == \
+        decision.epoch_seconds("vanilla", 10, (1e8, 0.5), COMPUTE, "lenet5", 1)
+
+
+def test_the_map_reads_the_skew_of_the_shards_each_run_had_and_its_partition(tmp_path):
+    skewed = _run("federated", [0.85], 10)
+    skewed["shard_sizes"] = [1200, 600, 600, 600, 600, 600, 600, 600, 600, 0]  # the largest twice the mean
+    (tmp_path / "federated-a0.5-s0.json").write_text(json.dumps(skewed))
+    (tmp_path / "federated-iid-s0.json").write_text(json.dumps(_run("federated", [0.7, 0.85], 10)))
+    runs = decision.load_runs([tmp_path], "0.5")
+    assert [run["shard_sizes"] for run in runs["lenet5"]["federated"][10]] == [skewed["shard_sizes"]]
+    _, seconds = decision.decide(runs["lenet5"], {1: COMPUTE}, "lenet5", 0.8, 0.0, np.array([10]), np.array([1e30]))
+    assert seconds["federated"][0, 0, 1] == pytest.approx(188 * 0.006)  # one round, the largest client's
+    assert len(decision.load_runs([tmp_path])["lenet5"]["federated"][10][0]["epochs"]) == 2  # IID: the other
+
+
 def test_a_method_without_a_time_model_is_named():
     with pytest.raises(ValueError, match="no time model for 'sflv1'"):
         decision.epoch_seconds("sflv1", 10, FREE, COMPUTE, "lenet5")
@@ -113,11 +138,11 @@ def test_epochs_to_the_target_within_an_epoch_read_the_first_evaluation_past_it(
 
 def test_epochs_between_measured_clients_are_interpolated_in_log_clients():
     measured = {10: ((1, 1, 2), (True, True)), 1000: ((3, 4, 6), (True, True))}
-    assert decision.interpolated_epochs(measured, 100) == ((pytest.approx(2), pytest.approx(2.5), 4), (True, True))
-    assert decision.interpolated_epochs(measured, 10) == ((1, 1, 2), (True, True))
+    assert decision.interpolated(measured, 100) == ((pytest.approx(2), pytest.approx(2.5), 4), (True, True))
+    assert decision.interpolated(measured, 10) == ((1, 1, 2), (True, True))
     short = {10: ((1, 1, 2), (True, True)), 1000: ((3, 4, 6), (True, False))}  # a seed short at 1,000 clients
-    assert decision.interpolated_epochs(short, 100)[1] == (True, False)
-    assert decision.interpolated_epochs(measured, 2000) is None  # not measured so far out: takes no part
+    assert decision.interpolated(short, 100)[1] == (True, False)
+    assert decision.interpolated(measured, 2000) is None  # not measured so far out: takes no part
 
 
 def test_a_method_short_of_the_target_wins_nothing_and_may_leave_cells_undecided():
@@ -178,6 +203,12 @@ def test_the_map_from_results_files(tmp_path, monkeypatch):
     assert "a made-up CPU @ 2 GHz (2 CPUs, host here, torch 2.14.1, 2026-12-03" in tables
     assert "Settings: FedAvg: batch 64, lr 0.01, 1 local epoch(s), 100% of the clients a round; SplitFed V2: batch " \
         "64, lr 0.01; Split learning: batch 64, lr 0.01." in tables
+    assert "on IID shards" in tables
+    monkeypatch.setattr(sys, "argv", ["decision.py", "--runs", str(tmp_path), "--partition", "0.50", "--out",
+                                      str(tmp_path / "non-iid.png"), "--role-times", str(tmp_path / "times.json")])
+    decision_script.main()  # the one non-IID run, split-a0.5-s0
+    tables = (tmp_path / "non-iid.md").read_text()
+    assert "on Dirichlet 0.5 shards" in tables and "| 10 | Split learning 1 |" in tables
 
 
 def test_the_same_runs_drawn_twice_give_the_same_tables_and_picture(tmp_path, monkeypatch):

@@ -88,6 +88,41 @@ def test_the_stronger_decoders_finding_is_its_committed_attack():
             f"{default['recognisable']:.0%})").replace("%", " %") in text
 
 
+def decision_winners(name, model):
+    """The table of ``model`` in results/<name>.md (decision.py) as ``{(clients, Mbit/s): winner}``: a method's
+    label, "tie" or "undecided"."""
+    winners, bandwidths = {}, None
+    for line in (ROOT / "results" / f"{name}.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith(f"| {model}: clients |"):
+            bandwidths = [int(cell.split()[0].replace(",", "")) for cell in cells[2:]]
+        elif bandwidths and line.startswith("|") and cells[0].replace(",", "").isdigit():
+            for bandwidth, cell in zip(bandwidths, cells[2:]):
+                won = re.match(r"\*\*(.+?)\*\*", cell)
+                winners[int(cells[0].replace(",", "")), bandwidth] = won[1] if won else cell.split(":")[0]
+        elif not line.startswith("|"):
+            bandwidths = None
+    return winners
+
+
+def test_the_readmes_verdicts_are_the_committed_maps():
+    """What the README says wins where (lenet5-report, IID and Dirichlet 0.5) is what decision.md and
+    decision-a0.5.md give."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    slow, fast = (1, 10), (100, 1000, 10000)
+    iid, skewed = decision_winners("decision", "lenet5-report"), decision_winners("decision-a0.5", "lenet5-report")
+    assert {iid[10, b] for b in slow + fast} == {"FedAvg"} == {skewed[10, b] for b in slow + fast}
+    assert {iid[k, b] for k in (100, 1000) for b in slow} == {"Split learning"}
+    assert {iid[k, b] for k in (100, 1000) for b in fast} - {iid[100, 10000]} == {"SplitFed V2"}
+    assert iid[100, 10000] == "tie"
+    assert {skewed[k, b] for k in (100, 1000) for b in (1, 10, 100)} | {skewed[1000, 1000]} == {"SplitFed V2"}
+    assert {skewed[100, 1000], skewed[100, 10000], skewed[1000, 10000]} == {"undecided"}
+    assert ("with 100 and 1,000, split learning up to 10 Mbit/s and SplitFed V2 from 100 Mbit/s. At Dirichlet 0.5, "
+            "SplitFed V2 from 100 holders up to 100 Mbit/s, and split learning nowhere.") in readme
+    assert ("at 10 Gbit/s and 100 holders a tie with FedAvg" in readme
+            and "SplitFed V2 with 100 and 1,000** up to 100 Mbit/s (with 1,000 up to 1 Gbit/s)" in readme)
+
+
 def hosts_table():
     """results/hosts.md (benchmarks/bench_hosts.py) as ``{(first cell, second cell): [the numbers after]}``."""
     rows = {}

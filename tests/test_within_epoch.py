@@ -40,6 +40,7 @@ def test_the_evaluations_come_after_the_turns_that_end_each_quarter(runs, varian
         points = epoch["within_epoch"]
         assert [p["fraction"] for p in points] == [2 / 8, 4 / 8, 6 / 8]  # after turns 1, 2 and 3 (2 batches each)
         assert all(set(p) == {"fraction", "val_loss", "val_acc"} for p in points)  # the validation set alone
+        assert 0 < epoch["within_epoch_s"] < epoch["train_time_s"]
     assert "within_epoch" not in runs[variant]["epochs"][0]
 
 

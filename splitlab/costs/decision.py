@@ -15,8 +15,9 @@ machine where the roles' batches were timed (one thread; timed once, ``python de
 in results/role_times.json, so that the same runs always draw the same map), every machine with a link of the
 given bandwidth and latency in each direction; a message takes size / bandwidth on its sender's link and arrives
 ``latency`` after its last byte (as ``LINK=`` emulates, splitlab.net.link.Link). Per epoch (one round for FedAvg),
-with M batches in all, m a client's batches, K clients, smashed/grad a batch's activations (with labels) and
-their gradients:
+with M batches in all, m the largest client's batches (IID: every client's; on skewed shards the slowest client,
+whom the methods whose clients work at once wait for), K clients, smashed/grad a batch's activations (with
+labels) and their gradients:
 
     vanilla split   M (client forward + smashed + latency + server step + grad + latency + client backward)
                     + K x 2 latency (each client's turn begun and ended: clients take turns)
@@ -131,13 +132,17 @@ def read_role_times(path, model, cuts):
 
 # ---------------------------------------------------------------------------- an epoch over the link
 
-def epoch_seconds(method, clients, link, compute, model, cut=1, n=60000, batch=64, local_epochs=1, fraction=1.0):
+def epoch_seconds(method, clients, link, compute, model, cut=1, n=60000, batch=64, local_epochs=1, fraction=1.0,
+                  skew=1.0):
     """``(seconds, bytes)`` of one epoch (FedAvg: round, in which ``fraction`` of the clients take part) of
-    ``method`` with ``clients`` IID shards of ``n`` images over ``link`` (``(bits_per_s, latency_s)``), each role's
-    batch taking ``compute`` (role_seconds) seconds. The bytes are those on the links, evaluation left out."""
+    ``method`` with ``clients`` shards of ``n`` images over ``link`` (``(bits_per_s, latency_s)``), each role's
+    batch taking ``compute`` (role_seconds) seconds. ``skew``: the largest shard over the mean (1: IID shards),
+    whose client SplitFed V2's and FedAvg's epochs wait for. The bytes are those on the links, evaluation left
+    out."""
     bits_per_s, latency = link
     wire = lambda nbytes: nbytes * 8 / bits_per_s  # noqa: E731  (seconds on a link)
-    m = math.ceil(n / clients / batch)  # a client's batches (the shards differ by an image at most)
+    m = math.ceil(n / clients / batch)  # a client's batches (IID: the shards differ by an image at most)
+    longest = math.ceil(skew * n / clients / batch)  # the largest shard's
     batches = clients * m
     floats = int(np.prod(cut_shape(model, cut)))
     smashed, grad = n * (FLOAT * floats + LABEL), n * FLOAT * floats  # an epoch's, all clients together
@@ -148,12 +153,12 @@ def epoch_seconds(method, clients, link, compute, model, cut=1, n=60000, batch=6
     client_part, whole = parameter_bytes(model, cut)
     if method == "sflv2":
         server_bound = max(batches * compute["server"], wire(smashed), wire(grad))
-        client_bound = m * (step + 2 * latency) + wire(smashed + grad) / clients
+        client_bound = longest * (step + 2 * latency) + wire(smashed + grad) * skew / clients
         averaging = 2 * (wire(clients * client_part) + latency)
         return max(server_bound, client_bound) + averaging, smashed + grad + 2 * clients * client_part
     if method == "fedavg":
         sampled = sampled_count(clients, fraction)
-        seconds = wire(2 * sampled * whole) + 2 * latency + local_epochs * m * compute["whole"]
+        seconds = wire(2 * sampled * whole) + 2 * latency + local_epochs * longest * compute["whole"]
         return seconds, 2 * sampled * whole
     raise ValueError(f"no time model for {method!r}")
 
@@ -199,14 +204,14 @@ def epochs_over_seeds(runs, target):
             (all(r for _, r in middle), all(r for _, r in order)))
 
 
-def load_runs(folders):
-    """model -> method -> {clients: [runs, one a seed, by seed]}: the finished IID runs on the whole training set
-    of study.py in ``folders`` (make scale's, make decision's); of two runs of one name (so one seed) and number
-    of clients, the one with more epochs."""
+def load_runs(folders, partition="iid"):
+    """model -> method -> {clients: [runs, one a seed, by seed]}: the finished runs of study.py on the whole training
+    set, with ``partition`` ("iid", or a Dirichlet alpha as text: "0.5"), in ``folders`` (make scale's, make
+    decision's); of two runs of one name (so one seed) and number of clients, the one with more epochs."""
     found = {}
-    for path, run in (found for folder in folders for found in finished_runs(folder, "*-iid-s*.json")):
+    for path, run in (found for folder in folders for found in finished_runs(folder, "*.json")):
         name = parse_run_name(path.stem)
-        if not (name and name["partition"] == "iid" and formula(run) and not run["config"].get("train_subset")):
+        if not (name and name["partition"] == partition and formula(run) and not run["config"].get("train_subset")):
             continue
         key = (run["config"].get("model", "lenet5"), name["method"], name["clients"], name["seed"])
         if key not in found or len(run["epochs"]) > len(found[key]["epochs"]):
@@ -217,10 +222,19 @@ def load_runs(folders):
     return runs
 
 
-def interpolated_epochs(measured, clients):
-    """The epochs to the target at ``clients``, each number linear in log(clients) between the measured numbers
-    of clients ``measured`` ({K: (epochs, reached)}, as epochs_over_seeds gives them), and each flag of
-    ``reached`` where both ends have it; None outside the measured ones."""
+def shard_skew(by_k):
+    """{clients: the largest shard over the mean, averaged over the seeds} of ``by_k`` ({clients: [runs]}); 1 for
+    a run that does not record its shards."""
+    def skew(run):
+        sizes = run.get("shard_sizes")
+        return max(sizes) * len(sizes) / sum(sizes) if sizes else 1.0
+    return {k: statistics.mean(skew(run) for run in runs) for k, runs in by_k.items()}
+
+
+def interpolated(measured, clients):
+    """The numbers at ``clients``, each linear in log(clients) between the measured numbers of clients
+    ``measured`` ({K: (numbers, flags)}, such as epochs_over_seeds's epochs to the target and whether they were
+    reached), and each flag where both ends have it; None outside the measured ones."""
     ks = sorted(measured)
     if not ks[0] <= clients <= ks[-1]:
         return None
@@ -245,18 +259,20 @@ def decide(runs, compute, model, target, latency, clients=CLIENTS, bandwidths=BA
     for name, by_k in runs.items():
         run = by_k[min(by_k)][0]  # the settings, which every run of a method shares
         measured = {k: epochs_over_seeds(seeds, target) for k, seeds in by_k.items()}
+        skews = {k: ((skew,), (True,)) for k, skew in shard_skew(by_k).items()}
         cut = run["config"].get("cut_layer", 1)
         table = np.full((len(clients), len(bandwidths), 3), np.nan)  # nan: not measured so far from here
         reached = np.zeros((len(clients), 2), dtype=bool)  # the median seed, and every seed, reached the target
         for i, k in enumerate(clients):
-            if (known := interpolated_epochs(measured, k)) is None:
+            if (known := interpolated(measured, k)) is None:
                 continue
             epochs, reached[i] = known
             for j, bits in enumerate(bandwidths):
                 per_epoch, _ = epoch_seconds(formula(run), k, (bits, latency), compute[cut], model, cut,
                                              batch=run["config"]["batch_size"],
                                              local_epochs=run["config"].get("local_epochs", 1),
-                                             fraction=run["config"].get("fraction", 1.0))
+                                             fraction=run["config"].get("fraction", 1.0),
+                                             skew=interpolated(skews, k)[0][0])
                 table[i, j] = np.array(epochs) * per_epoch
         seconds[name] = (table, reached)
     winner = np.full((len(clients), len(bandwidths)), "", dtype=object)

@@ -9,6 +9,7 @@ layers. Every message is laid out in protocol.py.
 """
 
 import copy
+import time
 from pathlib import Path
 
 import numpy as np
@@ -328,7 +329,7 @@ class Server:
         """Every client's turn, in order; returns the mean training loss and the epoch's traffic."""
         self.server_part.train()
         set_lr(self.optimizer, lr)
-        loss_sum, seen, reports, evaluation_reports, within = 0.0, 0, [], [], []
+        loss_sum, seen, reports, evaluation_reports, within, evaluating = 0.0, 0, [], [], [], 0.0
         turn_batches = [num_batches(n, self.args.batch_size) for n in self.shard_sizes]
         evaluate_after = evaluation_turns(turn_batches, self.args.evals_per_epoch)
         with progress(self.args, None, sum(turn_batches), f"epoch {epoch}") as bar, self.work.active():
@@ -343,13 +344,16 @@ class Server:
                 reports.append(report)
                 self.holder = client
                 if turn in evaluate_after:
+                    started = time.perf_counter()
                     with self.work.aside():  # the experimenter's measurement, not the server's work
                         scores, report = self.evaluate_client(client, images=self.args.validation)
                     self.server_part.train()
                     within.append({"fraction": sum(turn_batches[:turn + 1]) / sum(turn_batches), **scores})
                     evaluation_reports.append(report)
+                    evaluating += time.perf_counter() - started
+        within_keys = {"within_epoch": within, "within_epoch_s": evaluating} if within else {}
         return {"train_loss": loss_sum / seen, **self.traffic(reports + evaluation_reports),
-                **self.epoch_work(reports), **({"within_epoch": within} if within else {})}
+                **self.epoch_work(reports), **within_keys}
 
     def traffic(self, client_reports):
         """Bytes sent and received by every rank since the last call."""

@@ -80,7 +80,12 @@ def _duration(seconds):
         f"{seconds / 3600:.0f} h"
 
 
-def figure(maps, target, latency, machine, path):
+def shards(partition):
+    """How the data were divided, in words: ``IID shards`` or ``Dirichlet 0.5 shards``."""
+    return "IID shards" if partition == "iid" else f"Dirichlet {partition} shards"
+
+
+def figure(maps, target, latency, machine, path, partition="iid"):
     """One panel a model: the winner's colour in every cell (a tie hatched over the colour of the least median),
     the measured numbers of clients marked; ``machine`` is where the roles' batches were timed
     (costs/decision.py, this_machine)."""
@@ -120,8 +125,8 @@ def figure(maps, target, latency, machine, path):
     fig.suptitle(f"Fastest to the target: measured epochs x modelled epoch time (splitlab/costs/decision.py). "
                  f"Assumed: the server and every data holder on a machine of its own, each computing as one core of "
                  f"{machine['processor']} ({machine['cpus']}-CPU host {machine['host']}, timed {machine['date']}),\n"
-                 f"with a link of its own at the bandwidth shown and {latency * 1e3:g} ms latency; epochs on IID "
-                 f"shards, {seeds}; each method's settings below its panel",
+                 f"with a link of its own at the bandwidth shown and {latency * 1e3:g} ms latency; epochs on "
+                 f"{shards(partition)}, {seeds}; each method's settings below its panel",
                  fontsize=9)
     fig.tight_layout(rect=(0, 0.08, 1, 0.93))
     fig.savefig(path, dpi=120)
