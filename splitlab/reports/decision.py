@@ -122,12 +122,12 @@ def figure(maps, target, latency, machine, path, partition="iid"):
         handles.append(Patch(facecolor="white", hatch="////", label="tie: the winner's slowest seed not faster than "
                              "the runner-up's fastest (both in decision.md)"))
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8)
-    fig.suptitle(f"Fastest to the target: measured epochs x modelled epoch time (splitlab/costs/decision.py). "
-                 f"Assumed: the server and every data holder on a machine of its own, each computing as one core of "
-                 f"{machine['processor']} ({machine['cpus']}-CPU host {machine['host']}, timed {machine['date']}),\n"
-                 f"with a link of its own at the bandwidth shown and {latency * 1e3:g} ms latency; epochs on "
-                 f"{shards(partition)}, {seeds}; each method's settings below its panel",
-                 fontsize=9)
+    title = (f"Fastest to the target: measured epochs x modelled epoch time (splitlab/costs/decision.py). "
+             f"Assumed: the server and every data holder on a machine of its own, each computing as one core of "
+             f"{machine['processor']} ({machine['cpus']}-CPU host {machine['host']}, timed {machine['date']}), "
+             f"with a link of its own at the bandwidth shown and {latency * 1e3:g} ms latency; epochs on "
+             f"{shards(partition)}, {seeds}; each method's settings below its panel")
+    fig.suptitle(textwrap.fill(title, 85 * len(maps)), fontsize=9)  # about 85 characters fit a panel's width
     fig.tight_layout(rect=(0, 0.08, 1, 0.93))
     fig.savefig(path, dpi=120)
     plt.close(fig)
