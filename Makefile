@@ -7,6 +7,7 @@
 # make labels     U-shaped split learning under label-gradient noise: what the server reads of the labels
 # make scale      10, 100 and 1,000 clients on 4 client ranks: split learning (cuts 1, 2), SplitFed V2, FedAvg
 # make decision   which method reaches a target accuracy first, by clients and bandwidth (decision.py)
+# make decision-trials  every method of the map in 8 settings, each cell taking each method's best (hours)
 # make work       what a data holder pays: every method, 10 clients, for the models WORK_MODELS
 # make bench      the speed benchmarks (ratios measured side by side)
 # make mutate     mutation testing (mutmut) of the modules that need no MPI, with the score of each
@@ -20,7 +21,8 @@ STARTED := $(shell date +%s)
 CORES  ?= 2,4,8,16
 comma  := ,
 
-.PHONY: setup data test mutate reproduce variants study privacy labels scale decision work bench hosts bench-cores
+.PHONY: setup data test mutate reproduce variants study privacy labels scale decision decision-trials work bench hosts \
+	bench-cores
 
 setup: $(VENV)/.installed data
 
@@ -108,11 +110,42 @@ decision: setup
 		$(PYTHON) study.py --methods sflv2 --partitions $(DECISION_PARTITIONS) --seeds $(DECISION_SEEDS) --clients 10,100,1000 --client-ranks 4 \
 			--epochs $(DECISION_EPOCHS) --extra "--model $$model" --results-dir results/decision/$$model || exit 1; \
 		$(PYTHON) study.py --methods federated --partitions $(DECISION_PARTITIONS) --seeds $(DECISION_SEEDS) --clients 10,100,1000 \
-			--epochs $(DECISION_ROUNDS) --extra "--model $$model$(if $(DECISION_STOP_AT), --stop-at $(DECISION_STOP_AT))" \
+			--epochs $(DECISION_ROUNDS) --extra "--model $$model$(STOP)" \
 			--results-dir results/decision/$$model || exit 1; \
 	done
 	for partition in $(subst $(comma), ,$(DECISION_PARTITIONS)); do $(PYTHON) decision.py --partition $$partition || exit 1; done
 	@echo "== make decision took $$(( $$(date +%s) - $(STARTED) )) s"
+
+# Each method at its best: the same number of settings, 8, for every method of the map (make decision's is the
+# eighth), each setting's runs in results/decision/<model>/trials/<setting>/; decision.py then takes, in every
+# cell, each method's fastest setting to the target on validation. Split learning and SplitFed V2: batch x lr;
+# FedAvg: local epochs x batch x client fraction (its paper's B = 10, E = 5, C = 0.1 among them). The batch sizes
+# the roles were not timed at are timed once and added to results/role_times.json. Hours on 2 cores.
+DECISION_SPLIT_TRIALS ?= 32:0.01 32:0.02 32:0.05 32:0.1 64:0.02 64:0.05 64:0.1
+DECISION_FEDAVG_TRIALS ?= 1:10:0.1 1:10:1 1:64:0.1 5:10:0.1 5:10:1 5:64:0.1 5:64:1
+STOP = $(if $(DECISION_STOP_AT), --stop-at $(DECISION_STOP_AT))
+decision-trials: setup
+	for model in $(DECISION_MODELS); do \
+		for trial in $(DECISION_SPLIT_TRIALS); do \
+			batch=$${trial%%:*}; lr=$${trial#*:}; \
+			$(PYTHON) study.py --methods split --partitions iid --seeds $(DECISION_SEEDS) --clients 10,100,1000 \
+				--client-ranks 4 --epochs $(DECISION_EPOCHS) \
+				--extra "--model $$model --evals-per-epoch 10 --batch-size $$batch --lr $$lr" \
+				--results-dir results/decision/$$model/trials/split-b$$batch-lr$$lr || exit 1; \
+			$(PYTHON) study.py --methods sflv2 --partitions iid --seeds $(DECISION_SEEDS) --clients 10,100,1000 \
+				--client-ranks 4 --epochs $(DECISION_EPOCHS) --extra "--model $$model --batch-size $$batch --lr $$lr" \
+				--results-dir results/decision/$$model/trials/sflv2-b$$batch-lr$$lr || exit 1; \
+		done; \
+		for trial in $(DECISION_FEDAVG_TRIALS); do \
+			epochs=$${trial%%:*}; rest=$${trial#*:}; batch=$${rest%%:*}; fraction=$${rest#*:}; \
+			$(PYTHON) study.py --methods federated --partitions iid --seeds $(DECISION_SEEDS) --clients 10,100,1000 \
+				--epochs $(DECISION_ROUNDS) \
+				--extra "--model $$model --local-epochs $$epochs --batch-size $$batch --fraction $$fraction$(STOP)" \
+				--results-dir results/decision/$$model/trials/federated-e$$epochs-b$$batch-f$$fraction || exit 1; \
+		done; \
+	done
+	$(PYTHON) decision.py --time-batch 10 --time-batch 32
+	@echo "== make decision-trials took $$(( $$(date +%s) - $(STARTED) )) s"
 
 # Clients are not ranks (splitlab/net/placement.py): every K on the same 5 ranks; resumable, as study.py is.
 SCALE_EPOCHS ?= 5

@@ -12,7 +12,7 @@ import glob
 from pathlib import Path
 
 from models import MODELS
-from splitlab.costs.decision import decide, load_runs, read_role_times, time_roles
+from splitlab.costs.decision import decide, load_runs, read_role_times, time_other_batch, time_roles
 from splitlab.errors import InputError
 from splitlab.net import link
 from splitlab.reports.decision import figure, markdown, shards
@@ -42,9 +42,10 @@ def partition_text(text):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--runs", default="results/scale,results/decision/*",
+    parser.add_argument("--runs", default="results/scale,results/decision/*,results/decision/*/trials/*",
                         help="comma-separated folders (wildcards allowed) of study.py's runs: make scale's, make "
-                             "decision's")
+                             "decision's, make decision-trials'; a method run with several settings takes its best "
+                             "in each cell")
     parser.add_argument("--target", type=float, default=0.80, help="test accuracy to reach, in (0, 1)")
     parser.add_argument("--latency", type=latency_value, default="10ms",
                         help="one-way latency of every link, e.g. 10ms, 500us")
@@ -59,6 +60,9 @@ def main():
     parser.add_argument("--time-roles", action="store_true",
                         help="first time each role's batch (one thread, 20 repeats) on this machine, for every model "
                              "at cuts 1 and 2 and any other cut the runs were made at, into --role-times")
+    parser.add_argument("--time-batch", type=int, action="append", default=[], metavar="B",
+                        help="first add the times of a batch of B images, for runs of that batch size (make "
+                             "decision-trials), to --role-times; a size already there is kept")
     args = parser.parse_args()
     if not 0 < args.target < 1:
         parser.error(f"--target must be in (0, 1), not {args.target}")
@@ -73,15 +77,21 @@ def main():
                     for run in seeds} for model, runs in runs_by_model.items()}
     if args.time_roles:
         time_roles(args.role_times, {(model, cut) for model in MODELS for cut in (1, 2, *cuts.get(model, ()))})
+    for batch in args.time_batch:
+        time_other_batch(args.role_times, {(model, cut) for model in MODELS for cut in (1, 2, *cuts.get(model, ()))},
+                         batch)
     maps, tables = {}, []
     for model, runs in runs_by_model.items():
         try:
             compute, machine = read_role_times(args.role_times, model, cuts[model])
         except InputError as exc:
             parser.error(str(exc))
-        winner, seconds = decide(runs, compute, model, args.target, latency)
+        try:
+            winner, seconds = decide(runs, compute, model, args.target, latency)
+            tables.append(markdown(model, runs, compute, args.target, latency))
+        except InputError as exc:
+            parser.error(f"{model}: {exc}")
         maps[model] = (winner, runs, compute)
-        tables.append(markdown(model, runs, compute, args.target, latency))
     timed = (f"Each role's batch as timed on {machine['processor']} ({machine['cpus']} CPUs, host {machine['host']}, "
              f"torch {machine['torch']}, {machine['date']}; one thread, the least of the repeats in {args.role_times}, "
              "with their spread).")

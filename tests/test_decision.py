@@ -12,6 +12,7 @@ import torch
 import decision as decision_script
 from splitlab.costs import decision
 from splitlab.costs.traffic import fedavg_round_bytes, split_epoch_bytes
+from splitlab.errors import InputError
 from splitlab.runs import label
 
 COMPUTE = {"client_forward": 0.001, "client_backward": 0.002, "server": 0.004, "whole": 0.006}
@@ -233,7 +234,8 @@ def test_timing_the_roles_writes_each_roles_spread_and_the_machine(tmp_path):
     assert set(spreads) == {"client_forward", "client_backward", "server", "whole"}
     assert all(0 < s["least"] <= s["median"] <= s["most"] for s in spreads.values())
     compute, machine = decision.read_role_times(tmp_path / "times.json", "lenet5", {2})
-    assert compute == {2: {role: s["least"] for role, s in spreads.items()}} and machine == saved["machine"]
+    assert compute == {2: {**{role: s["least"] for role, s in spreads.items()}, "batch": 64}}
+    assert machine == saved["machine"]
 
 
 def test_each_cell_is_timed_with_its_runs_own_settings():
@@ -423,3 +425,72 @@ def test_the_notes_state_each_methods_own_settings():
     assert settings({"federated": {100: [tuned]}, "split": {100: [split]}, "sflv2": {100: [sflv2]}}) == \
         ("FedAvg: batch 10, lr 0.05, 5 local epoch(s), 10% of the clients a round; Split learning: batch 64, lr 0.01, "
          "evaluated 10 times an epoch; SplitFed V2: batch 64, lr 0.01")
+
+
+def test_each_method_takes_its_best_setting_in_each_cell():
+    """FedAvg with 10 clients of lenet5 (246,824-byte models, 94 batches of 6 ms a local epoch): every client a
+    round reaching 80 % in 2 rounds, or a tenth of them in 6. At 1 Mbit/s a round of all moves 20 models (39.49 s)
+    and one of a tenth 2 (3.949 s): 2 x 40.054 s against 6 x 4.513 s; on a free link 2 x 0.564 s against 6 x."""
+    every, tenth = _run("federated", [0.7, 0.85], 10), _run("federated", [0.5, 0.6, 0.7, 0.75, 0.79, 0.81], 10)
+    tenth["config"]["fraction"] = 0.1
+    seconds, reached, chosen = decision.at_best({10: [every, tenth]}, {1: COMPUTE}, "lenet5", 0.8, 0.0,
+                                                np.array([10]), np.array([1e6, 1e30]))
+    assert list(chosen[0]) == [decision.setting(tenth), decision.setting(every)]
+    assert seconds[0, :, 1] == pytest.approx([6 * (2 * 246824 * 8 / 1e6 + 0.564), 2 * 0.564])
+    assert reached[0].all()
+    # a rival of 40.6 s (half the clients a round: 2 x (19.747 + 0.564) s) loses to FedAvg at its best only
+    rival = _run("federated", [0.7, 0.85], 10)
+    rival["config"]["fraction"] = 0.5
+    for settings, first in (([every, tenth], "federated"), ([every], "rival")):
+        winner, _ = decision.decide({"federated": {10: settings}, "rival": {10: [rival]}}, {1: COMPUTE}, "lenet5",
+                                    0.8, 0.0, np.array([10]), np.array([1e6]))
+        assert winner[0, 0] == first
+
+
+def test_the_tables_name_the_setting_each_cell_chose(tmp_path):
+    from splitlab.reports.decision import markdown
+    every, tenth = _run("federated", [0.7, 0.85], 10), _run("federated", [0.5, 0.6, 0.7, 0.75, 0.79, 0.81], 10)
+    tenth["config"]["fraction"] = 0.1
+    table = markdown("lenet5", {"federated": {10: [every, tenth]}}, {1: COMPUTE}, 0.8, 0.0, bandwidths=(1e6, 1e30))
+    assert "| 10 | FedAvg [a] 6, FedAvg [b] 2 | **FedAvg [a]** 27 s | **FedAvg [b]** 1 s |" in table
+    assert ("FedAvg: [a] batch 64, lr 0.01, 1 local epoch(s), 10% of the clients a round [b] batch 64, lr 0.01, "
+            "1 local epoch(s), 100% of the clients a round") in table
+
+
+def test_a_batch_size_the_roles_were_not_timed_at_is_refused():
+    small = _run("federated", [0.85], 10)
+    small["config"]["batch_size"] = 10
+    with pytest.raises(InputError, match="federated runs with batch 10, but the roles' batches were timed at batch 64"):
+        decision.decide({"federated": {10: [small]}}, {1: {**COMPUTE, "batch": 64}}, "lenet5", 0.8, 0.0,
+                        np.array([10]), np.array([1e6]))
+
+
+def test_runs_of_one_name_in_two_settings_are_both_read(tmp_path):
+    """make decision-trials puts each setting's runs in a folder of its own, under the grid's run names."""
+    every, tenth = _run("federated", [0.85], 10), _run("federated", [0.7, 0.85], 10)
+    tenth["config"]["fraction"] = 0.1
+    for folder, run in (("every", every), ("tenth", tenth)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "federated-iid-s0.json").write_text(json.dumps(run))
+    runs = decision.load_runs([tmp_path / "every", tmp_path / "tenth"])
+    assert sorted(decision.by_setting(runs["lenet5"]["federated"])) == sorted([decision.setting(every),
+                                                                                decision.setting(tenth)])
+
+
+def test_another_batch_size_is_timed_beside_the_files_own_and_read_for_runs_of_that_size(tmp_path):
+    path = tmp_path / "times.json"
+    decision.time_roles(path, [("lenet5", 2)], repeats=3)
+    before = json.loads(path.read_text())
+    decision.time_other_batch(path, [("lenet5", 2)], 8, repeats=3)
+    saved = json.loads(path.read_text())
+    assert saved["times"] == before["times"] and saved["batch"] == 64  # the file's own batch untouched
+    assert set(saved["times_at_batch"]["8"]["times"]["lenet5"]["2"]) == set(before["times"]["lenet5"]["2"])
+    decision.time_other_batch(path, [("lenet5", 2)], 8, repeats=3)
+    assert json.loads(path.read_text()) == saved  # a size already timed is kept
+    compute, _ = decision.read_role_times(path, "lenet5", {2})
+    assert compute[2, 8] == {**{role: s["least"] for role, s in saved["times_at_batch"]["8"]["times"]["lenet5"]["2"]
+                                .items()}, "batch": 8}
+    small = _run("federated", [0.85], 10)
+    small["config"].update(batch_size=8, cut_layer=2)
+    seconds, _ = decision.setting_seconds({10: [small]}, compute, "lenet5", 0.8, 0.0, np.array([10]), np.array([1e30]))
+    assert seconds[0, 0, 1] == pytest.approx(math.ceil(6000 / 8) * compute[2, 8]["whole"])  # 750 steps of batch 8

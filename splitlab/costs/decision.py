@@ -118,13 +118,36 @@ def time_roles(path, models_cuts, batch=64, repeats=20):
                                       "times": times}, indent=1) + "\n")
 
 
+def time_other_batch(path, models_cuts, batch, repeats=20):
+    """Add the times of a batch of ``batch`` images of every ``(model, cut)`` of ``models_cuts`` to the role-times
+    file at ``path``, under ``times_at_batch[batch]`` with the machine and date (for runs of another batch size
+    than the file's own); a batch size already there is kept, so that the map drawn from it stays the same."""
+    saved = json.loads(Path(path).read_text())
+    if batch == saved["batch"] or str(batch) in saved.get("times_at_batch", {}):
+        return
+    times = {}
+    for model, cut in sorted(models_cuts):
+        times.setdefault(model, {})[str(cut)] = role_seconds(model, cut, batch, repeats)
+    saved.setdefault("times_at_batch", {})[str(batch)] = {"machine": this_machine(), "repeats": repeats,
+                                                         "times": times}
+    Path(path).write_text(json.dumps(saved, indent=1) + "\n")
+
+
 def read_role_times(path, model, cuts):
-    """``{cut: {role: least seconds}}`` of ``model`` at ``cuts`` from the role-times file at ``path``, and the
-    machine they were timed on; InputError naming what is missing and the command that times it."""
+    """``{cut: {role: least seconds, "batch": the batch size timed}}`` of ``model`` at ``cuts`` from the role-times
+    file at ``path``, and under ``(cut, batch)`` the same for every other batch size the file holds
+    (time_other_batch); and the machine they were timed on. InputError naming what is missing and the command
+    that times it."""
     try:
         saved = json.loads(Path(path).read_text())
-        return {cut: {role: spread["least"] for role, spread in saved["times"][model][str(cut)].items()}
-                for cut in cuts}, saved["machine"]
+        compute = {cut: {**{role: spread["least"] for role, spread in saved["times"][model][str(cut)].items()},
+                         "batch": saved["batch"]} for cut in cuts}
+        for batch, other in saved.get("times_at_batch", {}).items():
+            for cut in cuts:
+                if str(cut) in other["times"].get(model, {}):
+                    compute[cut, int(batch)] = {**{role: spread["least"] for role, spread
+                                                   in other["times"][model][str(cut)].items()}, "batch": int(batch)}
+        return compute, saved["machine"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InputError(f"no batch times for {model} at cuts {sorted(cuts)} in {path} ({type(exc).__name__}: "
                          f"{exc}); time them with 'python decision.py --time-roles --role-times {path}'") from None
@@ -205,19 +228,20 @@ def epochs_over_seeds(runs, target):
 
 
 def load_runs(folders, partition="iid"):
-    """model -> method -> {clients: [runs, one a seed, by seed]}: the finished runs of study.py on the whole training
-    set, with ``partition`` ("iid", or a Dirichlet alpha as text: "0.5"), in ``folders`` (make scale's, make
-    decision's); of two runs of one name (so one seed) and number of clients, the one with more epochs."""
+    """model -> method -> {clients: [runs, one a seed of each setting]}: the finished runs of study.py on the whole
+    training set, with ``partition`` ("iid", or a Dirichlet alpha as text: "0.5"), in ``folders`` (make scale's,
+    make decision's and make decision-trials'); of two runs of one name (so one seed), setting and number of
+    clients, the one with more epochs."""
     found = {}
     for path, run in (found for folder in folders for found in finished_runs(folder, "*.json")):
         name = parse_run_name(path.stem)
         if not (name and name["partition"] == partition and formula(run) and not run["config"].get("train_subset")):
             continue
-        key = (run["config"].get("model", "lenet5"), name["method"], name["clients"], name["seed"])
+        key = (run["config"].get("model", "lenet5"), name["method"], setting(run), name["clients"], name["seed"])
         if key not in found or len(run["epochs"]) > len(found[key]["epochs"]):
             found[key] = run
     runs = {}
-    for (model, method, k, _), run in sorted(found.items()):
+    for (model, method, _, k, _), run in sorted(found.items()):
         runs.setdefault(model, {}).setdefault(method, {}).setdefault(k, []).append(run)
     return runs
 
@@ -247,47 +271,99 @@ def interpolated(measured, clients):
     return tuple(a + w * (b - a) for a, b in zip(e0, e1)), tuple(a and b for a, b in zip(r0, r1))
 
 
+def setting(run):
+    """What a method's grid varies (make decision-trials), in words: ``batch 64, lr 0.01``, and for FedAvg
+    ``, 1 local epoch(s), 100% of the clients a round``."""
+    config = run["config"]
+    text = f"batch {config['batch_size']}, lr {config.get('lr', 0.01):g}"
+    if run["method"] == "federated":
+        text += (f", {config.get('local_epochs', 1)} local epoch(s), {config.get('fraction', 1.0):.0%} of the clients "
+                 "a round")
+    return text
+
+
+def by_setting(by_k):
+    """A method's runs ``by_k`` ({clients: [runs]}) apart by setting: {setting: {clients: [runs]}}, in the order
+    of the settings' words."""
+    settings = {}
+    for k, runs in by_k.items():
+        for run in runs:
+            settings.setdefault(setting(run), {}).setdefault(k, []).append(run)
+    return dict(sorted(settings.items()))
+
+
+def setting_seconds(by_k, compute, model, target, latency, clients, bandwidths):
+    """``(seconds, reached)`` of one setting of a method (``by_k``: {clients: [runs, one a seed]}): seconds to
+    ``target`` in every cell, an array (clients, bandwidths, 3) of its fastest seed's, median and slowest seed's
+    (nan outside the numbers of clients it was run with), and whether its median seed and every seed reached the
+    target, an array (clients, bandwidths, 2)."""
+    run = by_k[min(by_k)][0]  # the settings, which every run of a setting shares
+    measured = {k: epochs_over_seeds(seeds, target) for k, seeds in by_k.items()}
+    skews = {k: ((skew,), (True,)) for k, skew in shard_skew(by_k).items()}
+    cut, batch = run["config"].get("cut_layer", 1), run["config"]["batch_size"]
+    roles = compute.get((cut, batch), compute[cut])
+    if roles.get("batch", batch) != batch:  # a batch's time is not proportional to its size: not scaled
+        raise InputError(f"{run['method']} runs with batch {batch}, but the roles' batches were timed at batch "
+                         f"{roles['batch']}: time that size too with 'python decision.py --time-batch {batch}'")
+    seconds = np.full((len(clients), len(bandwidths), 3), np.nan)
+    reached = np.zeros((len(clients), len(bandwidths), 2), dtype=bool)
+    for i, k in enumerate(clients):
+        if (known := interpolated(measured, k)) is None:
+            continue
+        epochs, reached[i, :] = known
+        for j, bits in enumerate(bandwidths):
+            per_epoch, _ = epoch_seconds(formula(run), k, (bits, latency), roles, model, cut, batch=batch,
+                                         local_epochs=run["config"].get("local_epochs", 1),
+                                         fraction=run["config"].get("fraction", 1.0),
+                                         skew=interpolated(skews, k)[0][0])
+            seconds[i, j] = np.array(epochs) * per_epoch
+    return seconds, reached
+
+
+def at_best(by_k, compute, model, target, latency, clients=CLIENTS, bandwidths=BANDWIDTHS):
+    """A method at its best setting in every cell: ``(seconds, reached, chosen)`` as setting_seconds gives them for
+    the setting (``setting``) of its runs ``by_k`` that is fastest there, and ``chosen``, that setting's words (''
+    where none was run). Fastest: the least median time among settings whose median seed reached the target, else
+    the least fastest seed's. The runs are scored on validation, so that is the choice on validation data."""
+    timed = {name: setting_seconds(runs, compute, model, target, latency, clients, bandwidths)
+             for name, runs in by_setting(by_k).items()}
+    seconds = np.full((len(clients), len(bandwidths), 3), np.nan)
+    reached = np.zeros((len(clients), len(bandwidths), 2), dtype=bool)
+    chosen = np.full((len(clients), len(bandwidths)), "", dtype=object)
+    for i in range(len(clients)):
+        for j in range(len(bandwidths)):
+            ran = [name for name, (t, _) in timed.items() if not np.isnan(t[i, j, 0])]
+            if ran:
+                chosen[i, j] = min(ran, key=lambda n: (not timed[n][1][i, j, 0],
+                                                       timed[n][0][i, j, 1 if timed[n][1][i, j, 0] else 0]))
+                seconds[i, j], reached[i, j] = timed[chosen[i, j]][0][i, j], timed[chosen[i, j]][1][i, j]
+    return seconds, reached, chosen
+
+
 def decide(runs, compute, model, target, latency, clients=CLIENTS, bandwidths=BANDWIDTHS):
     """The fastest method to ``target`` in every cell of ``clients`` x ``bandwidths``, from ``runs`` (method ->
-    {clients: [runs, one a seed]}): an array of method names, a pair (winner, runner-up) where they tie, or ''
-    where a method that did not reach the target might still be faster; and {method: seconds array (clients,
-    bandwidths, 3): its fastest seed's, median and slowest seed's}. A method whose median seed reached the target
-    takes part with the median's time; a cell is decided only when the winner (the least median) is faster in its
-    slowest seed than the runner-up in its fastest (a winner with a seed short of the target is a tie). A method
-    takes part only between the fewest and the most clients it was run with."""
-    seconds = {}
-    for name, by_k in runs.items():
-        run = by_k[min(by_k)][0]  # the settings, which every run of a method shares
-        measured = {k: epochs_over_seeds(seeds, target) for k, seeds in by_k.items()}
-        skews = {k: ((skew,), (True,)) for k, skew in shard_skew(by_k).items()}
-        cut = run["config"].get("cut_layer", 1)
-        table = np.full((len(clients), len(bandwidths), 3), np.nan)  # nan: not measured so far from here
-        reached = np.zeros((len(clients), 2), dtype=bool)  # the median seed, and every seed, reached the target
-        for i, k in enumerate(clients):
-            if (known := interpolated(measured, k)) is None:
-                continue
-            epochs, reached[i] = known
-            for j, bits in enumerate(bandwidths):
-                per_epoch, _ = epoch_seconds(formula(run), k, (bits, latency), compute[cut], model, cut,
-                                             batch=run["config"]["batch_size"],
-                                             local_epochs=run["config"].get("local_epochs", 1),
-                                             fraction=run["config"].get("fraction", 1.0),
-                                             skew=interpolated(skews, k)[0][0])
-                table[i, j] = np.array(epochs) * per_epoch
-        seconds[name] = (table, reached)
+    {clients: [runs, one a seed, of each of its settings]}), each method at its best setting there (``at_best``):
+    an array of method names, a pair (winner, runner-up) where they tie, or '' where a method that did not reach
+    the target might still be faster; and {method: seconds array (clients, bandwidths, 3): its fastest seed's,
+    median and slowest seed's}. A method whose median seed reached the target takes part with the median's time;
+    a cell is decided only when the winner (the least median) is faster in its slowest seed than the runner-up in
+    its fastest (a winner with a seed short of the target is a tie). A method takes part only between the fewest
+    and the most clients it was run with."""
+    seconds = {name: at_best(by_k, compute, model, target, latency, clients, bandwidths)[:2]
+               for name, by_k in runs.items()}
     winner = np.full((len(clients), len(bandwidths)), "", dtype=object)
     for i in range(len(clients)):
         for j in range(len(bandwidths)):
-            done = {name: t[i, j, 1] for name, (t, r) in seconds.items() if r[i, 0]}
+            done = {name: t[i, j, 1] for name, (t, r) in seconds.items() if r[i, j, 0]}
             if not done:
                 continue
             best = min(done, key=done.get)
             # a method short of the target takes at least its fastest seed's time: if that might be less, undecided
-            if any(t[i, j, 0] < done[best] for name, (t, r) in seconds.items() if not r[i, 0]):  # nan: not a rival
+            if any(t[i, j, 0] < done[best] for name, (t, r) in seconds.items() if not r[i, j, 0]):  # nan: no rival
                 continue
             runner_up = min((n for n in done if n != best), key=done.get, default=None)
             best_seconds, best_reached = seconds[best]
-            if runner_up and not (best_reached[i, 1] and best_seconds[i, j, 2] < seconds[runner_up][0][i, j, 0]):
+            if runner_up and not (best_reached[i, j, 1] and best_seconds[i, j, 2] < seconds[runner_up][0][i, j, 0]):
                 winner[i, j] = (best, runner_up)
             else:
                 winner[i, j] = best

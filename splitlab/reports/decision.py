@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.colors import to_rgb
 from matplotlib.patches import Patch
 
-from splitlab.costs.decision import BANDWIDTHS, CLIENTS, decide, epochs_over_seeds
+from splitlab.costs.decision import BANDWIDTHS, CLIENTS, at_best, by_setting, decide, epochs_over_seeds
 from splitlab.runs import label
 
 COLOURS = {"split": "C0", "split-cut2": "C9", "sflv2": "C2", "federated": "C1"}
@@ -16,51 +16,63 @@ COLOURS = {"split": "C0", "split-cut2": "C9", "sflv2": "C2", "federated": "C1"}
 
 def markdown(model, runs, compute, target, latency, bandwidths=(1e6, 1e7, 1e8, 1e9, 1e10)):
     """A table for the measured numbers of clients: each method's epochs to the target (the median over seeds,
-    their range where seeds differ), and at each bandwidth the fastest method with its time to the target and
-    the runner-up's; a tie (costs/decision.py, decide) names both."""
-    clients = np.array(sorted({k for by_k in runs.values() for k in by_k}))
-    winner, seconds = decide(runs, compute, model, target, latency, clients, np.array(bandwidths))
+    their range where seeds differ; for each of its settings, where it was run with several), and at each
+    bandwidth the fastest method at its best setting with its time to the target and the runner-up's; a tie
+    (costs/decision.py, decide) names both. Where a method has several settings, a letter names the one a cell
+    chose (the notes under the table say which is which)."""
+    clients, bandwidths = np.array(sorted({k for by_k in runs.values() for k in by_k})), np.array(bandwidths)
+    winner, _ = decide(runs, compute, model, target, latency, clients, bandwidths)
+    best = {name: at_best(by_k, compute, model, target, latency, clients, bandwidths) for name, by_k in runs.items()}
+    tags = {name: _tags(by_k) for name, by_k in runs.items()}
     lines = [f"| {model}: clients | epochs to {target:.0%} | "
              + " | ".join(f"{b / 1e6:,.0f} Mbit/s" for b in bandwidths) + " |",
              "|---" * (2 + len(bandwidths)) + "|"]
     for i, k in enumerate(clients):
-        reached = {name: epochs_over_seeds(by_k[k], target) for name, by_k in runs.items() if k in by_k}
-        epochs = ", ".join(f"{label(n)} {'' if median_in else '> '}{_spread(*counts, _epochs, all_in)}"
-                           for n, (counts, (median_in, all_in)) in reached.items())
+        epochs = []
+        for name, by_k in runs.items():
+            for words, seeds in by_setting(by_k).items():
+                if k in seeds:
+                    counts, (median_in, all_in) = epochs_over_seeds(seeds[k], target)
+                    epochs.append(f"{label(name)}{tags[name][words]} {'' if median_in else '> '}"
+                                  f"{_spread(*counts, _epochs, all_in)}")
         cells = []
         for j in range(len(bandwidths)):
-            def timed(name):
-                return f"{label(name)} {_spread(*seconds[name][i, j], _duration, reached[name][1][1])}"
-            ranked = sorted((seconds[n][i, j, 1], n) for n in reached if reached[n][1][0])
+            def timed(name, bold=False):
+                seconds, reached, chosen = best[name]
+                named = f"{label(name)}{tags[name][chosen[i, j]]}"
+                return (f"**{named}**" if bold else named) + \
+                    f" {_spread(*seconds[i, j], _duration, reached[i, j, 1])}"
+            ranked = sorted((seconds[i, j, 1], n) for n, (seconds, reached, _) in best.items() if reached[i, j, 0])
             if isinstance(winner[i, j], tuple):
                 cells.append("tie: " + " / ".join(timed(name) for name in winner[i, j]))
             elif not winner[i, j]:
                 cells.append("undecided")
             else:
-                best = winner[i, j]
-                cells.append(f"**{label(best)}** {_spread(*seconds[best][i, j], _duration, reached[best][1][1])}"
-                             + (f" ({timed(ranked[1][1])})" if len(ranked) > 1 else ""))
-        lines.append(f"| {k:,} | {epochs} | " + " | ".join(cells) + " |")
+                cells.append(timed(winner[i, j], bold=True) + (f" ({timed(ranked[1][1])})" if len(ranked) > 1 else ""))
+        lines.append(f"| {k:,} | {', '.join(epochs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + (f"\n\nSettings: {settings(runs)}. A number ending in +: a seed that had not "
                                 "reached the target when its run ended, so at least that; > before the median: "
                                 "most seeds had not.\n")
 
 
+def _tags(by_k):
+    """{setting: its letter in the tables, " [a]", " [b]", ...; "" where the method has one setting}."""
+    words = list(by_setting(by_k))
+    return {w: f" [{chr(ord('a') + n)}]" if len(words) > 1 else "" for n, w in enumerate(words)}
+
+
 def settings(runs):
     """Each method's settings in ``runs`` (method -> {clients: [runs]}), as the map's notes state them:
-    ``FedAvg: batch 64, lr 0.01, 1 local epoch, 100 % of the clients a round; ...``."""
+    ``FedAvg: batch 64, lr 0.01, 1 local epoch(s), 100% of the clients a round; ...``, each of several settings
+    after its letter (``[a] batch 10, ...``), and how often split learning was evaluated within an epoch."""
     described = []
     for name, by_k in runs.items():
-        kinds = set()
-        for config in (run["config"] for seeds in by_k.values() for run in seeds):
-            text = f"batch {config['batch_size']}, lr {config.get('lr', 0.01):g}"
-            if config.get("evals_per_epoch", 1) > 1:
-                text += f", evaluated {config['evals_per_epoch']} times an epoch"
-            if name == "federated":
-                text += (f", {config.get('local_epochs', 1)} local epoch(s), {config.get('fraction', 1.0):.0%} of the "
-                         "clients a round")
-            kinds.add(text)
-        described.append(f"{label(name)}: {'; '.join(sorted(kinds))}")
+        tags, kinds = _tags(by_k), []
+        for words, seeds in by_setting(by_k).items():
+            evaluations = next(iter(seeds.values()))[0]["config"].get("evals_per_epoch", 1)
+            kinds.append(f"{tags[words].strip()} {words}".strip()
+                         + (f", evaluated {evaluations} times an epoch" if evaluations > 1 else ""))
+        described.append(f"{label(name)}: {' '.join(kinds)}")
     return "; ".join(described)
 
 
