@@ -344,16 +344,24 @@ class Server:
                 reports.append(report)
                 self.holder = client
                 if turn in evaluate_after:
-                    started = time.perf_counter()
-                    with self.work.aside():  # the experimenter's measurement, not the server's work
-                        scores, report = self.evaluate_client(client, images=self.args.validation)
-                    self.server_part.train()
-                    within.append({"fraction": sum(turn_batches[:turn + 1]) / sum(turn_batches), **scores})
+                    point, report, seconds = self.evaluate_within(client,
+                                                                  sum(turn_batches[:turn + 1]) / sum(turn_batches))
+                    within.append(point)
                     evaluation_reports.append(report)
-                    evaluating += time.perf_counter() - started
+                    evaluating += seconds
         within_keys = {"within_epoch": within, "within_epoch_s": evaluating} if within else {}
         return {"train_loss": loss_sum / seen, **self.traffic(reports + evaluation_reports),
                 **self.epoch_work(reports), **within_keys}
+
+    def evaluate_within(self, client, fraction):
+        """An evaluation within the epoch (--evals-per-epoch), once ``fraction`` of its batches are done:
+        ``client``'s part on the validation images alone. Returns the epoch's record of it, the client's report
+        and the seconds it took (the experimenter's, not the server's work)."""
+        started = time.perf_counter()
+        with self.work.aside():
+            scores, report = self.evaluate_client(client, images=self.args.validation)
+        self.server_part.train()
+        return {"fraction": fraction, **scores}, report, time.perf_counter() - started
 
     def traffic(self, client_reports):
         """Bytes sent and received by every rank since the last call."""
