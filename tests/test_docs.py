@@ -86,6 +86,14 @@ def test_the_stronger_decoders_finding_is_its_committed_attack():
     assert (f"rebuilt the undefended cut-2 victims at SSIM {chosen['ssim']:.3f} ({default['ssim']:.3f} with the "
             f"default decoder; {chosen['recognisable']:.0%} of the images over 0.5 against "
             f"{default['recognisable']:.0%})").replace("%", " %") in text
+    noised = json.loads((privacy / "stronger-decoder" / "lenet5-cut2-noise0.5-aux5000-attack.json").read_text())
+    noised_default = json.loads((privacy / "lenet5-cut2-noise0.5-aux5000-attack.json").read_text())
+    noised, noised_default = noised["attacks"]["decoder"], noised_default["attacks"]["decoder"]
+    assert (f"took width {noised['decoder_width']} and {noised['decoder_epochs']} passes and rebuilt the noised "
+            f"cut-2 victims at SSIM {noised['ssim']:.3f} ({noised_default['ssim']:.3f} with the default decoder; "
+            f"{noised['recognisable']:.0%} of the images over 0.5 against {noised_default['recognisable']:.0%}): the "
+            f"noise takes {chosen['ssim'] - noised['ssim']:.2f} of SSIM from a careful attacker").replace("%", " %") \
+        in text
 
 
 def decision_winners(name, model):
