@@ -180,13 +180,20 @@ class Client:
     @torch.no_grad()
     def evaluate(self, images):
         """Send the first ``images`` evaluation images (the validation images, then the test images) through this
-        client's part to the server, batch by batch; the leakage is measured in a whole evaluation only."""
+        client's part to the server, batch by batch."""
         for part in self.parts:
             part.eval()
         for start, size in evaluation_batches(images, self.args.test_batch_size):
             self.send_smashed(self.x_test[start:start + size])
-        self.report(leakage=self.measure_leakage() if images == len(self.x_test) else {})
-        self.sent_for_leakage = []
+        self.report(leakage=self.evaluation_leakage(images))
+
+    def evaluation_leakage(self, images):
+        """The leakage of an evaluation of the first ``images``: measured in a whole evaluation only (one within an
+        epoch sends the validation images alone)."""
+        if images < len(self.x_test):
+            self.sent_for_leakage = []
+            return {}
+        return self.measure_leakage()
 
     def measure_leakage(self):
         """Distance correlation between the first --leakage-images test images and the activations sent."""

@@ -94,8 +94,7 @@ class UShapedClient(Client):
             self.send_smashed(self.x_test[start:start + size])
             target = self.y_test[start:start + size].to(self.device)
             scores.add(self.head(self.recv_middle(size)), target)
-        self.report(scores=scores.sums(), leakage=self.measure_leakage() if images == len(self.x_test) else {})
-        self.sent_for_leakage = []
+        self.report(scores=scores.sums(), leakage=self.evaluation_leakage(images))
 
 
 class UShapedRank(ClientRank):
