@@ -16,6 +16,7 @@ from splitlab.costs.decision import decide, load_runs, read_role_times, time_oth
 from splitlab.errors import InputError
 from splitlab.net import link
 from splitlab.reports.decision import figure, markdown, shards
+from splitlab.runs import partition_value
 
 
 def latency_value(text):
@@ -24,19 +25,6 @@ def latency_value(text):
         return link.seconds(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def partition_text(text):
-    """An argparse type: iid, or a Dirichlet alpha, written as study.py names its runs (0.5, not 0.50)."""
-    if text == "iid":
-        return text
-    try:
-        alpha = float(text)
-    except ValueError:
-        alpha = 0
-    if not 0 < alpha < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected iid or a Dirichlet alpha > 0, not {text!r}")
-    return f"{alpha:g}"
 
 
 def main():
@@ -49,7 +37,7 @@ def main():
     parser.add_argument("--target", type=float, default=0.80, help="test accuracy to reach, in (0, 1)")
     parser.add_argument("--latency", type=latency_value, default="10ms",
                         help="one-way latency of every link, e.g. 10ms, 500us")
-    parser.add_argument("--partition", default="iid", type=partition_text,
+    parser.add_argument("--partition", default="iid", type=partition_value,
                         help="the runs' shards: iid, or the Dirichlet alpha of study.py's non-IID runs (0.5)")
     parser.add_argument("--out", default=None,
                         help="the map; its tables go beside it (.md). Default: results/decision.png, or "
@@ -67,6 +55,8 @@ def main():
     if not 0 < args.target < 1:
         parser.error(f"--target must be in (0, 1), not {args.target}")
     latency = args.latency
+    if args.partition != "iid":
+        args.partition = f"{float(args.partition):g}"  # as the maps name it: 0.5 for 0.50 (the runs match either)
     out = args.out or ("results/decision.png" if args.partition == "iid" else f"results/decision-a{args.partition}.png")
     folders = [folder for pattern in args.runs.split(",") for folder in sorted(glob.glob(pattern))]
     runs_by_model = load_runs(folders, args.partition)
@@ -75,11 +65,11 @@ def main():
                      "first)")
     cuts = {model: {run["config"].get("cut_layer", 1) for by_k in runs.values() for seeds in by_k.values()
                     for run in seeds} for model, runs in runs_by_model.items()}
+    models_cuts = {(model, cut) for model in MODELS for cut in (1, 2, *cuts.get(model, ()))}
     if args.time_roles:
-        time_roles(args.role_times, {(model, cut) for model in MODELS for cut in (1, 2, *cuts.get(model, ()))})
+        time_roles(args.role_times, models_cuts)
     for batch in args.time_batch:
-        time_other_batch(args.role_times, {(model, cut) for model in MODELS for cut in (1, 2, *cuts.get(model, ()))},
-                         batch)
+        time_other_batch(args.role_times, models_cuts, batch)
     maps, tables = {}, []
     for model, runs in runs_by_model.items():
         try:

@@ -33,6 +33,7 @@ from splitlab.runs import (
     METHODS,
     MPIRUN,
     is_finished,
+    partition_value,
     read_run,
     resume_flags,
     run_name,
@@ -45,18 +46,6 @@ ROOT = Path(__file__).resolve().parent
 # --methods can name either.
 DEFAULT_METHODS = ["regular", "split", "sflv2", "federated", "sync_sgd"]
 DEFAULT_PARTITIONS = "iid,1.0,0.5,0.1"
-
-
-def partition_value(text):
-    """``iid`` or a positive Dirichlet alpha, as given on the command line."""
-    if text == "iid":
-        return text
-    try:
-        if float(text) > 0:
-            return text
-    except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(f"a partition is 'iid' or a Dirichlet alpha > 0, not {text!r}")
 
 
 def comma_list(kind):

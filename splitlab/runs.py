@@ -2,6 +2,7 @@
 the names the grids give their runs, and the finished runs of a folder. Standard library only: the reports
 read results files without loading torch."""
 
+import argparse
 import json
 import re
 import sys
@@ -42,6 +43,23 @@ def label(method):
 GRID_CLIENTS = 10  # the report's data holders: a grid's run with this many clients has no -k in its name
 GRID_VALIDATION = 5000  # training images a grid's run holds out (--validation): they, not the test set, choose
 _RUN_NAME = re.compile(r"(?P<method>.+)-(?P<partition>iid|a[0-9.]+)-s(?P<seed>-?[0-9]+)(?:-k(?P<clients>[0-9]+))?")
+
+
+def partition_value(text):
+    """An argparse type: ``iid`` or a positive Dirichlet alpha, as given on the command line (and so in run names)."""
+    if text == "iid":
+        return text
+    try:
+        if float(text) > 0:
+            return text
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"a partition is 'iid' or a Dirichlet alpha > 0, not {text!r}")
+
+
+def same_partition(a, b):
+    """Whether two partitions as text (``partition_value``) are the same: alphas compared as numbers (1.0 = 1)."""
+    return a == b or "iid" not in (a, b) and float(a) == float(b)
 
 
 def run_name(method, partition, seed, clients=GRID_CLIENTS):

@@ -494,3 +494,10 @@ def test_another_batch_size_is_timed_beside_the_files_own_and_read_for_runs_of_t
     small["config"].update(batch_size=8, cut_layer=2)
     seconds, _ = decision.setting_seconds({10: [small]}, compute, "lenet5", 0.8, 0.0, np.array([10]), np.array([1e30]))
     assert seconds[0, 0, 1] == pytest.approx(math.ceil(6000 / 8) * compute[2, 8]["whole"])  # 750 steps of batch 8
+
+
+def test_a_partition_is_matched_as_a_number(tmp_path):
+    """study.py names runs with the alpha as given (make study's a1.0); decision.py --partition 1 finds them."""
+    (tmp_path / "split-a1.0-s0.json").write_text(json.dumps(_run("split", [0.85], 10)))
+    assert list(decision.load_runs([tmp_path], "1")["lenet5"]) == ["split"]
+    assert decision.load_runs([tmp_path], "0.5") == {} and decision.load_runs([tmp_path]) == {}

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from models import build, cut_shape, split
 from splitlab.costs.traffic import FLOAT, LABEL, sampled_count
 from splitlab.errors import InputError
-from splitlab.runs import finished_runs, parse_run_name, watched_acc
+from splitlab.runs import finished_runs, parse_run_name, same_partition, watched_acc
 from splitlab.training.steps import client_backward, server_step
 
 BANDWIDTHS = np.logspace(6, 10, 41)  # 1 Mbit/s to 10 Gbit/s
@@ -235,7 +235,8 @@ def load_runs(folders, partition="iid"):
     found = {}
     for path, run in (found for folder in folders for found in finished_runs(folder, "*.json")):
         name = parse_run_name(path.stem)
-        if not (name and name["partition"] == partition and formula(run) and not run["config"].get("train_subset")):
+        if not (name and same_partition(name["partition"], partition) and formula(run)
+                and not run["config"].get("train_subset")):
             continue
         key = (run["config"].get("model", "lenet5"), name["method"], setting(run), name["clients"], name["seed"])
         if key not in found or len(run["epochs"]) > len(found[key]["epochs"]):
