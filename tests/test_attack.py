@@ -129,10 +129,15 @@ def test_the_decoder_is_chosen_on_the_attackers_own_held_out_pairs():
         return learned_decoder(activations, images, victims, (6, 14, 14), widths, 3, seed=0)[1]
     narrow, wide = choose([2], activations[:5]), choose([32], activations[:5])
     both = choose([2, 32], activations[:5])
+    curves = both.pop("decoder_held_out_curve")
+    # Each width's held-out scores, pass by pass, are its own, whatever else is searched beside it.
+    assert curves == {**narrow.pop("decoder_held_out_curve"), **wide.pop("decoder_held_out_curve")}
+    assert [len(scores) for scores in curves.values()] == [3, 3]
     assert both["decoder_held_out_ssim"] == max(narrow["decoder_held_out_ssim"], wide["decoder_held_out_ssim"])
     assert both == max(narrow, wide, key=lambda choice: choice["decoder_held_out_ssim"])
+    assert curves[str(both["decoder_width"])][both["decoder_epochs"] - 1] == both["decoder_held_out_ssim"]
     assert narrow["decoder_width"] == 2 and both != narrow  # the wider one rebuilds better here
-    assert choose([2, 32], torch.zeros(5, 6, 14, 14)) == both
+    assert choose([2, 32], torch.zeros(5, 6, 14, 14)) == {**both, "decoder_held_out_curve": curves}
 
 
 @pytest.mark.parametrize("bad", ["dropout=0.5", "nopeek=-1", "noise=nan", "nopeek=inf"])

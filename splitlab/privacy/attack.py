@@ -106,9 +106,10 @@ def learned_decoder(z_aux, u_aux, z_victims, cut_shape, widths, most_epochs, see
     """He et al.'s black-box attack: train a decoder on auxiliary (activation, image) pairs, apply it. The attacker
     chooses the decoder as a careful one would, on its own images: a decoder of each width trains on 90 % of the
     pairs for up to ``most_epochs`` passes, scored by SSIM on the other 10 % after each; the best (width, pass)
-    rebuilds the victims. Returns the reconstructions and the choice."""
+    rebuilds the victims. Returns the reconstructions and the choice, with every (width, pass)'s held-out SSIM
+    (``decoder_held_out_curve``: how the attack grows with its budget)."""
     held = max(1, int(len(z_aux) * HELD_OUT))
-    best = None
+    best, curve = None, {}
     for width in widths:
         torch.manual_seed(seed)
         net = decoder(cut_shape, width)
@@ -123,10 +124,12 @@ def learned_decoder(z_aux, u_aux, z_victims, cut_shape, widths, most_epochs, see
                 optimizer.step()
             with torch.no_grad():
                 score = ssim(net(z_aux[:held]), u_aux[:held], data_range=1.0).item()
+                curve.setdefault(str(width), []).append(score)
                 if best is None or score > best[0]:
                     best = score, width, epoch, net(z_victims)
     score, width, epoch, rebuilt = best
-    return rebuilt, {"decoder_width": width, "decoder_epochs": epoch, "decoder_held_out_ssim": score}
+    return rebuilt, {"decoder_width": width, "decoder_epochs": epoch, "decoder_held_out_ssim": score,
+                     "decoder_held_out_curve": curve}
 
 
 def blind(front):
