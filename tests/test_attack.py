@@ -22,7 +22,7 @@ def test_a_missing_file_is_named(tmp_path):
 def test_a_corrupt_file_is_named(tmp_path):
     (tmp_path / "broken.pt").write_bytes(b"not a torch file")
     assert_one_line_error(in_process("attack.py", str(tmp_path / "broken.pt")),
-                          "broken.pt is not a split-learning parts file")
+                          "broken.pt is not a split-learning run's client parts")
 
 
 def test_a_file_from_another_cut_layer_is_refused(tmp_path):

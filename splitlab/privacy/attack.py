@@ -24,17 +24,23 @@ def _one_line(exc, most=200):
     return text if len(text) <= most else text[:most] + "..."
 
 
+def load_saved(path, what, read):
+    """``read(saved)`` of the file a run saved at ``path`` (``what``: "a FedAvg run's global model", say);
+    InputError naming the file when it is missing or ``read`` finds it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file; {what} is written to <results-dir>/<run-name>.pt")
+    try:
+        return read(torch.load(path, weights_only=True))
+    except Exception as exc:  # torch.load raises many kinds (unpickling, zip, version): all mean "not ours"
+        raise InputError(f"{path} is not {what} ({type(exc).__name__}: {_one_line(exc)})") from None
+
+
 def load_client_part(path, client, cut_layer):
     """The attacked client part and the run's configuration; InputError naming the file when it won't do."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file; a split-learning run writes <results-dir>/<run-name>.pt")
-    try:
-        saved = torch.load(path, weights_only=True)
-        config, parts = saved["config"], saved["client_parts"]
-    except Exception as exc:  # torch.load raises many kinds (unpickling, zip, version): all mean "not ours"
-        raise InputError(f"{path} is not a split-learning parts file "
-                         f"({type(exc).__name__}: {_one_line(exc)})") from None
+    config, parts = load_saved(path, "a split-learning run's client parts",
+                               lambda saved: (saved["config"], saved["client_parts"]))
     if cut_layer is not None and config.get("cut_layer") != cut_layer:
         raise InputError(f"{path} comes from cut layer {config.get('cut_layer')}, not {cut_layer}")
     client = client or len(parts)

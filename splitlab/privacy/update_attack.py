@@ -3,7 +3,6 @@ clients send, at the first round and at the last, and each attack is scored agai
 
 import sys
 import time
-from pathlib import Path
 
 import torch
 from pytorch_msssim import ssim
@@ -14,9 +13,9 @@ from models import build
 from splitlab.errors import InputError
 from splitlab.privacy.attack import (
     AUX_START,
-    _one_line,
     against_baseline,
     blind,
+    load_saved,
     scores,
     to_unit,
     train_classifier,
@@ -29,17 +28,12 @@ from splitlab.training.steps import evaluate
 def load_global_model(path):
     """The final global model of a FedAvg run (federated_learning.py writes <results-dir>/<run-name>.pt) and its
     configuration; InputError naming the file when it won't do."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file; a FedAvg run writes <results-dir>/<run-name>.pt")
-    try:
-        saved = torch.load(path, weights_only=True)
-        config, state = saved["config"], saved["global_model"]
+    def read(saved):
+        config = saved["config"]
         model = build(config["model"], config["seed"])
-        model.load_state_dict(state)
-    except Exception as exc:  # torch.load and load_state_dict raise many kinds: all mean "not a FedAvg model"
-        raise InputError(f"{path} is not a FedAvg run's global model "
-                         f"({type(exc).__name__}: {_one_line(exc)})") from None
+        model.load_state_dict(saved["global_model"])
+        return model, config
+    model, config = load_saved(path, "a FedAvg run's global model", read)
     return model.requires_grad_(False), config
 
 
