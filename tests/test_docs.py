@@ -96,6 +96,27 @@ def test_the_stronger_decoders_finding_is_its_committed_attack():
         in text
 
 
+def test_the_stronger_decoder_at_cut_1_and_its_budget_curve_are_the_committed_files():
+    text = " ".join((ROOT / "docs" / "findings.md").read_text().split())
+    privacy = ROOT / "results" / "privacy"
+    strong = json.loads((privacy / "stronger-decoder" / "lenet5-cut1-none-aux5000-attack.json").read_text())
+    trained = json.loads((privacy / "stronger-decoder" / "lenet5-cut1-none.json").read_text())
+    grid = json.loads((privacy / "lenet5-cut1-none.json").read_text())
+    default = json.loads((privacy / "lenet5-cut1-none-aux5000-attack.json").read_text())["attacks"]["decoder"]
+    chosen = strong["attacks"]["decoder"]
+    assert strong["parts"].endswith("lenet5-cut1-none.pt") and trained["config"]["cut_layer"] == 1
+    assert (f"({trained['epochs'][-1]['test_acc']:.2%} test accuracy against the grid's "
+            f"{grid['epochs'][-1]['test_acc']:.2%};").replace("%", " %") in text
+    assert (f"took width {chosen['decoder_width']} and {chosen['decoder_epochs']} passes and rebuilt the undefended "
+            f"cut-1 victims at SSIM {chosen['ssim']:.3f} ({default['ssim']:.3f} with the default decoder;") in text
+    curve = chosen["decoder_held_out_curve"]
+    last = [curve[width][39] for width in ("32", "64", "128")]
+    more_passes = [scores[39] - scores[19] for scores in curve.values()]
+    wider = [later - earlier for earlier, later in zip(last, last[1:])]
+    assert (f"the widths 32, 64 and 128 reach {last[0]:.3f}, {last[1]:.3f} and {last[2]:.3f} after 40 passes, "
+            f"passes 20 to 40 add {min(more_passes):.3f}-{max(more_passes):.3f} and each doubling of the width "
+            f"{min(wider):.3f}-{max(wider):.3f}: close to level") in text
+
 def decision_winners(name, model):
     """The table of ``model`` in results/<name>.md (decision.py) as ``{(clients, Mbit/s): winner}``: a method's
     label, "tie" or "undecided"."""
