@@ -4,7 +4,7 @@ with no link and adds exactly the link's delays to a chain of messages that wait
 
 import pytest
 
-from conftest import PINNED, mpirun, needs_data
+from conftest import PINNED, mpirun_each, needs_data
 from link_estimate import load_traces, replay, span
 from splitlab.net.link import Link, bits_per_second
 
@@ -71,10 +71,10 @@ def test_an_emulated_link_delays_every_message_and_the_replay_matches_the_plain_
     of the server's receives comes at least 100 ms after its previous one."""
     flags = ["--epochs", "1", "--train-subset", "128", "--test-subset", "50", "--patience", "0", "--no-progress",
              "--leakage-images", "0"]
-    for name, link in (("plain", {}), ("link", {"LINK": "1gbit,100ms"})):
-        result = mpirun(2, "split_learning.py", *flags, "--results-dir", str(tmp_path / name), timeout=120,
-                        env={**PINNED, "CHANNEL_TRACE": str(tmp_path / name), **link})
-        assert result.returncode == 0, result.stderr
+    runs = {name: [*link, f"CHANNEL_TRACE={tmp_path / name}", "split_learning.py", *flags, "--results-dir",
+                   str(tmp_path / name)] for name, link in (("plain", []), ("link", ["LINK=1gbit,100ms"]))}
+    job = mpirun_each(2, runs.values(), timeout=120, env=PINNED)
+    assert job.returncode == 0, job.stderr
     plain, emulated = load_traces(tmp_path / "plain"), load_traces(tmp_path / "link")
     replayed = replay(plain)
     for rank, events in plain.items():
