@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from conftest import in_process, mpirun, needs_data, script
+from conftest import in_process, mpirun, needs_data
 from models import split
 
 
@@ -158,5 +158,5 @@ def test_privacy_fedavg_settings_are_checked(bad, tmp_path):
 
 @pytest.mark.parametrize("flags", [["--nopeek", "-1"], ["--noise-std", "x"]])
 def test_defence_flags_are_checked(flags):
-    result = script("split_learning.py", *flags)
+    result = in_process("split_learning.py", *flags)
     assert result.returncode == 2 and flags[0] in result.stderr

@@ -73,7 +73,7 @@ def test_evaluation_turns_counted_by_hand(turn_batches, evaluations, expected):
 ])
 def test_evaluations_within_an_epoch_are_refused_where_they_cannot_be(flags, named):
     """The script's check of its flags, which every rank runs; that a refusal there ends the job with one line and
-    status 2 is tests/test_split_variants.py's (a cut the model lacks, SplitFed with passed weights)."""
+    status 2 is tests/test_split_variants.py's (a cut the model lacks)."""
     import split_learning
     with pytest.raises(InputError, match=named):
         split_learning.check(split_learning.build_parser().parse_args(flags), world_size=2)
