@@ -1,8 +1,6 @@
 """Distance correlation: both estimators equal the dcor package's, and the plain one's trap is documented."""
 
 import importlib
-import os
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -18,11 +16,10 @@ from splitlab.privacy.leakage import (
 
 @pytest.fixture(scope="module")
 def dcor():
-    """The reference package, its numba functions run as the Python they are written in (NUMBA_DISABLE_JIT, read
-    when numba is imported): compiling them took 30 CPU-s of a fresh clone's suite, for sums over 200 examples at
-    most, and xdist's workers compiling them at once corrupted numba's shared cache (numba issue 4807)."""
-    with mock.patch.dict(os.environ, {"NUMBA_DISABLE_JIT": "1"}):
-        return importlib.import_module("dcor")
+    """The reference package, imported by the one worker that runs this file: its import compiles with numba into
+    a shared cache, and xdist's workers compiling it at once corrupted that cache (numba issue 4807), so that
+    every worker aborted while collecting this file."""
+    return importlib.import_module("dcor")
 
 
 @pytest.mark.parametrize("n, dx, dz", [(64, 784, 1176), (30, 5, 3), (200, 20, 40)])
