@@ -31,6 +31,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m pip install --quiet --upgrade pip setuptools
 	$(PYTHON) -m pip install --quiet -r requirements.txt
 	$(PYTHON) -m pip install --quiet --no-deps --no-build-isolation -e .
+	@# dcor (the tests' reference for distance correlation) compiles its numba functions into a cache on first
+	@# import: 30 CPU-s on the 2-core machine, paid here once rather than inside the test that imports it
+	$(PYTHON) -c "import dcor"
 	touch $@
 
 # Debian's package when we are on Debian/Ubuntu and may install; otherwise torchvision downloads into data/.

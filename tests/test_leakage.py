@@ -16,9 +16,9 @@ from splitlab.privacy.leakage import (
 
 @pytest.fixture(scope="module")
 def dcor():
-    """The reference package, imported by the one worker that runs this file: its import compiles with numba into
-    a shared cache, and xdist's workers compiling it at once corrupted that cache (numba issue 4807), so that
-    every worker aborted while collecting this file."""
+    """The reference package, imported by the one worker that runs this file: its first import compiles with numba
+    into a shared cache (`make setup` does that once), and xdist's workers compiling it at once corrupted that
+    cache (numba issue 4807), so that every worker aborted while collecting this file."""
     return importlib.import_module("dcor")
 
 
