@@ -10,6 +10,7 @@ In a page, a table is a block that cog (cogapp) fills in; the block names its ta
 not what the committed results give, so no table in the docs drifts from its files.
 """
 
+import csv
 import io
 from pathlib import Path
 
@@ -26,6 +27,17 @@ def _privacy(results, clients):
                                      if row["clients"] == clients])
 
 
+def _suite_times(results):
+    """results/suite-times.csv, the test suite's measured times, as a table."""
+    with open(results / "suite-times.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    lines = ["| date | tests | seconds | run | CPU-s (user + system) | what changed |",
+             "| --- | ---: | ---: | --- | ---: | --- |"]
+    lines += [f"| {row['date']} | {row['tests']} | {row['seconds']} | {row['run']} | "
+              f"{format(int(row['cpu_s']), ',') if row['cpu_s'] else ''} | {row['what changed']} |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
 # name -> its markdown, from a results folder laid out as results/ is
 TABLES = {
     "experiment": lambda results: experiment.summary_markdown(experiment.load_results(results)[0]),
@@ -38,6 +50,7 @@ TABLES = {
     "privacy-ten-clients": lambda results: _privacy(results, clients=10),
     "privacy-depth": lambda results: _privacy(results, clients=2),
     "noniid": lambda results: study.study_markdown(study.load_study(results / "study")),
+    "suite-times": _suite_times,
 }
 
 
