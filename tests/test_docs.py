@@ -132,6 +132,21 @@ def test_the_careful_attacker_against_noise_at_cut_1_is_its_committed_attack():
             f"{strong['recognisable']:.0%} of the images over 0.5 against {default['recognisable']:.0%}): the noise "
             f"takes {undefended['ssim'] - strong['ssim']:.2f} of SSIM").replace("%", " %") in text
 
+def test_the_careful_attacker_against_nopeek_at_cut_1_is_its_committed_attack():
+    text = " ".join((ROOT / "docs" / "findings.md").read_text().split())
+    privacy = ROOT / "results" / "privacy"
+    attack = json.loads((privacy / "stronger-decoder" / "lenet5-cut1-nopeek0.5-aux5000-attack.json").read_text())
+    trained = json.loads((privacy / "stronger-decoder" / "lenet5-cut1-nopeek0.5.json").read_text())
+    default = json.loads((privacy / "lenet5-cut1-nopeek0.5-aux5000-attack.json").read_text())["attacks"]["decoder"]
+    undefended = json.loads((privacy / "stronger-decoder" / "lenet5-cut1-none-aux5000-attack.json").read_text())
+    strong, undefended = attack["attacks"]["decoder"], undefended["attacks"]["decoder"]
+    assert attack["config"]["nopeek"] == trained["config"]["nopeek"] == 0.5
+    assert (f"{trained['epochs'][-1]['test_acc']:.2%} test accuracy; the same attack, {attack['time_s'] / 60:.0f} min) "
+            f"the attacker took width {strong['decoder_width']} and {strong['decoder_epochs']} passes and rebuilt "
+            f"the NoPeek cut-1 victims at SSIM {strong['ssim']:.3f} ({default['ssim']:.3f} with the default decoder; "
+            f"{strong['recognisable']:.0%} of the images over 0.5): NoPeek "
+            f"takes {undefended['ssim'] - strong['ssim']:.2f} of SSIM").replace("%", " %") in text
+
 def decision_winners(name, model):
     """The table of ``model`` in results/<name>.md (decision.py) as ``{(clients, Mbit/s): winner}``: a method's
     label, "tie" or "undecided"."""
