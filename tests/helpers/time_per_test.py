@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+FOLDER = os.environ.get("SUITE_TIMES", "suite-times")
+
 
 def cpu_seconds():
     times = os.times()
@@ -24,7 +26,7 @@ def cpu_seconds():
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    folder = Path(os.environ.get("SUITE_TIMES", "suite-times"))
+    folder = Path(FOLDER)
     folder.mkdir(parents=True, exist_ok=True)
     start, (own, waited) = time.time(), cpu_seconds()
     yield
@@ -33,7 +35,7 @@ def pytest_runtest_protocol(item, nextitem):
         log.write(f"{item.nodeid}\t{start:.2f}\t{wall:.2f}\t{own_after - own:.2f}\t{waited_after - waited:.2f}\n")
 
 
-def report(folder, slowest=25):
+def report(folder=FOLDER, slowest=25):
     rows = [line.rstrip("\n").split("\t") for log in Path(folder).glob("*.tsv") for line in open(log)]
     tests = [(name, float(start), float(wall), float(own), float(waited)) for name, start, wall, own, waited in rows]
     files = defaultdict(lambda: [0.0, 0.0, 0.0, 0])
@@ -54,4 +56,4 @@ def report(folder, slowest=25):
 
 
 if __name__ == "__main__":
-    report(sys.argv[1] if len(sys.argv) > 1 else "suite-times")
+    report(*sys.argv[1:2])
