@@ -210,11 +210,12 @@ def shuffle_generator(seed, client=0):
 
 def batches(x, y, batch_size, generator):
     """One epoch of shuffled mini-batches ``(x_batch, y_batch)``: one permutation, then slices. The permutation
-    is drawn on the CPU (the same on every device) and moved to the data once, not an index per batch."""
-    order = torch.randperm(len(y), generator=generator).to(x.device)
+    is drawn on the CPU (the same on every device) and moved to the images' and the labels' devices once, not an
+    index per batch (a split client keeps its images on the GPU and its labels, which it sends, on the CPU)."""
+    order = torch.randperm(len(y), generator=generator)
+    x_order, y_order = order.to(x.device), order.to(y.device)
     for start in range(0, len(y), batch_size):
-        idx = order[start:start + batch_size]
-        yield x[idx], y[idx]
+        yield x[x_order[start:start + batch_size]], y[y_order[start:start + batch_size]]
 
 
 def num_batches(num_examples, batch_size):

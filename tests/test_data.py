@@ -121,6 +121,15 @@ def test_batches_cover_the_epoch_once_in_a_seeded_order():
     assert data.num_batches(10, 4) == 3
 
 
+def test_images_and_labels_on_different_devices_are_batched_alike():
+    # A split client's images are on the GPU, its labels on the CPU (found on a GPU: the labels were indexed with
+    # the images' device). The meta device stands in for the GPU here.
+    x, y = torch.zeros(10, 1), torch.arange(10)
+    on_cpu = list(data.batches(x, y, 4, data.shuffle_generator(0)))
+    apart = list(data.batches(x.to("meta"), y, 4, data.shuffle_generator(0)))
+    assert all(bx.device.type == "meta" and torch.equal(by, cpu_y) for (bx, by), (_, cpu_y) in zip(apart, on_cpu))
+
+
 # ------------------------------------------------------------------------------------- non-IID, end to end
 
 DIRICHLET = ["--train-subset", "600", "--test-subset", "300", "--epochs", "1", "--no-progress",
