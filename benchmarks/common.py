@@ -24,7 +24,8 @@ PYTHON = sys.executable
 def epoch_time(command, key="train_time_s"):
     """Run ``command`` (a list, ending with a script and its flags) for one epoch; its ``key`` in seconds.
     A command that fails ends the benchmark with its last lines of output."""
-    with tempfile.TemporaryDirectory() as results_dir:
+    # A failed MPI job's ranks may still be writing there while it is removed: that must not hide the failure.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as results_dir:
         command = [*command, "--epochs", "1", "--no-progress", "--results-dir", results_dir, "--run-name", "bench"]
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         if result.returncode != 0:

@@ -215,6 +215,31 @@ def test_the_across_hosts_findings_are_the_committed_table():
     assert [round(100 * (r - 1)) for key, r in estimates.items() if key[0] == "sflv2"] == [-3, 26, 31]
 
 
+def test_the_many_core_and_gpu_findings_quote_their_tables():
+    """docs/performance.md, "On 16 cores and an H200 GPU": every figure its findings quote is in the tables that
+    section generates from results/device/, or one the file reports elsewhere (the measurement before the policy,
+    the 2-core tables)."""
+    text = (ROOT / "docs" / "performance.md").read_text()
+    section = text.split("## On 16 cores and an H200 GPU")[1].split("\n## ")[0]
+    findings = section.split("What they say, and what was done about it:")[1]
+    elsewhere = text.replace(section, "") + section.replace(findings, "")
+    quoted = re.findall(r"\d+\.\d\d", findings)
+    assert len(quoted) > 20 and [n for n in quoted if not re.search(rf"(?<![\d.]){n}(?!\d)", elsewhere)] == []
+
+
+def test_a_benchmark_log_becomes_a_table_with_its_failures(tmp_path):
+    from splitlab.reports.pages import _benchmark_log
+    log = tmp_path / "bench.log"
+    log.write_text("== 16 cores; torch 2.11\n== commit abc\n\n== 2 cores (taskset -c 0-1)\nround 1: regular    4.00 s\n"
+                   "round 1: split, 2 ranks   6.00 s\nround 2: regular    2.00 s\nround 2: split, 2 ranks   9.00 s\n"
+                   "== vgg-small, split\nround 1: cpu   23.23 s\nSystemExit: error: this command failed (status 1):\n")
+    assert _benchmark_log(log).splitlines()[2:] == [
+        "| 2 cores (taskset -c 0-1) | regular | 4.00, 2.00 | 3.00 | 1.00 |",
+        "| 2 cores (taskset -c 0-1) | split, 2 ranks | 6.00, 9.00 | 7.50 | 2.50 |",
+        "| vgg-small, split | cpu | 23.23 | 23.23 | 1.00 |",
+        "| vgg-small, split | the next run | failed (the log has its error) | | |"]
+
+
 def test_every_table_in_the_readme_and_docs_is_what_the_committed_results_give():
     """The tables are cog blocks (splitlab/reports/pages.py): one that differs from what the committed results
     files give (a number typed or left behind) is named here; `python plot_results.py` rewrites them."""

@@ -12,6 +12,8 @@ not what the committed results give, so no table in the docs drifts from its fil
 
 import csv
 import io
+import re
+import statistics
 from pathlib import Path
 
 from cogapp import Cog
@@ -38,6 +40,31 @@ def _suite_times(results):
     return "\n".join(lines) + "\n"
 
 
+def _benchmark_log(path):
+    """A ratio benchmark's output (benchmarks/common.py: "round r: <method> <seconds> s" lines under "== <section>"
+    lines) as a table: each section's runs, their median and its ratio to the section's first method; a section
+    whose command failed says so."""
+    sections = []
+    for line in path.read_text().splitlines():
+        if line.startswith("== ") and ";" not in line and not line.startswith("== commit"):
+            sections.append({"name": line[3:], "runs": {}, "failed": False})
+        elif match := re.fullmatch(r"round \d+: (.+?)\s+([\d.]+) s", line):
+            sections[-1]["runs"].setdefault(match[1], []).append(float(match[2]))
+        elif "error: this command failed" in line:
+            sections[-1]["failed"] = True
+    lines = ["| section | method | seconds, each round | median s | ratio to the first |",
+             "| --- | --- | --- | ---: | ---: |"]
+    for section in sections:
+        base = statistics.median(next(iter(section["runs"].values()), [0])) or None
+        for method, times in section["runs"].items():
+            median = statistics.median(times)
+            lines.append(f"| {section['name']} | {method} | {', '.join(f'{t:.2f}' for t in times)} | {median:.2f} | "
+                         f"{median / base:.2f} |")
+        if section["failed"]:
+            lines.append(f"| {section['name']} | the next run | failed (the log has its error) | | |")
+    return "\n".join(lines) + "\n"
+
+
 # name -> its markdown, from a results folder laid out as results/ is
 TABLES = {
     "experiment": lambda results: experiment.summary_markdown(experiment.load_results(results)[0]),
@@ -51,6 +78,8 @@ TABLES = {
     "privacy-depth": lambda results: _privacy(results, clients=2),
     "noniid": lambda results: study.study_markdown(study.load_study(results / "study")),
     "suite-times": _suite_times,
+    "device-cpu-2026-12-04": lambda results: _benchmark_log(results / "device" / "2026-12-04-h200-cpu.log"),
+    "device-gpu-2026-12-04": lambda results: _benchmark_log(results / "device" / "2026-12-04-h200-gpu.log"),
 }
 
 
