@@ -56,6 +56,21 @@ def test_a_failing_command_ends_the_benchmark_with_its_output():
     assert "fake_method.py fail" in str(ended.value) and "something went wrong" in str(ended.value)
 
 
+def test_the_gpu_benchmark_goes_on_past_a_failing_method_and_names_it(monkeypatch, capsys):
+    # A GPU's time is short: the first GPU run lost every method after the one that failed.
+    import bench_gpu
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(bench_gpu, "METHODS", {"broken": [*FAKE, "fail"], "fine": [*FAKE, "2"]})
+    monkeypatch.setattr(sys, "argv", ["bench_gpu.py", "--rounds", "1", "--models", "lenet5",
+                                      "--methods", "broken,fine"])
+    with pytest.raises(SystemExit) as ended:
+        bench_gpu.main()
+    assert str(ended.value) == "failed: lenet5, broken"
+    out = capsys.readouterr().out
+    assert "something went wrong" in out and "== lenet5, fine" in out and "cuda" in out.split("== lenet5, fine")[1]
+
+
 @pytest.mark.parametrize("bells, label", [("on", "doorbells,"), ("off", "no doorbells,")])
 def test_ping_pong_times_the_waiting_path_it_is_asked_for(bells, label):
     result = mpirun(2, "benchmarks/ping_pong.py", "--rounds", "5", "--work-ms", "0.5", timeout=60,
