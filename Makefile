@@ -122,32 +122,49 @@ decision: setup
 # Each method at its best: the same number of settings, 8, for every method of the map (make decision's is the
 # eighth), each setting's runs in results/decision/<model>/trials/<setting>/; decision.py then takes, in every
 # cell, each method's fastest setting to the target on validation. Split learning and SplitFed V2: batch x lr;
-# FedAvg: local epochs x batch x client fraction (its paper's B = 10, E = 5, C = 0.1 among them). The batch sizes
-# the roles were not timed at are timed once and added to results/role_times.json. Hours on 2 cores.
+# FedAvg: local epochs x batch x client fraction (its paper's B = 10, E = 5, C = 0.1 among them). First every
+# setting with DECISION_TRIAL_SEEDS (the settings are compared on the seeds they share), then the settings chosen
+# in some cell with all of DECISION_SEEDS (decision.py --missing-seeds lists them). The batch sizes the roles were
+# not timed at are timed once and added to results/role_times.json. Hours on 2 cores; resumable.
 DECISION_SPLIT_TRIALS ?= 32:0.01 32:0.02 32:0.05 32:0.1 64:0.02 64:0.05 64:0.1
 DECISION_FEDAVG_TRIALS ?= 1:10:0.1 1:10:1 1:64:0.1 5:10:0.1 5:10:1 5:64:0.1 5:64:1
+DECISION_TRIAL_SEEDS ?= 0
 STOP = $(if $(DECISION_STOP_AT), --stop-at $(DECISION_STOP_AT))
+# One setting's runs with the seeds $(1), for the shell's $$model and $$batch, $$lr (split, sflv2) or $$epochs,
+# $$batch, $$fraction (FedAvg)
+TRIAL_split = $(PYTHON) study.py --methods split --partitions iid --seeds $(1) --clients 10,100,1000 --client-ranks 4 \
+	--epochs $(DECISION_EPOCHS) --extra "--model $$model --evals-per-epoch 10 --batch-size $$batch --lr $$lr" \
+	--results-dir results/decision/$$model/trials/split-b$$batch-lr$$lr
+TRIAL_sflv2 = $(PYTHON) study.py --methods sflv2 --partitions iid --seeds $(1) --clients 10,100,1000 --client-ranks 4 \
+	--epochs $(DECISION_EPOCHS) --extra "--model $$model --batch-size $$batch --lr $$lr" \
+	--results-dir results/decision/$$model/trials/sflv2-b$$batch-lr$$lr
+TRIAL_federated = $(PYTHON) study.py --methods federated --partitions iid --seeds $(1) --clients 10,100,1000 \
+	--epochs $(DECISION_ROUNDS) \
+	--extra "--model $$model --local-epochs $$epochs --batch-size $$batch --fraction $$fraction$(STOP)" \
+	--results-dir results/decision/$$model/trials/federated-e$$epochs-b$$batch-f$$fraction
+# $$trial in make's words (batch:lr, or epochs:batch:fraction) as the shell variables the recipes above read
+SPLIT_TRIAL_VARS = batch=$${trial%%:*}; lr=$${trial\#*:}
+FEDAVG_TRIAL_VARS = epochs=$${trial%%:*}; rest=$${trial\#*:}; batch=$${rest%%:*}; fraction=$${rest\#*:}
 decision-trials: setup
 	for model in $(DECISION_MODELS); do \
-		for trial in $(DECISION_SPLIT_TRIALS); do \
-			batch=$${trial%%:*}; lr=$${trial#*:}; \
-			$(PYTHON) study.py --methods split --partitions iid --seeds $(DECISION_SEEDS) --clients 10,100,1000 \
-				--client-ranks 4 --epochs $(DECISION_EPOCHS) \
-				--extra "--model $$model --evals-per-epoch 10 --batch-size $$batch --lr $$lr" \
-				--results-dir results/decision/$$model/trials/split-b$$batch-lr$$lr || exit 1; \
-			$(PYTHON) study.py --methods sflv2 --partitions iid --seeds $(DECISION_SEEDS) --clients 10,100,1000 \
-				--client-ranks 4 --epochs $(DECISION_EPOCHS) --extra "--model $$model --batch-size $$batch --lr $$lr" \
-				--results-dir results/decision/$$model/trials/sflv2-b$$batch-lr$$lr || exit 1; \
+		for trial in $(DECISION_SPLIT_TRIALS); do $(SPLIT_TRIAL_VARS); \
+			$(call TRIAL_split,$(DECISION_TRIAL_SEEDS)) || exit 1; $(call TRIAL_sflv2,$(DECISION_TRIAL_SEEDS)) || exit 1; \
 		done; \
-		for trial in $(DECISION_FEDAVG_TRIALS); do \
-			epochs=$${trial%%:*}; rest=$${trial#*:}; batch=$${rest%%:*}; fraction=$${rest#*:}; \
-			$(PYTHON) study.py --methods federated --partitions iid --seeds $(DECISION_SEEDS) --clients 10,100,1000 \
-				--epochs $(DECISION_ROUNDS) \
-				--extra "--model $$model --local-epochs $$epochs --batch-size $$batch --fraction $$fraction$(STOP)" \
-				--results-dir results/decision/$$model/trials/federated-e$$epochs-b$$batch-f$$fraction || exit 1; \
+		for trial in $(DECISION_FEDAVG_TRIALS); do $(FEDAVG_TRIAL_VARS); \
+			$(call TRIAL_federated,$(DECISION_TRIAL_SEEDS)) || exit 1; \
 		done; \
 	done
-	$(PYTHON) decision.py --time-batch 10 --time-batch 32
+	chosen=$$(mktemp) && $(PYTHON) decision.py --time-batch 10 --time-batch 32 --missing-seeds $(DECISION_SEEDS) \
+		> $$chosen || exit 1; \
+	while read model method trial <&3; do \
+		case " $(DECISION_MODELS) " in *" $$model "*) ;; *) continue ;; esac; \
+		case $$method in \
+			split) $(SPLIT_TRIAL_VARS); $(call TRIAL_split,$(DECISION_SEEDS)) || exit 1 ;; \
+			sflv2) $(SPLIT_TRIAL_VARS); $(call TRIAL_sflv2,$(DECISION_SEEDS)) || exit 1 ;; \
+			federated) $(FEDAVG_TRIAL_VARS); $(call TRIAL_federated,$(DECISION_SEEDS)) || exit 1 ;; \
+		esac; \
+	done 3< $$chosen  # (fd 3: mpirun passes its stdin on to rank 0, which would read the list away)
+	$(PYTHON) decision.py
 	@echo "== make decision-trials took $$(( $$(date +%s) - $(STARTED) )) s"
 
 # Clients are not ranks (splitlab/net/placement.py): every K on the same 5 ranks; resumable, as study.py is.

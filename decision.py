@@ -12,11 +12,20 @@ import glob
 from pathlib import Path
 
 from models import MODELS
-from splitlab.costs.decision import decide, load_runs, read_role_times, time_other_batch, time_roles
+from splitlab.costs.decision import (
+    chosen_settings,
+    decide,
+    load_runs,
+    read_role_times,
+    shared_seeds,
+    time_other_batch,
+    time_roles,
+    trial,
+)
 from splitlab.errors import InputError
 from splitlab.net import link
 from splitlab.reports.decision import figure, markdown, shards
-from splitlab.runs import partition_value
+from splitlab.runs import comma_list, partition_value, seed_value
 
 
 def latency_value(text):
@@ -51,6 +60,10 @@ def main():
     parser.add_argument("--time-batch", type=int, action="append", default=[], metavar="B",
                         help="first add the times of a batch of B images, for runs of that batch size (make "
                              "decision-trials), to --role-times; a size already there is kept")
+    parser.add_argument("--missing-seeds", type=comma_list(seed_value), metavar="SEEDS",
+                        help="draw nothing; print, a line each, 'model method setting' for every setting chosen in "
+                             "some cell that was not run with all of SEEDS (comma-separated), the setting in make "
+                             "decision-trials' words (batch:lr; FedAvg local-epochs:batch:fraction)")
     args = parser.parse_args()
     if not 0 < args.target < 1:
         parser.error(f"--target must be in (0, 1), not {args.target}")
@@ -76,12 +89,21 @@ def main():
             compute, machine = read_role_times(args.role_times, model, cuts[model])
         except InputError as exc:
             parser.error(str(exc))
+        if args.missing_seeds:
+            wanted = set(args.missing_seeds)
+            for method, by_k in runs.items():
+                for name, chosen in chosen_settings(by_k, compute, model, args.target, latency).items():
+                    if not wanted <= shared_seeds({name: chosen}):
+                        print(model, method, trial(next(iter(chosen.values()))[0]))
+            continue
         try:
             winner, seconds = decide(runs, compute, model, args.target, latency)
             tables.append(markdown(model, runs, compute, args.target, latency))
         except InputError as exc:
             parser.error(f"{model}: {exc}")
         maps[model] = (winner, runs, compute)
+    if args.missing_seeds:
+        return
     timed = (f"Each role's batch as timed on {machine['processor']} ({machine['cpus']} CPUs, host {machine['host']}, "
              f"torch {machine['torch']}, {machine['date']}; one thread, the least of the repeats in {args.role_times}, "
              "with their spread).")

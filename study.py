@@ -32,12 +32,14 @@ from splitlab.runs import (
     GRID_VALIDATION,
     METHODS,
     MPIRUN,
+    comma_list,
     is_finished,
     partition_value,
     read_run,
     resume_flags,
     run_name,
     same_settings,
+    seed_value,
 )
 
 ROOT = Path(__file__).resolve().parent
@@ -48,27 +50,10 @@ DEFAULT_METHODS = ["regular", "split", "sflv2", "federated", "sync_sgd"]
 DEFAULT_PARTITIONS = "iid,1.0,0.5,0.1"
 
 
-def comma_list(kind):
-    def parse(text):
-        values = [kind(item.strip()) for item in text.split(",") if item.strip()]
-        if not values:
-            raise argparse.ArgumentTypeError("needs at least one value")
-        return values
-    parse.__name__ = getattr(kind, "__name__", "value")
-    return parse
-
-
 def method_name(text):
     if text not in METHODS:
         raise argparse.ArgumentTypeError(f"unknown method {text!r}; choose from {', '.join(METHODS)}")
     return text
-
-
-def seed_value(text):
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a seed is an integer, not {text!r}") from None
 
 
 def build_parser():

@@ -57,6 +57,25 @@ def partition_value(text):
     raise argparse.ArgumentTypeError(f"a partition is 'iid' or a Dirichlet alpha > 0, not {text!r}")
 
 
+def seed_value(text):
+    """An argparse type: a seed, a whole number."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a seed is an integer, not {text!r}") from None
+
+
+def comma_list(kind):
+    """An argparse type: comma-separated values of the type ``kind``, at least one, as a list."""
+    def parse(text):
+        values = [kind(item.strip()) for item in text.split(",") if item.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError("needs at least one value")
+        return values
+    parse.__name__ = getattr(kind, "__name__", "value")
+    return parse
+
+
 def same_partition(a, b):
     """Whether two partitions as text (``partition_value``) are the same: alphas compared as numbers (1.0 = 1)."""
     return a == b or "iid" not in (a, b) and float(a) == float(b)

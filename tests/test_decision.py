@@ -447,6 +447,42 @@ def test_each_method_takes_its_best_setting_in_each_cell():
         assert winner[0, 0] == first
 
 
+def test_settings_are_compared_on_the_seeds_they_share_and_the_chosen_one_timed_over_all_its_own():
+    """make decision-trials runs every setting with seed 0, then the chosen ones with seeds 1 and 2 too. Here
+    batch 64 reaches the target in 2 epochs with seed 0 and in 6 with seeds 1 and 2; batch 32, run with seed 0
+    alone, in 3. On seed 0, which both have, batch 64 is chosen, and its time is then its median seed's, 6 epochs:
+    the later seeds neither changed the choice nor were left out of the time."""
+    def seeded(epochs, seed, batch):
+        run = _run("split", [0.5] * (epochs - 1) + [0.85], 10)
+        run["config"].update(seed=seed, batch_size=batch)
+        return run
+    runs = {10: [seeded(2, 0, 64), seeded(6, 1, 64), seeded(6, 2, 64), seeded(3, 0, 32)]}
+    compute = {1: COMPUTE, (1, 32): COMPUTE}
+    seconds, reached, chosen = decision.at_best(runs, compute, "lenet5", 0.8, 0.0, np.array([10]), np.array([1e30]))
+    per_epoch = decision.epoch_seconds("vanilla", 10, FREE, COMPUTE, "lenet5")[0]
+    assert chosen[0, 0] == "batch 64, lr 0.01"
+    assert seconds[0, 0] == pytest.approx([2 * per_epoch, 6 * per_epoch, 6 * per_epoch])
+    runs[10] = [seeded(2, 1, 64), seeded(3, 0, 32)]  # no seed in common: nothing to compare them on
+    with pytest.raises(InputError, match="share no seed"):
+        decision.at_best(runs, compute, "lenet5", 0.8, 0.0, np.array([10]), np.array([1e30]))
+
+
+def test_the_settings_chosen_somewhere_and_short_of_seeds_are_listed_for_make(tmp_path, monkeypatch, capsys):
+    """make decision-trials runs more seeds of what decision.py --missing-seeds lists: FedAvg with every client (3
+    seeds) and a tenth of them (seed 0) are each chosen in some cell (test above), half of them in none."""
+    for folder, fraction, seeds, rounds in (("every", 1.0, 3, 2), ("tenth", 0.1, 1, 6), ("half", 0.5, 1, 20)):
+        (tmp_path / folder).mkdir()
+        for seed in range(seeds):
+            run = _run("federated", [0.5] * (rounds - 1) + [0.85], 10)
+            run["config"].update(fraction=fraction, seed=seed)
+            (tmp_path / folder / f"federated-iid-s{seed}.json").write_text(json.dumps(run))
+    monkeypatch.setattr(sys, "argv", ["decision.py", "--runs", str(tmp_path / "*"), "--missing-seeds", "0,1,2",
+                                      "--role-times", role_times_file(tmp_path / "times.json", {1: COMPUTE})])
+    decision_script.main()
+    assert capsys.readouterr().out == "lenet5 federated 1:64:0.1\n"
+    assert not list(tmp_path.glob("*.png"))  # nothing drawn
+
+
 def test_the_tables_name_the_setting_each_cell_chose(tmp_path):
     from splitlab.reports.decision import markdown
     every, tenth = _run("federated", [0.7, 0.85], 10), _run("federated", [0.5, 0.6, 0.7, 0.75, 0.79, 0.81], 10)

@@ -321,24 +321,56 @@ def setting_seconds(by_k, compute, model, target, latency, clients, bandwidths):
     return seconds, reached
 
 
+def shared_seeds(settings):
+    """The seeds that every setting of a method ({setting: {clients: [runs, one a seed]}}) was run with, at every
+    number of clients."""
+    return set.intersection(*({run["config"].get("seed", 0) for run in runs}
+                              for by_k in settings.values() for runs in by_k.values()))
+
+
 def at_best(by_k, compute, model, target, latency, clients=CLIENTS, bandwidths=BANDWIDTHS):
     """A method at its best setting in every cell: ``(seconds, reached, chosen)`` as setting_seconds gives them for
     the setting (``setting``) of its runs ``by_k`` that is fastest there, and ``chosen``, that setting's words (''
     where none was run). Fastest: the least median time among settings whose median seed reached the target, else
-    the least fastest seed's. The runs are scored on validation, so that is the choice on validation data."""
+    the least fastest seed's, counting only the seeds every setting was run with (make decision-trials runs each
+    setting with one seed, then the chosen ones with more: those do not change the choice). The runs are scored on
+    validation, so that is the choice on validation data; the chosen setting's time is then over all its seeds."""
+    settings = by_setting(by_k)
+    seeds = shared_seeds(settings)
+    if not seeds:
+        raise InputError(f"the settings of {next(iter(by_k.values()))[0]['method']} share no seed, so they cannot be "
+                         "compared: run every setting with seed 0 (make decision-trials)")
     timed = {name: setting_seconds(runs, compute, model, target, latency, clients, bandwidths)
-             for name, runs in by_setting(by_k).items()}
+             for name, runs in settings.items()}
+    compared = {name: setting_seconds({k: [run for run in seeded if run["config"].get("seed", 0) in seeds]
+                                       for k, seeded in runs.items()}, compute, model, target, latency, clients,
+                                      bandwidths) for name, runs in settings.items()}
     seconds = np.full((len(clients), len(bandwidths), 3), np.nan)
     reached = np.zeros((len(clients), len(bandwidths), 2), dtype=bool)
     chosen = np.full((len(clients), len(bandwidths)), "", dtype=object)
     for i in range(len(clients)):
         for j in range(len(bandwidths)):
-            ran = [name for name, (t, _) in timed.items() if not np.isnan(t[i, j, 0])]
+            ran = [name for name, (t, _) in compared.items() if not np.isnan(t[i, j, 0])]
             if ran:
-                chosen[i, j] = min(ran, key=lambda n: (not timed[n][1][i, j, 0],
-                                                       timed[n][0][i, j, 1 if timed[n][1][i, j, 0] else 0]))
+                chosen[i, j] = min(ran, key=lambda n: (not compared[n][1][i, j, 0],
+                                                       compared[n][0][i, j, 1 if compared[n][1][i, j, 0] else 0]))
                 seconds[i, j], reached[i, j] = timed[chosen[i, j]][0][i, j], timed[chosen[i, j]][1][i, j]
     return seconds, reached, chosen
+
+
+def chosen_settings(by_k, compute, model, target, latency):
+    """The settings of a method (its runs ``by_k``) that at_best chooses in at least one cell of the map:
+    {setting: {clients: [runs]}}."""
+    chosen = set(at_best(by_k, compute, model, target, latency)[2].flat)
+    return {name: runs for name, runs in by_setting(by_k).items() if name in chosen}
+
+
+def trial(run):
+    """A run's setting in make decision-trials' words: ``batch:lr``, for FedAvg ``local epochs:batch:fraction``."""
+    config = run["config"]
+    if run["method"] == "federated":
+        return f"{config.get('local_epochs', 1)}:{config['batch_size']}:{config.get('fraction', 1.0):g}"
+    return f"{config['batch_size']}:{config.get('lr', 0.01):g}"
 
 
 def decide(runs, compute, model, target, latency, clients=CLIENTS, bandwidths=BANDWIDTHS):
