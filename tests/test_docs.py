@@ -218,13 +218,16 @@ def test_the_across_hosts_findings_are_the_committed_table():
 def test_the_many_core_and_gpu_findings_quote_their_tables():
     """docs/performance.md, "On 16 cores and an H200 GPU": every figure its findings quote is in the tables that
     section generates from results/device/, or one the file reports elsewhere (the measurement before the policy,
-    the 2-core tables)."""
+    the 2-core tables); the README's speed line quotes only the file's tables."""
     text = (ROOT / "docs" / "performance.md").read_text()
     section = text.split("## On 16 cores and an H200 GPU")[1].split("\n## ")[0]
     findings = section.split("What they say, and what was done about it:")[1]
     elsewhere = text.replace(section, "") + section.replace(findings, "")
     quoted = re.findall(r"\d+\.\d\d", findings)
     assert len(quoted) > 20 and [n for n in quoted if not re.search(rf"(?<![\d.]){n}(?!\d)", elsewhere)] == []
+    speed = next(line for line in (ROOT / "README.md").read_text().split("\n- ") if line.startswith("**Speed**"))
+    quoted = re.findall(r"\d+\.\d\d", speed)  # the README's speed line quotes the file's tables
+    assert len(quoted) == 4 and [n for n in quoted if not re.search(rf"\| {n} \|", text)] == []
 
 
 def test_a_benchmark_log_becomes_a_table_with_its_failures(tmp_path):
