@@ -120,6 +120,28 @@ def test_the_stronger_decoder_at_cut_1_and_its_budget_curve_are_the_committed_fi
             f"{min(wider):.3f}-{max(wider):.3f}: close to level") in text
 
 
+def test_the_careful_attackers_budget_curve_at_cut_2_is_its_committed_attack():
+    text = " ".join((ROOT / "docs" / "findings.md").read_text().split())
+    privacy = ROOT / "results" / "privacy" / "stronger-decoder"
+    attack = json.loads((privacy / "lenet5-cut2-none-retrained-aux5000-attack.json").read_text())
+    trained = json.loads((privacy / "lenet5-cut2-none-retrained.json").read_text())
+    chosen = attack["attacks"]["decoder"]
+    assert trained["config"]["cut_layer"] == attack["config"]["cut_layer"] == 2
+    grid = json.loads((privacy.parent / "lenet5-cut2-none.json").read_text())
+    assert (f"({trained['epochs'][-1]['test_acc']:.2%} test accuracy against the grid's "
+            f"{grid['epochs'][-1]['test_acc']:.2%};").replace("%", " %") in text
+    assert (f"took width {chosen['decoder_width']} and {chosen['decoder_epochs']} passes and rebuilt the undefended "
+            f"cut-2 victims at SSIM {chosen['ssim']:.3f}, as on the grid's parts") in text
+    curve = chosen["decoder_held_out_curve"]
+    last = [curve[width][39] for width in ("32", "64", "128")]
+    more_passes = [scores[39] - scores[19] for scores in curve.values()]
+    wider = [later - earlier for earlier, later in zip(last, last[1:])]
+    assert (f"the widths 32, 64 and 128 reach {last[0]:.3f}, {last[1]:.3f} and {last[2]:.3f} after 40 passes, "
+            f"passes 20 to 40 add {min(more_passes):.3f}-{max(more_passes):.3f} and each doubling of the width "
+            f"{min(wider):.3f}-{max(wider):.3f}: not level, though each doubling gained less than half the one "
+            "before") in text and wider[1] < wider[0] / 2
+
+
 @pytest.mark.parametrize("setting, flag, victims, defence", [("noise0.5", "noise_std", "noised", "the noise"),
                                                               ("nopeek0.5", "nopeek", "NoPeek", "NoPeek")])
 def test_the_careful_attacker_against_a_defence_at_cut_1_is_its_committed_attack(setting, flag, victims, defence):
