@@ -71,16 +71,24 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path, monkeypat
     path = tmp_path / "r.json"
     write_json_atomic(path, {"epochs": [1]})
 
-    def broken_dump(obj, f, **kwargs):
-        f.write('{"epochs": [1, 2')  # half written...
-        raise OSError("disk full")  # ...then the process fails
+    def disk_full(fd):  # written, but not to the disk: the process fails
+        raise OSError("disk full")
 
-    monkeypatch.setattr(json, "dump", broken_dump)
+    monkeypatch.setattr(os, "fsync", disk_full)
     with pytest.raises(OSError):
         write_json_atomic(path, {"epochs": [1, 2]})
     monkeypatch.undo()
     assert json.loads(path.read_text()) == {"epochs": [1]}
     assert os.listdir(tmp_path) == ["r.json"]  # no temporary file left behind
+
+
+def test_results_files_keep_every_value_and_put_a_list_of_values_on_one_line(tmp_path):
+    run = {"config": {"run_name": "a, [b]\n", "lr": 0.01}, "epochs": [{"client_cpu_s": [1.5, 2, None],
+                                                                       "names": ["x,\ny", "]"], "empty": []}]}
+    write_json_atomic(tmp_path / "r.json", run)
+    text = (tmp_path / "r.json").read_text()
+    assert json.loads(text) == run
+    assert '"client_cpu_s": [1.5, 2, null],' in text and '"lr": 0.01\n' in text
 
 
 def test_results_file_is_as_readable_as_any_new_file(tmp_path):
@@ -259,7 +267,7 @@ def test_a_results_file_is_indented_json_readable_by_anyone(tmp_path):
         write_json_atomic(tmp_path / "r.json", {"epochs": [1]})
     finally:
         os.umask(umask)
-    assert (tmp_path / "r.json").read_text() == '{\n  "epochs": [\n    1\n  ]\n}'
+    assert (tmp_path / "r.json").read_text() == '{\n  "epochs": [1]\n}'
     assert oct((tmp_path / "r.json").stat().st_mode & 0o044) == oct(0o044)  # group and others may read it
 
 

@@ -14,6 +14,7 @@ and names the rank that ended first. Standard library only, so that it starts at
 
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -91,10 +92,20 @@ def atomic_path(path):
         raise
 
 
+# a list of plain values, one a line (a string holds no raw newline, so a comma and a newline part its values)
+_FLAT_LIST = re.compile(r"\[\n\s*([^\[\]{}]*?)\n\s*\]")
+
+
+def json_text(obj):
+    """``obj`` as indented JSON with each list of plain values on one line: a run of 1,000 clients keeps a value
+    per client per epoch, three times the bytes one a line."""
+    return _FLAT_LIST.sub(lambda m: "[" + ", ".join(re.split(r",\n\s*", m[1])) + "]", json.dumps(obj, indent=2))
+
+
 def write_json_atomic(path, obj):
     """Write ``obj`` as JSON to ``path`` atomically (:func:`atomic_path`), flushed to disk first."""
     with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
+        f.write(json_text(obj))
         f.flush()
         os.fsync(f.fileno())
 
