@@ -185,20 +185,32 @@ def test_the_readmes_verdicts_are_the_committed_maps():
     readme = " ".join((ROOT / "README.md").read_text().split())
     slow, fast = (1, 10), (100, 1000, 10000)
     iid, skewed = decision_winners("decision", "lenet5-report"), decision_winners("decision-a0.5", "lenet5-report")
-    assert {iid[10, b] for b in slow + fast} == {"FedAvg"}
-    assert {iid[k, b] for k in (100, 1000) for b in slow} == {"Split learning"}
-    assert {iid[k, b] for k in (100, 1000) for b in fast} - {iid[100, 10000]} == {"SplitFed V2"}
-    assert iid[100, 10000] == "tie"
-    assert {skewed[10, b] for b in (1, 10, 100)} == {"FedAvg"} and {skewed[10, 1000], skewed[10, 10000]} == {"tie"}
+    assert {iid[k, b].split(" [")[0] for k in (10, 100) for b in slow + fast} == {"FedAvg"}  # at its chosen setting
+    assert [iid[1000, b].split(" [")[0] for b in slow + fast] == \
+        ["Split learning", "Split learning", "SplitFed V2", "tie", "FedAvg"]
+    assert {skewed[10, b] for b in slow + fast} == {"FedAvg"}
     assert {skewed[1000, b] for b in fast} == {"SplitFed V2"} and {skewed[1000, b] for b in slow} == {"tie"}
     assert {skewed[100, b] for b in slow + fast} == {"undecided"}
     assert "Split learning" not in {skewed[cell] for cell in skewed}
-    assert ("with 100 and 1,000, split learning up to 10 Mbit/s and SplitFed V2 from 100 Mbit/s. At Dirichlet 0.5 "
-            "most cells are ties or undecided: FedAvg with 10 holders up to 100 Mbit/s, SplitFed V2 with 1,000 from "
-            "100 Mbit/s.") in readme
-    assert "at 10 Gbit/s and 100 holders a tie with FedAvg" in readme
-    assert ("FedAvg with 10 holders up to 100 Mbit/s (a tie with SplitFed V2 above); SplitFed V2 with 1,000 from "
-            "100 Mbit/s (a tie with split learning below); with 100 holders undecided") in readme
+    assert ("FedAvg at its best (8 settings, chosen on validation) reaches 80 % first with 10 and 100 data holders at "
+            "every bandwidth from 1 Mbit/s to 10 Gbit/s; with 1,000, split learning up to 10 Mbit/s, SplitFed V2 at "
+            "100 Mbit/s and FedAvg at 10 Gbit/s, the split methods still at the report's settings. At Dirichlet 0.5 "
+            "most cells are ties or undecided: FedAvg with 10 holders, SplitFed V2 with 1,000 from 100 Mbit/s.") \
+        in readme
+    assert ("1,000 data holders: split learning up to 10 Mbit/s, SplitFed V2 at 100 Mbit/s, FedAvg at 10 Gbit/s** (a "
+            "tie of SplitFed V2 and FedAvg at 1 Gbit/s)") in readme
+    assert ("FedAvg with 10 holders at every bandwidth; SplitFed V2 with 1,000 from 100 Mbit/s (a tie with split "
+            "learning below); with 100 holders undecided") in readme
+    # the rounds it quotes: FedAvg's median [range] at McMahan et al.'s setting [c] and at the report's [f]
+    table = (ROOT / "results" / "decision.md").read_text().split("| lenet5-report: clients |")[1].split("\n\n")[0:2]
+    rows = {line.split("|")[1].strip(): line.split("|")[2] for line in table[0].splitlines() if line.startswith("| 1")}
+    assert "FedAvg [c] 2 [2-3]," in rows["100"] and "FedAvg [f] 19 [18-20+]," in rows["100"]
+    assert "FedAvg [c] 10 [9-13]," in rows["1,000"]
+    assert ("[c] batch 10, lr 0.01, 5 local epoch(s), 10% of the clients a round" in table[1]
+            and "[f] batch 64, lr 0.01, 1 local epoch(s), 100% of the clients a round" in table[1])
+    assert ("5 local epochs at batch 10 on a tenth of the holders a round (McMahan et al.'s setting, chosen on "
+            "validation among 8) reach 80 % in 2 rounds, where the report's setting needed 18 to over 20") in readme
+    assert "FedAvg at its best needs 10 rounds of a tenth of the holders there" in readme
 
 
 def hosts_table():
