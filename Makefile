@@ -130,6 +130,8 @@ DECISION_SPLIT_TRIALS ?= 32:0.01 32:0.02 32:0.05 32:0.1 64:0.02 64:0.05 64:0.1
 DECISION_FEDAVG_TRIALS ?= 1:10:0.1 1:10:1 1:64:0.1 5:10:0.1 5:10:1 5:64:0.1 5:64:1
 DECISION_TRIAL_SEEDS ?= 0
 STOP = $(if $(DECISION_STOP_AT), --stop-at $(DECISION_STOP_AT))
+# A trial of FedAvg stops at the target (5 local epochs a round at batch 10 cost several epochs a round)
+TRIAL_STOP = $(or $(DECISION_STOP_AT),0.8)
 # One setting's runs with the seeds $(1), for the shell's $$model and $$batch, $$lr (split, sflv2) or $$epochs,
 # $$batch, $$fraction (FedAvg)
 TRIAL_split = $(PYTHON) study.py --methods split --partitions iid --seeds $(1) --clients 10,100,1000 --client-ranks 4 \
@@ -140,7 +142,7 @@ TRIAL_sflv2 = $(PYTHON) study.py --methods sflv2 --partitions iid --seeds $(1) -
 	--results-dir results/decision/$$model/trials/sflv2-b$$batch-lr$$lr
 TRIAL_federated = $(PYTHON) study.py --methods federated --partitions iid --seeds $(1) --clients 10,100,1000 \
 	--epochs $(DECISION_ROUNDS) \
-	--extra "--model $$model --local-epochs $$epochs --batch-size $$batch --fraction $$fraction$(STOP)" \
+	--extra "--model $$model --local-epochs $$epochs --batch-size $$batch --fraction $$fraction --stop-at $(TRIAL_STOP)" \
 	--results-dir results/decision/$$model/trials/federated-e$$epochs-b$$batch-f$$fraction
 # $$trial in make's words (batch:lr, or epochs:batch:fraction) as the shell variables the recipes above read
 SPLIT_TRIAL_VARS = batch=$${trial%%:*}; lr=$${trial\#*:}
