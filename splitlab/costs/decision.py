@@ -340,11 +340,14 @@ def at_best(by_k, compute, model, target, latency, clients=CLIENTS, bandwidths=B
     if not seeds:
         raise InputError(f"the settings of {next(iter(by_k.values()))[0]['method']} share no seed, so they cannot be "
                          "compared: run every setting with seed 0 (make decision-trials)")
-    timed = {name: setting_seconds(runs, compute, model, target, latency, clients, bandwidths)
-             for name, runs in settings.items()}
-    compared = {name: setting_seconds({k: [run for run in seeded if run["config"].get("seed", 0) in seeds]
-                                       for k, seeded in runs.items()}, compute, model, target, latency, clients,
-                                      bandwidths) for name, runs in settings.items()}
+    def timed(runs):
+        return setting_seconds(runs, compute, model, target, latency, clients, bandwidths)
+
+    on_shared = {name: {k: [run for run in seeded if run["config"].get("seed", 0) in seeds]
+                        for k, seeded in runs.items()} for name, runs in settings.items()}
+    compared = {name: timed(runs) for name, runs in on_shared.items()}
+    # the chosen settings over all their seeds (the same numbers where every seed is shared)
+    over_all = {name: compared[name] if on_shared[name] == runs else timed(runs) for name, runs in settings.items()}
     seconds = np.full((len(clients), len(bandwidths), 3), np.nan)
     reached = np.zeros((len(clients), len(bandwidths), 2), dtype=bool)
     chosen = np.full((len(clients), len(bandwidths)), "", dtype=object)
@@ -354,7 +357,7 @@ def at_best(by_k, compute, model, target, latency, clients=CLIENTS, bandwidths=B
             if ran:
                 chosen[i, j] = min(ran, key=lambda n: (not compared[n][1][i, j, 0],
                                                        compared[n][0][i, j, 1 if compared[n][1][i, j, 0] else 0]))
-                seconds[i, j], reached[i, j] = timed[chosen[i, j]][0][i, j], timed[chosen[i, j]][1][i, j]
+                seconds[i, j], reached[i, j] = over_all[chosen[i, j]][0][i, j], over_all[chosen[i, j]][1][i, j]
     return seconds, reached, chosen
 
 
