@@ -227,11 +227,18 @@ def epochs_over_seeds(runs, target):
             (all(r for _, r in middle), all(r for _, r in order)))
 
 
+def measures(run):
+    """How well a run measures its time to the target, to compare two runs of one seed: on held-out validation
+    images first (make decision's, not make scale's), then evaluated more often an epoch, then for more epochs."""
+    config = run["config"]
+    return bool(config.get("validation")), config.get("evals_per_epoch") or 1, len(run["epochs"])
+
+
 def load_runs(folders, partition="iid"):
     """model -> method -> {clients: [runs, one a seed of each setting]}: the finished runs of study.py on the whole
     training set, with ``partition`` ("iid", or a Dirichlet alpha as text: "0.5"), in ``folders`` (make scale's,
     make decision's and make decision-trials'); of two runs of one name (so one seed), setting and number of
-    clients, the one with more epochs."""
+    clients, the one that measures the time to the target better (``measures``)."""
     found = {}
     for path, run in (found for folder in folders for found in finished_runs(folder, "*.json")):
         name = parse_run_name(path.stem)
@@ -239,7 +246,7 @@ def load_runs(folders, partition="iid"):
                 and not run["config"].get("train_subset")):
             continue
         key = (run["config"].get("model", "lenet5"), name["method"], setting(run), name["clients"], name["seed"])
-        if key not in found or len(run["epochs"]) > len(found[key]["epochs"]):
+        if key not in found or measures(run) > measures(found[key]):
             found[key] = run
     runs = {}
     for (model, method, _, k, _), run in sorted(found.items()):
