@@ -10,7 +10,8 @@ Gaussian noise of standard deviation S on the activations sent) it trains vanill
 clients (``mpirun -n clients+1``), then runs ``attack.py`` on the saved parts once for each size of the decoder's
 auxiliary data (the attacker knows the architecture and holds that many test images from 5,000 on; the victims
 are test images 0-99). FedAvg's leg: for each model of --fedavg-models and each --fedavg setting (none; each
-client's update clipped to norm C with noise Z x C, ``clip=C:noise=Z``) it trains FedAvg with as many clients
+client's update clipped to norm C with noise Z x C, ``clip=C:noise=Z``; local epochs and batch size
+``epochs=E:batch=B``, such as FedAvg's best setting from make decision-trials) it trains FedAvg with as many clients
 for as many epochs (one process), then runs ``attack_updates.py`` on its final model: the same victims rebuilt
 from updates. Finished trainings and attacks are kept, so an interrupted run resumes; a setting trained again is
 attacked again. ``python plot_results.py`` then draws results/privacy.png (test accuracy against each attack's
@@ -61,19 +62,31 @@ def settings_list(text):
     return [setting(item.strip()) for item in text.split(",") if item.strip()]
 
 
+# FedAvg's setting words, in the order they come: its local training (make decision-trials' choice), a defence
+FEDAVG_KEYS = {"epochs": ("e", "--local-epochs"), "batch": ("b", "--batch-size"), "clip": ("clip", "--clip-update"),
+               "noise": ("noise", "--update-noise")}
+
+
 def fedavg_setting(text):
-    """``none`` or ``clip=C:noise=Z`` -> (run name's setting, federated_learning.py flags)."""
+    """``none``, or ``:``-joined ``key=value`` of ``epochs=E:batch=B`` (the local training) and ``clip=C:noise=Z``
+    (each update clipped to norm C, noise Z x C), in that order -> (run name's setting, federated_learning.py
+    flags): ``clip=5:noise=0.003`` -> ``clip5-noise0.003``, ``epochs=5:batch=10`` -> ``e5-b10``."""
     if text == "none":
         return "none", []
     try:
-        (clip_key, clip), (noise_key, noise) = (part.split("=") for part in text.split(":"))
-        valid = ((clip_key, noise_key) == ("clip", "noise")
-                 and 0 < float(clip) < math.inf and 0 <= float(noise) < math.inf)  # nan fails both comparisons
+        pairs = [part.split("=") for part in text.split(":")]
+        keys = [key for key, _ in pairs]
+        numbers = [(int if key in ("epochs", "batch") else float)(value) for key, value in pairs]
+        valid = (keys in (["epochs", "batch"], ["clip", "noise"], ["epochs", "batch", "clip", "noise"])
+                 and all((0 <= n if key == "noise" else 0 < n) and n < math.inf  # nan fails both comparisons
+                         for key, n in zip(keys, numbers)))
     except ValueError:
         valid = False
     if not valid:
-        raise argparse.ArgumentTypeError(f"a FedAvg setting is none or clip=C:noise=Z with C > 0, Z >= 0; not {text!r}")
-    return f"clip{clip}-noise{noise}", ["--clip-update", clip, "--update-noise", noise]
+        raise argparse.ArgumentTypeError("a FedAvg setting is none, epochs=E:batch=B, clip=C:noise=Z or both, "
+                                         f"E, B >= 1, C > 0, Z >= 0; not {text!r}")
+    return ("-".join(FEDAVG_KEYS[key][0] + value for key, value in pairs),
+            [flag for key, value in pairs for flag in (FEDAVG_KEYS[key][1], value)])
 
 
 def fedavg_settings_list(text):
@@ -97,7 +110,8 @@ def grid(models, cut_layers):
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--settings", type=settings_list, default=DEFAULT_SETTINGS, help="comma-separated")
+    parser.add_argument("--settings", type=settings_list, default=DEFAULT_SETTINGS,
+                        help="comma-separated (or nothing: no split learning, only FedAvg's leg)")
     parser.add_argument("--models", type=models_list, default="lenet5", help="comma-separated, from: "
                         + ", ".join(MODELS))
     parser.add_argument("--cut-layers", default="all",
@@ -110,7 +124,8 @@ def build_parser():
     parser.add_argument("--validation", type=int, default=GRID_VALIDATION, metavar="N",
                         help="training images each run holds out as its validation set (study.py --help)")
     parser.add_argument("--fedavg", type=fedavg_settings_list, default="none",
-                        help="FedAvg's settings, comma-separated: none or clip=C:noise=Z (or nothing: no FedAvg leg)")
+                        help="FedAvg's settings, comma-separated: none, epochs=E:batch=B (its local training), "
+                             "clip=C:noise=Z (a defence) or both joined by ':' (or nothing: no FedAvg leg)")
     parser.add_argument("--fedavg-models", type=models_list, default="lenet5",
                         help="the models whose FedAvg leg is trained and attacked (an attack_updates.py run took 66 "
                              "minutes on the 2-core machine, sharing it with other runs)")
@@ -135,7 +150,7 @@ def main():
     if args.epochs < 1 or args.clients < 1:
         build_parser().error("--epochs and --clients must be at least 1")
     runs = [(model, cut, setting_) for model, cut in grid(args.models, args.cut_layers) for setting_ in args.settings]
-    if not runs:
+    if not runs and args.settings:  # no --settings: only FedAvg's leg
         build_parser().error(f"--cut-layers {args.cut_layers}: none of {', '.join(args.models)} has such a cut point")
     start = time.perf_counter()
     out = Path(args.results_dir)

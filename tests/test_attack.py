@@ -1,11 +1,13 @@
 """The reconstruction attacks: they run on a saved run as a user runs them, and refuse bad input plainly."""
 
+import argparse
 import json
 import math
 
 import pytest
 import torch
 
+import privacy
 from conftest import in_process, mpirun, needs_data
 from models import split
 
@@ -150,10 +152,23 @@ def test_privacy_settings_are_checked(bad, tmp_path):
     assert result.returncode == 2 and "a setting is none, nopeek=W or noise=S" in result.stderr
 
 
-@pytest.mark.parametrize("bad", ["clip=0:noise=1", "clip=1", "noise=1:clip=1", "clip=1:noise=nan"])
+@pytest.mark.parametrize("bad", ["clip=0:noise=1", "clip=1", "noise=1:clip=1", "clip=1:noise=nan", "epochs=5",
+                                 "epochs=0:batch=10", "batch=10:epochs=5", "epochs=1.5:batch=10",
+                                 "epochs=5:batch=10:noise=1"])
 def test_privacy_fedavg_settings_are_checked(bad, tmp_path):
+    with pytest.raises(argparse.ArgumentTypeError):  # first: a setting let through would run the FedAvg leg
+        privacy.fedavg_setting(bad)
     result = in_process("privacy.py", "--fedavg", f"none,{bad}", "--results-dir", str(tmp_path))
-    assert result.returncode == 2 and "a FedAvg setting is none or clip=C:noise=Z" in result.stderr
+    assert result.returncode == 2 and "a FedAvg setting is none, epochs=E:batch=B, clip=C:noise=Z or both" \
+        in result.stderr
+
+
+def test_privacy_fedavg_settings_name_their_runs_and_flags():
+    assert privacy.fedavg_setting("clip=5:noise=0.003") == ("clip5-noise0.003", ["--clip-update", "5",
+                                                                                  "--update-noise", "0.003"])
+    assert privacy.fedavg_setting("epochs=5:batch=10:clip=0.5:noise=0") == (
+        "e5-b10-clip0.5-noise0", ["--local-epochs", "5", "--batch-size", "10", "--clip-update", "0.5",
+                                  "--update-noise", "0"])
 
 
 @pytest.mark.parametrize("flags", [["--nopeek", "-1"], ["--noise-std", "x"]])

@@ -23,7 +23,7 @@ from splitlab.privacy.gradient_inversion import (
     mean_softmax,
     sgd_update,
 )
-from splitlab.privacy.update_attack import matched
+from splitlab.privacy.update_attack import cases, matched
 
 
 @pytest.fixture(autouse=True)
@@ -61,15 +61,18 @@ def one(update):
 
 
 def test_the_simulated_update_is_what_a_fedavg_client_sends():
-    """Two local epochs over a shard of one batch, with momentum and weight decay: local_update against
-    federated.Client.train (torch.optim.SGD), which the attack would otherwise only assume it copies."""
+    """Two local epochs over a shard of one batch, with momentum and weight decay: local_update, as the attack's
+    case for the run's settings calls it, against federated.Client.train (torch.optim.SGD), which the attack would
+    otherwise only assume it copies."""
     args = federated_learning.build_parser().parse_args(["--local-epochs", "2", "--batch-size", "16", "--lr", "0.05"])
     images = from_unit(torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(6)))
     labels = torch.arange(16) % 10
     model = build("lenet5", 7)
     start = flat_parameters(model).clone()
     sent, _ = Client(0, images, labels, model, args).train(start, args.lr, 1)
-    simulated = local_update(build("lenet5", 7), images, labels, args.lr, 16, 2, args.momentum, args.weight_decay)
+    [(name, case)] = cases([], vars(args), victims=16).items()
+    assert name == "2 local epochs, batch 16" and case["batch"] == 16
+    simulated = local_update(build("lenet5", 7), images, labels, **case["training"])
     assert torch.cat([u.flatten() for u in simulated]) == pytest.approx(sent - start, abs=1e-6)
     one_step = local_update(build("lenet5", 7), images, labels, args.lr, 16, 1, args.momentum, args.weight_decay)
     assert torch.cat([u.flatten() for u in one_step]) != pytest.approx(sent - start, abs=1e-6)

@@ -38,14 +38,15 @@ def load_global_model(path):
 
 
 def cases(batch_sizes, config, victims):
-    """What the server receives, by name: one SGD step on batches of each size (the textbook case), and one local
-    epoch of the run's own training (batch size, learning rate, momentum, weight decay) on a client whose shard is
-    the victims (the update FedAvg sends)."""
+    """What the server receives, by name: one SGD step on batches of each size (the textbook case), and the run's
+    own local training (its local epochs, batch size, learning rate, momentum, weight decay) on a client whose
+    shard is the victims (the update FedAvg sends)."""
     one_step = {f"one step, B={b}": {"batch": b, "training": {"lr": config["lr"]}} for b in batch_sizes}
-    local_epoch = {"batch": victims, "training": {"lr": config["lr"], "batch_size": config["batch_size"],
-                                                  "momentum": config["momentum"],
-                                                  "weight_decay": config["weight_decay"]}}
-    return {**one_step, f"one local epoch, batch {config['batch_size']}": local_epoch}
+    epochs = config.get("local_epochs", 1)
+    local = {"batch": victims, "training": {"lr": config["lr"], "batch_size": config["batch_size"], "epochs": epochs,
+                                            "momentum": config["momentum"], "weight_decay": config["weight_decay"]}}
+    name = "one local epoch" if epochs == 1 else f"{epochs} local epochs"
+    return {**one_step, f"{name}, batch {config['batch_size']}": local}
 
 
 def read_labels(model, update, batch, training, own_images):
