@@ -228,6 +228,23 @@ def test_the_readmes_verdicts_are_the_committed_maps():
 
 
 
+
+def test_what_the_findings_say_of_lenet5s_map_is_the_committed_map():
+    """lenet5's map from make decision's three seeds (split learning evaluated every tenth), as findings reads it."""
+    won = {cell: winner.split(" [")[0] for cell, winner in decision_winners("decision", "lenet5").items()}
+    every = (1, 10, 100, 1000, 10000)
+    assert [won[10, b] for b in every] == ["FedAvg"] * 5
+    assert [won[100, b] for b in every] == ["Split learning"] * 3 + ["SplitFed V2", "FedAvg"]
+    assert [won[1000, b] for b in every] == ["Split learning"] * 2 + ["tie"] + ["SplitFed V2"] * 2
+    table = (ROOT / "results" / "decision.md").read_text().split("| lenet5: clients |")[1].split("\n\n")[0]
+    epochs = sorted(float(e) for e in re.findall(r"Split learning ([\d.]+)(?: \[([\d.]+)-([\d.]+)\])?,", table)
+                    for e in e if e)
+    assert (epochs[0], epochs[-1]) == (0.2, 0.3)
+    findings = " ".join((ROOT / "docs" / "findings.md").read_text().split())
+    assert ("FedAvg first with 10 holders on every link; split learning first with 100 holders up to 100 Mbit/s and "
+            "with 1,000 up to 10 Mbit/s (80 % after 0.2-0.3 of an epoch); SplitFed V2 with 100 at 1 Gbit/s and with "
+            "1,000 from 1 Gbit/s (a tie with split learning at 100 Mbit/s); FedAvg with 100 at 10 Gbit/s.") in findings
+
 def test_what_the_docs_say_of_the_split_methods_at_their_best_is_the_committed_trials():
     """The README and findings on split learning's and SplitFed V2's 8 settings each: which setting wins, which
     never learn, and how many have SplitFed V2 at 80 % after one epoch, as decision.md and the trials' runs say."""
