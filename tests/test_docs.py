@@ -37,6 +37,11 @@ def test_every_link_of_the_readme_and_docs_leads_somewhere():
     assert {str(page.relative_to(ROOT)): broken_links(page) for page in pages if broken_links(page)} == {}
 
 
+
+def test_the_readme_is_at_most_200_lines():
+    """The README is for users (the house issue): the measurements and their history go to docs/."""
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 200
+
 def test_a_broken_link_or_anchor_is_found(tmp_path):
     (tmp_path / "other.md").write_text("# Other page\n\n## A section (measured)\n")
     page = tmp_path / "page.md"
