@@ -230,16 +230,23 @@ def test_both_legs_side_by_side(tmp_path):
         "model": "lenet5", "clients": 2, "epochs": 1}, "rounds": {
         "first": {"test_acc": 0.1, "attacks": {"one step, B=8": {**attack, "labels_read_right": 0.97}}},
         "last": {"test_acc": 0.87, "attacks": {"one local epoch, batch 64": {**attack, "labels_read_right": None}}}}}))
+    (tmp_path / "lenet5-fedavg-e5-b10-updates-attack.json").write_text(json.dumps({"config": {
+        "model": "lenet5", "clients": 2, "epochs": 1, "local_epochs": 5, "batch_size": 10}, "rounds": {
+        "last": {"test_acc": 0.89, "attacks": {"one step, B=1": {**attack, "labels_read_right": 0.9},
+                                               "5 local epochs, batch 10": {**attack, "labels_read_right": None}}}}}))
     table = legs_markdown(load_legs(tmp_path)).splitlines()
     rows = [line for line in table if line.startswith("| lenet5 |")]
-    assert len(rows) == 6  # the undefended run's two attacks, noise 0.5's two, the FedAvg file's two
+    assert len(rows) == 8  # the undefended run's two attacks, noise 0.5's two, the FedAvg files' two each
+    # a run of another local training says so where its case does not (one step of its model)
+    assert "| updates: one step, B=1 (a model of 5 local epochs, batch 10) |" in rows[4]
+    assert "| updates: 5 local epochs, batch 10 |" in rows[5]
     assert rows[0].startswith("| lenet5 | 2 | 1 | split learning | cut-1 activations | 470,400 | decoder | last "
                               "| 0.850 (0.200) | 97% | 87% | - | 88.00% |")
     assert "| white-box | last | 0.610 (-) | - | 82% |" in rows[1]
     assert "| cut-1 activations, noise 0.5 on them | 470,400 | decoder | last | 0.800 (0.200) |" in rows[2]
-    assert rows[4].startswith("| lenet5 | 2 | 1 | FedAvg | updates: one step, B=8 | 3,208,712 | gradient inversion "
+    assert rows[6].startswith("| lenet5 | 2 | 1 | FedAvg | updates: one step, B=8 | 3,208,712 | gradient inversion "
                               "| first | 0.070 (0.080) attack failed | 0% | 10% | 97% | 10.00% |")
-    assert "| last |" in rows[5] and "| given | 87.00% |" in rows[5]
+    assert "| last |" in rows[7] and "| given | 87.00% |" in rows[7]
 
 
 def test_a_run_with_a_validation_set_is_reported_at_its_best_validation_epoch():

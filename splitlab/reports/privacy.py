@@ -3,6 +3,7 @@ and both legs side by side: what a split server rebuilds from activations (attac
 rebuilds from updates (attack_updates.py), on the same victims."""
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -172,10 +173,13 @@ def load_legs(privacy_dir):
         config = found["config"]
         defence = (f", clipped to {config['clip_update']:g}, noise {config.get('update_noise', 0.0):g} x that"
                    if config.get("clip_update") else "")
+        local = config.get("local_epochs", 1)  # a run trained at other than the report's one local epoch says so
+        trained = f"{local} local epochs, batch {config['batch_size']}" if local != 1 else None
         for round_name, at in rounds.items():
             for case, a in at["attacks"].items():
+                of_run = f" (a model of {trained})" if trained and not case.startswith(trained) else ""
                 rows.append({"model": model, "clients": config["clients"], "epochs": config["epochs"],
-                             "leg": "FedAvg", "round": round_name, "sees": f"updates: {case}{defence}",
+                             "leg": "FedAvg", "round": round_name, "sees": f"updates: {case}{of_run}{defence}",
                              "attack": "gradient inversion", "test_acc": at["test_acc"], "bytes": a["bytes_seen"],
                              "labels": a["labels_read_right"], "ssim": a["ssim"], "baseline_ssim": a["baseline_ssim"],
                              "failed": a["failed"], "recognisable": a["recognisable"],
@@ -231,9 +235,9 @@ def legs_figure(rows):
             note = "; ".join(([] if r["recognisable"] is None else [f"{r['recognisable']:.0%} recognisable"])
                              + (["attack failed"] if r["failed"] else []))
             ax.text(max(r["ssim"], 0) + 0.015, y, note, va="center", fontsize=7)
-        ax.set_yticks(range(len(mine)), [f"{r['sees']}, {r['attack']}"
-                                         + (f", {r['round']} round" if r["leg"] == "FedAvg" else "")
-                                         for r in mine], fontsize=7)
+        ax.set_yticks(range(len(mine)), [textwrap.fill(f"{r['sees']}, {r['attack']}"
+                                                       + (f", {r['round']} round" if r["leg"] == "FedAvg" else ""), 60)
+                                         for r in mine], fontsize=7)  # wrapped: the longest were cut off
         ax.axvline(0.5, color="grey", linestyle=":")
         ax.set(xlim=(0, 1.3), title=f"{model}: {clients} clients, {epochs} epochs", ylim=(-0.6, len(mine) - 0.4))
     axes[-1, 0].set_xlabel("SSIM of the rebuilt victims (100 test images)")
