@@ -215,9 +215,9 @@ study: setup
 # with 5,000 auxiliary images; and FedAvg's leg on lenet5 (the same clients and epochs, undefended and with each
 # update clipped to norm 5 with noise 0.003 x 5, the most of four within a point of accuracy), its updates
 # inverted by attack_updates.py: 66 minutes for the undefended one on the 2-core machine (3,952 s, 2026-12-03,
-# while other runs shared its cores); then FedAvg at its best setting of make decision-trials (5 local epochs at batch
-# 10), its one-image updates and its local training attacked. About 85 minutes on the 2-core machine (measured there: 84 s a training of 3
-# epochs, 90 s an attack). vgg-small is left out: its 15 trainings and 30 attacks would add about 1.5 hours
+# while other runs shared its cores); then FedAvg at its best setting of make decision-trials (5 local epochs at
+# batch 10), its one-image updates and its local training attacked (68 min on 2026-12-04, sharing the VM). The split
+# grid: about 85 minutes on the 2-core machine (measured there: 84 s a training of 3 epochs, 90 s an attack). vgg-small is left out: its 15 trainings and 30 attacks would add about 1.5 hours
 # (docs/findings.md, "Across depth"; python privacy.py --models vgg-small runs them).
 PRIVACY_EPOCHS ?= 3
 privacy: setup
