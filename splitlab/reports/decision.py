@@ -101,7 +101,10 @@ def figure(maps, target, latency, machine, path, partition="iid"):
     """One panel a model: the winner's colour in every cell (a tie hatched over the colour of the least median),
     the measured numbers of clients marked; ``machine`` is where the roles' batches were timed
     (costs/decision.py, this_machine)."""
-    fig, axes = plt.subplots(1, len(maps), figsize=(6.5 * len(maps), 5.6), squeeze=False)
+    notes = {model: textwrap.fill(settings(runs), 95) for model, (_, runs, _) in maps.items()}
+    notes_height = max(note.count("\n") + 1 for note in notes.values()) * 6.5 * 1.3 / 72  # inches, at 6.5 pt
+    height = 5.0 + notes_height
+    fig, axes = plt.subplots(1, len(maps), figsize=(6.5 * len(maps), height), squeeze=False)
     names = sorted({name for winner, _, _ in maps.values() for cell in winner.flat
                     for name in (cell if isinstance(cell, tuple) else (cell,)) if name})
     seeds = sorted({run["config"].get("seed", 0) for _, runs, _ in maps.values() for by_k in runs.values()
@@ -126,8 +129,9 @@ def figure(maps, target, latency, machine, path, partition="iid"):
                         textcoords="offset points")
         ax.set(xscale="log", yscale="log", xlabel="link bandwidth (bit/s)", ylabel="clients (data holders)",
                title=f"{model}: first to {target:.0%} accuracy")
-        ax.text(0.5, -0.2, textwrap.fill(settings(runs), 95), transform=ax.transAxes, fontsize=6.5, ha="center",
-                va="top")
+        note = ax.annotate(notes[model], (0.5, 0), xycoords="axes fraction", xytext=(0, -34),
+                           textcoords="offset points", fontsize=6.5, ha="center", va="top")
+        note.set_in_layout(False)  # below the axis label, in the space kept for it (not squeezing the panel)
     handles = [Patch(color=COLOURS.get(n, "C7"), label=label(n)) for n in names]
     handles.append(Patch(color=(0.85, 0.85, 0.85), label="undecided (a method that did not reach it might win)"))
     if ties:
@@ -140,6 +144,6 @@ def figure(maps, target, latency, machine, path, partition="iid"):
              f"with a link of its own at the bandwidth shown and {latency * 1e3:g} ms latency; epochs on "
              f"{shards(partition)}, {seeds}; each method's settings below its panel")
     fig.suptitle(textwrap.fill(title, 85 * len(maps)), fontsize=9)  # about 85 characters fit a panel's width
-    fig.tight_layout(rect=(0, 0.08, 1, 0.93))
+    fig.tight_layout(rect=(0, (notes_height + 0.5) / height, 1, 0.93))
     fig.savefig(path, dpi=120)
     plt.close(fig)
