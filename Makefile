@@ -217,8 +217,9 @@ study: setup
 # inverted by attack_updates.py: 66 minutes for the undefended one on the 2-core machine (3,952 s, 2026-12-03,
 # while other runs shared its cores); then FedAvg at its best setting of make decision-trials (5 local epochs at
 # batch 10), its one-image updates and its local training attacked (68 min on 2026-12-04, sharing the VM). The split
-# grid: about 85 minutes on the 2-core machine (measured there: 84 s a training of 3 epochs, 90 s an attack). vgg-small is left out: its 15 trainings and 30 attacks would add about 1.5 hours
-# (docs/findings.md, "Across depth"; python privacy.py --models vgg-small runs them).
+# grid: about 85 minutes on the 2-core machine (measured there: 84 s a training of 3 epochs, 90 s an attack).
+# vgg-small is left out: its 15 trainings and 30 attacks would add about 1.5 hours (docs/findings.md, "Across
+# depth"; python privacy.py --models vgg-small runs them).
 PRIVACY_EPOCHS ?= 3
 privacy: setup
 	$(PYTHON) privacy.py --models lenet5,lenet5-report --settings none,nopeek=0.5,nopeek=2,nopeek=8,noise=0.5,noise=1 \

@@ -113,6 +113,12 @@ def fedavg_privacy_run_name(model, setting):
     return f"{model}-fedavg" + ("" if setting == "none" else f"-{setting}")
 
 
+def local_training_name(epochs, batch_size):
+    """The name of the FedAvg client's local training in attack_updates.py's cases and the reports' rows:
+    ``one local epoch, batch 64``, ``5 local epochs, batch 10``."""
+    return f"{'one local epoch' if epochs == 1 else f'{epochs} local epochs'}, batch {batch_size}"
+
+
 def update_attack_files(run):
     """The files of attack_updates.py's attack on the FedAvg run named ``run``: its scores, its figure."""
     return f"{run}-updates-attack.json", f"{run}-updates-reconstructions.png"

@@ -493,7 +493,6 @@ def test_the_tables_name_the_setting_each_cell_chose(tmp_path):
             "1 local epoch(s), 100% of the clients a round") in table
 
 
-
 def test_of_two_runs_of_one_seed_the_one_on_validation_evaluated_within_epochs_is_read(tmp_path):
     """make scale's run (whole epochs, the test set) and make decision's of the same name and setting: the map
     reads make decision's, though it ran fewer epochs; of two alike, the longer."""
@@ -511,6 +510,7 @@ def test_of_two_runs_of_one_seed_the_one_on_validation_evaluated_within_epochs_i
     assert read(["scale", "decision"]) == [decided]  # both on validation: evaluated within epochs
     decided["config"]["evals_per_epoch"] = 1
     assert read(["decision", "scale"]) == [scale]  # both once an epoch: the longer
+
 
 def test_a_batch_size_the_roles_were_not_timed_at_is_refused():
     small = _run("federated", [0.85], 10)

@@ -22,6 +22,7 @@ from splitlab.privacy.attack import (
 )
 from splitlab.privacy.defences import clip_and_noise
 from splitlab.privacy.gradient_inversion import idlg_label, invert, label_counts, local_update, mean_softmax
+from splitlab.runs import local_training_name
 from splitlab.training.steps import evaluate
 
 
@@ -45,8 +46,7 @@ def cases(batch_sizes, config, victims):
     epochs = config.get("local_epochs", 1)
     local = {"batch": victims, "training": {"lr": config["lr"], "batch_size": config["batch_size"], "epochs": epochs,
                                             "momentum": config["momentum"], "weight_decay": config["weight_decay"]}}
-    name = "one local epoch" if epochs == 1 else f"{epochs} local epochs"
-    return {**one_step, f"{name}, batch {config['batch_size']}": local}
+    return {**one_step, local_training_name(epochs, config["batch_size"]): local}
 
 
 def read_labels(model, update, batch, training, own_images):

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 from matplotlib.ticker import PercentFormatter
 
-from splitlab.runs import attacked_run, read_run, watched_acc
+from splitlab.runs import attacked_run, local_training_name, read_run, watched_acc
 
 
 def load_privacy(privacy_dir):
@@ -174,7 +174,7 @@ def load_legs(privacy_dir):
         defence = (f", clipped to {config['clip_update']:g}, noise {config.get('update_noise', 0.0):g} x that"
                    if config.get("clip_update") else "")
         local = config.get("local_epochs", 1)  # a run trained at other than the report's one local epoch says so
-        trained = f"{local} local epochs, batch {config['batch_size']}" if local != 1 else None
+        trained = local_training_name(local, config["batch_size"]) if local != 1 else None
         for round_name, at in rounds.items():
             for case, a in at["attacks"].items():
                 of_run = f" (a model of {trained})" if trained and not case.startswith(trained) else ""
