@@ -8,7 +8,9 @@ The server holds the activations a client sent for test images it never saw (the
 against collaborative inference"):
 
 * white-box inversion (rMLE): the server knows the client part's weights, and optimises an image so that the
-  client part maps it to the activations, with a total-variation prior;
+  client part maps it to the activations, with a total-variation prior. It chooses the prior's weight
+  (--tv-weights) and its number of steps by inverting up to 100 of its own auxiliary images (the held-out tenth
+  below), never the victims;
 * learned decoder (black-box): the server has auxiliary images of the same kind and query access to the client
   part (test images 5000 onwards, disjoint from the victims); it trains a decoder from activations to images on
   those pairs and applies it to the victims' activations. It chooses the decoder's width (--decoder-widths) and
@@ -27,8 +29,8 @@ import json
 import sys
 from pathlib import Path
 
-from splitlab.privacy.attack import AUX_START, add_judge_args, attack, figure
-from splitlab.training.cli import nonnegative_float, positive_int, positive_int_list, run_main
+from splitlab.privacy.attack import AUX_START, LOOK_EVERY, add_judge_args, attack, figure
+from splitlab.training.cli import nonnegative_float_list, positive_int, positive_int_list, run_main
 
 
 def build_parser():
@@ -46,9 +48,11 @@ def build_parser():
              "rebuilds its own held-out tenth of them best")
     add("--decoder-widths", type=positive_int_list, default="32",
         help="the decoder's widths (channels) to choose from, comma-separated, on that held-out tenth")
-    add("--inversion-steps", type=positive_int, default=600, help="optimisation steps of the white-box inversion")
-    add("--tv-weight", type=nonnegative_float, default=0.01,
-        help="weight of the total-variation prior in the inversion")
+    add("--inversion-steps", type=positive_int, default=600,
+        help="the most optimisation steps of the white-box inversion; the attacker keeps the step (of every "
+             f"{LOOK_EVERY}) that rebuilds its own held-out auxiliary images best")
+    add("--tv-weights", type=nonnegative_float_list, default="0.01",
+        help="weights of the inversion's total-variation prior to choose from, comma-separated, on those images")
     add_judge_args(parser)
     add("--figure", default=None, help="the figure's path (default: reconstructions.png beside the .pt file)")
     add("--out", default=None, help="the scores' path (default: <run-name>-attack.json beside the .pt file)")

@@ -67,6 +67,10 @@ def main():
             figure(found).savefig(out.parent / name, dpi=120)
             written.append(out.parent / name)
             summary += f"\n## {heading}\n\n" + table(found)
+    careful = privacy.load_careful(folder / "privacy")  # a table without a figure of its own
+    if careful:
+        summary += "\n## The careful attacker (attack.py's budgets chosen on held-out images)\n\n" + \
+            privacy.careful_markdown(careful)
     if args.bandwidth:
         bandwidth_figure([folder, args.scale or folder / "scale"]).savefig(out.parent / "bandwidth.png", dpi=120)
         written.append(out.parent / "bandwidth.png")

@@ -47,6 +47,13 @@ def parts_file(tmp_path, client_parts, cut_layer=1):
     return path
 
 
+@pytest.mark.parametrize("weights", ["0.1,-1", "0.1,,1", "nan", "x"])
+def test_bad_tv_weights_are_refused(tmp_path, weights):
+    result = in_process("attack.py", str(tmp_path / "parts.pt"), "--tv-weights", weights)
+    assert result.returncode == 2 and "--tv-weights" in result.stderr and "expected comma-separated numbers >= 0" \
+        in result.stderr
+
+
 def test_a_client_out_of_range_is_refused(tmp_path):
     path = parts_file(tmp_path, [split("lenet5", 1)[0].state_dict()] * 2)
     assert_one_line_error(in_process("attack.py", str(path), "--client", "3"), "has client parts 1..2, not 3")
@@ -140,6 +147,38 @@ def test_the_decoder_is_chosen_on_the_attackers_own_held_out_pairs():
     assert curves[str(both["decoder_width"])][both["decoder_epochs"] - 1] == both["decoder_held_out_ssim"]
     assert narrow["decoder_width"] == 2 and both != narrow  # the wider one rebuilds better here
     assert choose([2, 32], torch.zeros(5, 6, 14, 14)) == {**both, "decoder_held_out_curve": curves}
+
+
+def test_the_inversion_is_chosen_on_the_attackers_own_held_out_images():
+    """The white-box attacker's care, on made-up images and a fixed convolution of them: of two TV weights it keeps
+    the (weight, step) that rebuilds its own held-out images best, looking every LOOK_EVERY steps, and inverts the
+    victims with it, stopping at that step; the victims do not change the choice."""
+    from splitlab.privacy.attack import LOOK_EVERY, chosen_inversion, from_unit, white_box_inversion
+    torch.manual_seed(0)
+    images = torch.nn.functional.avg_pool2d(torch.rand(12, 1, 28, 28), 5, stride=1, padding=2)
+    convolution = torch.nn.Conv2d(1, 6, 2, stride=2)
+
+    def front(x):
+        return torch.relu(convolution(x))
+    with torch.no_grad():
+        held, victims = front(from_unit(images[:8])), front(from_unit(images[8:]))
+
+    steps = 2 * LOOK_EVERY + LOOK_EVERY // 2
+
+    def choose(weights, seen):
+        return chosen_inversion(front, held, images[:8], seen, weights, steps)
+    (_, none), (_, heavy) = choose([0.0], victims), choose([3.0], victims)
+    rebuilt, both = choose([0.0, 3.0], victims)
+    curves = both.pop("inversion_held_out_curve")
+    assert curves == {**none.pop("inversion_held_out_curve"), **heavy.pop("inversion_held_out_curve")}
+    assert [len(scores) for scores in curves.values()] == [3, 3]  # looks at 100, 200 and the last step, 250
+    assert both == max(none, heavy, key=lambda choice: choice["inversion_held_out_ssim"]) and both != heavy
+    looks = [LOOK_EVERY, 2 * LOOK_EVERY, steps]
+    assert curves[f"{both['inversion_tv_weight']:g}"][looks.index(both["inversion_steps"])] == \
+        both["inversion_held_out_ssim"] == max(max(scores) for scores in curves.values())
+    at_choice = dict(white_box_inversion(front, victims, steps, both["inversion_tv_weight"]))[both["inversion_steps"]]
+    assert torch.equal(rebuilt, at_choice)
+    assert choose([0.0, 3.0], torch.zeros_like(victims))[1] == {**both, "inversion_held_out_curve": curves}
 
 
 @pytest.mark.parametrize("bad", ["dropout=0.5", "nopeek=-1", "noise=nan", "nopeek=inf"])

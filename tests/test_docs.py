@@ -88,14 +88,14 @@ def test_the_readmes_findings_are_the_committed_results():
 def test_the_stronger_decoders_finding_is_its_committed_attack():
     text = " ".join((ROOT / "docs" / "findings.md").read_text().split())
     privacy = ROOT / "results" / "privacy"
-    strong = json.loads((privacy / "stronger-decoder" / "lenet5-cut2-none-aux5000-attack.json").read_text())
+    strong = json.loads((privacy / "careful" / "lenet5-cut2-none-aux5000-attack.json").read_text())
     default = json.loads((privacy / "lenet5-cut2-none-aux5000-attack.json").read_text())["attacks"]["decoder"]
     chosen = strong["attacks"]["decoder"]
     assert strong["attack_settings"]["decoder_widths"] == [32, 64, 128] and chosen["decoder_width"] == 128
     assert (f"rebuilt the undefended cut-2 victims at SSIM {chosen['ssim']:.3f} ({default['ssim']:.3f} with the "
             f"default decoder; {chosen['recognisable']:.0%} of the images over 0.5 against "
             f"{default['recognisable']:.0%})").replace("%", " %") in text
-    noised = json.loads((privacy / "stronger-decoder" / "lenet5-cut2-noise0.5-aux5000-attack.json").read_text())
+    noised = json.loads((privacy / "careful" / "lenet5-cut2-noise0.5-aux5000-attack.json").read_text())
     noised_default = json.loads((privacy / "lenet5-cut2-noise0.5-aux5000-attack.json").read_text())
     noised, noised_default = noised["attacks"]["decoder"], noised_default["attacks"]["decoder"]
     assert (f"took width {noised['decoder_width']} and {noised['decoder_epochs']} passes and rebuilt the noised "
@@ -129,8 +129,8 @@ def retrained_attack_words(trained, grid, decoder, cut):
 def test_the_stronger_decoder_at_cut_1_and_its_budget_curve_are_the_committed_files():
     text = " ".join((ROOT / "docs" / "findings.md").read_text().split())
     privacy = ROOT / "results" / "privacy"
-    strong = json.loads((privacy / "stronger-decoder" / "lenet5-cut1-none-aux5000-attack.json").read_text())
-    trained = json.loads((privacy / "stronger-decoder" / "lenet5-cut1-none.json").read_text())
+    strong = json.loads((privacy / "careful" / "lenet5-cut1-none-aux5000-attack.json").read_text())
+    trained = json.loads((privacy / "careful" / "lenet5-cut1-none.json").read_text())
     grid = json.loads((privacy / "lenet5-cut1-none.json").read_text())
     default = json.loads((privacy / "lenet5-cut1-none-aux5000-attack.json").read_text())["attacks"]["decoder"]
     chosen = strong["attacks"]["decoder"]
@@ -143,7 +143,7 @@ def test_the_stronger_decoder_at_cut_1_and_its_budget_curve_are_the_committed_fi
 
 def test_the_careful_attackers_budget_curve_at_cut_2_is_its_committed_attack():
     text = " ".join((ROOT / "docs" / "findings.md").read_text().split())
-    privacy = ROOT / "results" / "privacy" / "stronger-decoder"
+    privacy = ROOT / "results" / "privacy" / "careful"
     attack = json.loads((privacy / "lenet5-cut2-none-retrained-aux5000-attack.json").read_text())
     trained = json.loads((privacy / "lenet5-cut2-none-retrained.json").read_text())
     chosen = attack["attacks"]["decoder"]
@@ -163,10 +163,10 @@ def test_the_careful_attacker_against_a_defence_at_cut_1_is_its_committed_attack
                                                                                   defence):
     text = " ".join((ROOT / "docs" / "findings.md").read_text().split())
     privacy = ROOT / "results" / "privacy"
-    attack = json.loads((privacy / "stronger-decoder" / f"lenet5-cut1-{setting}-aux5000-attack.json").read_text())
-    trained = json.loads((privacy / "stronger-decoder" / f"lenet5-cut1-{setting}.json").read_text())
+    attack = json.loads((privacy / "careful" / f"lenet5-cut1-{setting}-aux5000-attack.json").read_text())
+    trained = json.loads((privacy / "careful" / f"lenet5-cut1-{setting}.json").read_text())
     default = json.loads((privacy / f"lenet5-cut1-{setting}-aux5000-attack.json").read_text())["attacks"]["decoder"]
-    undefended = json.loads((privacy / "stronger-decoder" / "lenet5-cut1-none-aux5000-attack.json").read_text())
+    undefended = json.loads((privacy / "careful" / "lenet5-cut1-none-aux5000-attack.json").read_text())
     strong, undefended = attack["attacks"]["decoder"], undefended["attacks"]["decoder"]
     assert attack["config"][flag] == trained["config"][flag] == value
     # attacks made before attack.py counted the images over 0.5 have no share to compare with

@@ -207,6 +207,19 @@ def test_an_attack_no_better_than_its_baseline_reads_attack_failed(tmp_path):
     assert "attack failed" not in unmarked and "| 0.081 |" in unmarked
 
 
+def write_split_attack(folder, name, noise, acc, attacks, settings=None, aux=5000):
+    """A split run at cut 1 of lenet5 with 2 clients, and attack.py's file of its ``attacks`` with ``aux``
+    auxiliary images, as privacy.py writes them."""
+    run = {"config": {"model": "lenet5", "cut_layer": 1, "noise_std": noise, "epochs": 1},
+           "shard_sizes": [1, 1], "server_received": [{"tag": "LABELS", "shape_per_example": []},
+                                                      {"tag": "SMASHED", "shape_per_example": [6, 14, 14]}],
+           "epochs": [{"test_acc": acc, "dcor2_bias_corrected": 0.1}]}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(run))
+    attack = {"attack_settings": {"aux": aux, **(settings or {})}, "attacks": attacks, "time_s": 600}
+    (folder / f"{name}-aux{aux}-attack.json").write_text(json.dumps(attack))
+
+
 def test_both_legs_side_by_side(tmp_path):
     """The legs table from the files privacy.py and attack_updates.py write: the split server's bytes are the
     victims' activations (100 images of 6x14x14 floats), a FedAvg row's its updates; of the defended split runs
@@ -215,15 +228,10 @@ def test_both_legs_side_by_side(tmp_path):
     from splitlab.reports.privacy import legs_markdown, load_legs
     for name, noise, acc in (("lenet5-cut1-none", 0.0, 0.88), ("lenet5-cut1-noise0.3", 0.3, 0.876),
                              ("lenet5-cut1-noise0.5", 0.5, 0.875), ("lenet5-cut1-noise2", 2.0, 0.86)):
-        run = {"config": {"model": "lenet5", "cut_layer": 1, "noise_std": noise, "epochs": 1},
-               "shard_sizes": [1, 1], "server_received": [{"tag": "LABELS", "shape_per_example": []},
-                                                          {"tag": "SMASHED", "shape_per_example": [6, 14, 14]}],
-               "epochs": [{"test_acc": acc, "dcor2_bias_corrected": 0.1}]}
-        (tmp_path / f"{name}.json").write_text(json.dumps(run))
-        (tmp_path / f"{name}-aux5000-attack.json").write_text(json.dumps({"attack_settings": {"aux": 5000}, "attacks": {
+        write_split_attack(tmp_path, name, noise, acc, {
             "decoder": {"ssim": 0.85 - noise / 10, "classifier_accuracy": 0.87, "failed": False, "baseline_ssim": 0.2,
                         "recognisable": 0.97},
-            "white-box": {"ssim": 0.61, "classifier_accuracy": 0.82}}}))
+            "white-box": {"ssim": 0.61, "classifier_accuracy": 0.82}})
     attack = {"ssim": 0.07, "baseline_ssim": 0.08, "failed": True, "recognisable": 0.0, "classifier_accuracy": 0.1,
               "bytes_seen": 13 * 246824}
     (tmp_path / "lenet5-fedavg-updates-attack.json").write_text(json.dumps({"config": {
@@ -247,6 +255,53 @@ def test_both_legs_side_by_side(tmp_path):
     assert rows[6].startswith("| lenet5 | 2 | 1 | FedAvg | updates: one step, B=8 | 3,208,712 | gradient inversion "
                               "| first | 0.070 (0.080) attack failed | 0% | 10% | 97% | 10.00% |")
     assert "| last |" in rows[7] and "| given | 87.00% |" in rows[7]
+
+
+def test_the_careful_attacker_stands_beside_the_grids_attack_of_the_same_setting(tmp_path):
+    """careful/: the same settings trained again and attacked with budgets chosen on held-out images. In the legs
+    table each follows the grid's row of its setting, naming the budget it chose; an attack that chose nothing
+    (made before attack.py chose) and a setting the legs leave out are not shown. The careful table puts each beside
+    the grid's attack of that setting."""
+    from splitlab.reports.privacy import budget_markdown, careful_markdown, legs_markdown, load_careful, load_legs
+    def scores(ssim, **choice):
+        return {"ssim": ssim, "classifier_accuracy": 0.8, "failed": False, "baseline_ssim": 0.08,
+                "recognisable": 0.9, **choice}
+    for name, noise, acc in (("lenet5-cut1-none", 0.0, 0.88), ("lenet5-cut1-noise0.5", 0.5, 0.875)):
+        write_split_attack(tmp_path, name, noise, acc, {"decoder": scores(0.8 - noise / 10),
+                                                        "white-box": scores(0.6)})
+    write_split_attack(tmp_path, "lenet5-cut1-none", 0.0, 0.88, {"decoder": scores(0.9), "white-box": scores(0.65)},
+                       aux=10000)  # the careful table compares with the grid's attack with the most auxiliary images
+    careful = tmp_path / "careful"
+    offered = {"decoder_widths": [32, 128], "decoder_epochs": 40, "tv_weights": [0.1, 1.0], "inversion_steps": 3000}
+    write_split_attack(careful, "lenet5-cut1-none", 0.0, 0.881, {
+        "decoder": scores(0.89, decoder_width=128, decoder_epochs=38,
+                          decoder_held_out_curve={"32": [0.5, 0.6, 0.7, 0.72], "128": [0.6, 0.8, 0.85, 0.86]}),
+        "white-box": scores(0.78, inversion_tv_weight=0.3, inversion_steps=1700,
+                            inversion_held_out_curve={"0.1": [0.1, 0.2, 0.3, 0.33, 0.3, 0.31]})}, offered)
+    write_split_attack(careful, "lenet5-cut1-noise0.5", 0.5, 0.868, {  # its white-box from before the choice
+        "decoder": scores(0.83, decoder_width=128, decoder_epochs=29), "white-box": scores(0.5)},
+        {"decoder_widths": [32, 128], "decoder_epochs": 40, "tv_weight": 0.01, "inversion_steps": 600})
+    write_split_attack(careful, "lenet5-cut1-nopeek2", 0.0, 0.86, {"decoder": scores(0.84, decoder_width=128,
+                                                                                      decoder_epochs=38),
+                                                                   "white-box": scores(0.2)}, offered)
+    rows = [line.split(" | ")[6] for line in legs_markdown(load_legs(tmp_path)).splitlines()
+            if line.startswith("| lenet5 |")]
+    assert rows == ["decoder", "white-box", "careful decoder (width 128, 38 passes, chosen)",
+                    "careful white-box (TV 0.3, 1,700 steps, chosen)", "decoder", "white-box",
+                    "careful decoder (width 128, 29 passes, chosen)"]
+    table = careful_markdown(load_careful(tmp_path))
+    assert ("| lenet5 | 1 | lenet5-cut1-none | 88.10% (88.00%) | white-box | TV 0.1/1, up to 3,000 steps "
+            "| TV 0.3, 1,700 steps | 0.780 (0.650) | 90% (90%) | 0.080 | 10 |") in table
+    assert ("| lenet5 | 1 | lenet5-cut1-noise0.5 | 86.80% (87.50%) | white-box | TV 0.01, up to 600 steps | fixed "
+            "| 0.500 (0.600) |") in table
+    assert "| lenet5-cut1-nopeek2 | 86.00% (-) | decoder | width 32/128, up to 40 passes | width 128, 38 passes " \
+           "| 0.840 (-) |" in table
+    # how each attack grows with its budget: the first look, half the most budget, all of it
+    budget = [line for line in budget_markdown(load_careful(tmp_path)).splitlines() if line.startswith("| lenet5 |")]
+    assert budget == [
+        "| lenet5 | 1 | lenet5-cut1-none | decoder | width 32 | 40 passes | 0.500 | 0.600 | 0.720 | +0.120 |",
+        "| lenet5 | 1 | lenet5-cut1-none | decoder | width 128 | 40 passes | 0.600 | 0.800 | 0.860 | +0.060 |",
+        "| lenet5 | 1 | lenet5-cut1-none | white-box | TV 0.1 | 3,000 steps | 0.100 | 0.300 | 0.310 | +0.010 |"]
 
 
 def test_a_run_with_a_validation_set_is_reported_at_its_best_validation_epoch():

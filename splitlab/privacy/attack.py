@@ -79,19 +79,43 @@ def total_variation(u):
     return (u[..., 1:, :] - u[..., :-1, :]).abs().mean() + (u[..., :, 1:] - u[..., :, :-1]).abs().mean()
 
 
+LOOK_EVERY = 100  # the white-box attacker's steps between looks at how well it rebuilds its own held-out images
+
+
 def white_box_inversion(front, z, steps, tv_weight):
-    """rMLE: images in [0, 1] (a sigmoid keeps them there) whose activations match ``z``, with a TV prior."""
+    """rMLE: images in [0, 1] (a sigmoid keeps them there) whose activations match ``z``, with a TV prior. Yields
+    (step, images) every ``LOOK_EVERY`` steps and after the last."""
     logits = torch.zeros(len(z), 1, 28, 28, requires_grad=True)
     optimizer = torch.optim.Adam([logits], lr=0.1)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    for _ in range(steps):
+    for step in range(1, steps + 1):
         u = torch.sigmoid(logits)
         loss = F.mse_loss(front(from_unit(u)), z) + tv_weight * total_variation(u)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         schedule.step()
-    return torch.sigmoid(logits).detach()
+        if step % LOOK_EVERY == 0 or step == steps:
+            yield step, torch.sigmoid(logits).detach()
+
+
+def chosen_inversion(front, z_held, u_held, z_victims, tv_weights, most_steps):
+    """White-box inversion with the care of a careful attacker, who knows the client part and so can invert its
+    own images: for each TV weight it inverts its held-out auxiliary images for up to ``most_steps`` steps,
+    scoring SSIM at every look; the best (weight, step) inverts the victims, which are never looked at. Returns
+    the reconstructions and the choice, with every weight's held-out SSIM look by look
+    (``inversion_held_out_curve``: how the attack grows with its budget)."""
+    best, curve = None, {}
+    for tv_weight in tv_weights:
+        for step, u in white_box_inversion(front, z_held, most_steps, tv_weight):
+            score = ssim(u, u_held, data_range=1.0).item()
+            curve.setdefault(f"{tv_weight:g}", []).append(score)
+            if best is None or score > best[0]:
+                best = score, tv_weight, step
+    score, tv_weight, chosen = best
+    rebuilt = next(u for step, u in white_box_inversion(front, z_victims, most_steps, tv_weight) if step == chosen)
+    return rebuilt, {"inversion_tv_weight": tv_weight, "inversion_steps": chosen, "inversion_held_out_ssim": score,
+                     "inversion_held_out_curve": curve}
 
 
 def decoder(cut_shape, width=32):
@@ -105,7 +129,8 @@ def decoder(cut_shape, width=32):
                          nn.Conv2d(width // 2, 1, 3, padding=1), nn.Sigmoid())
 
 
-HELD_OUT = 0.1  # the share of the attacker's auxiliary pairs it keeps to choose its decoder by
+HELD_OUT = 0.1  # the share of the attacker's auxiliary pairs it keeps to choose its attacks by
+INVERTED_HELD_OUT = 100  # the most of those the white-box attacker inverts to choose by (each costs the victims' time)
 
 
 def learned_decoder(z_aux, u_aux, z_victims, cut_shape, widths, most_epochs, seed):
@@ -210,14 +235,16 @@ def figure(path, original, reconstructions, columns=10):
 
 
 def run_attacks(front, victims, aux, noise_std, cut, args):
-    """Both attacks on what ``front`` sends for the victims (with the run's noise): images by attack, and the
-    decoder's choice of width and passes."""
+    """Both attacks on what ``front`` sends for the victims (with the run's noise): images by attack, and each
+    attack's choice (the decoder's width and passes, the inversion's TV weight and steps)."""
     generator = torch.Generator().manual_seed(args.seed)
     z_victims, z_aux = observe(front, victims, noise_std, generator), observe(front, aux, noise_std, generator)
-    decoded, choice = learned_decoder(z_aux, to_unit(aux), z_victims, cut, args.decoder_widths, args.decoder_epochs,
-                                      args.seed)
-    return {"white-box": white_box_inversion(front, z_victims, args.inversion_steps, args.tv_weight),
-            "decoder": decoded}, choice
+    decoded, decoder_choice = learned_decoder(z_aux, to_unit(aux), z_victims, cut, args.decoder_widths,
+                                              args.decoder_epochs, args.seed)
+    held = min(max(1, int(len(aux) * HELD_OUT)), INVERTED_HELD_OUT)
+    inverted, inversion_choice = chosen_inversion(front, z_aux[:held], to_unit(aux[:held]), z_victims,
+                                                  args.tv_weights, args.inversion_steps)
+    return {"white-box": inverted, "decoder": decoded}, {"white-box": inversion_choice, "decoder": decoder_choice}
 
 
 def attack(args):
@@ -237,7 +264,7 @@ def attack(args):
     print(f"attacking client {client}'s part ({config['model']}, cut layer {config['cut_layer']}, variant "
           f"{config.get('variant', 'vanilla')}, noise {noise_std}, NoPeek {config.get('nopeek', 0.0)})",
           file=sys.stderr)
-    reconstructions, choice = run_attacks(front, victims, aux, noise_std, cut, args)
+    reconstructions, choices = run_attacks(front, victims, aux, noise_std, cut, args)
     baselines, _ = run_attacks(blind(front), victims, aux, noise_std, cut, args)
     classifier = train_classifier(x_train[:args.classifier_images], y_train[:args.classifier_images],
                                   args.classifier_epochs, args.seed)
@@ -250,7 +277,8 @@ def attack(args):
               "attacks": {name: {**scores(images, original, labels, classifier),
                                  **against_baseline(images, baselines[name], original)}
                           for name, images in reconstructions.items()}}
-    result["attacks"]["decoder"].update(choice)
+    for name, choice in choices.items():
+        result["attacks"][name].update(choice)
     succeeded = [name for name, s in result["attacks"].items() if not s["failed"]]
     result["strongest"] = max(succeeded, key=lambda name: result["attacks"][name]["ssim"], default=None)
     result["time_s"] = time.perf_counter() - start

@@ -76,6 +76,8 @@ TABLES = {
     "scale": lambda results: scale.scale_markdown(scale.load_scale(results / "scale")),
     "privacy-ten-clients": lambda results: _privacy(results, clients=10),
     "privacy-depth": lambda results: _privacy(results, clients=2),
+    "privacy-careful": lambda results: privacy.careful_markdown(privacy.load_careful(results / "privacy")),
+    "privacy-budget": lambda results: privacy.budget_markdown(privacy.load_careful(results / "privacy")),
     "noniid": lambda results: study.study_markdown(study.load_study(results / "study")),
     "suite-times": _suite_times,
     "device-cpu-2026-12-04": lambda results: _benchmark_log(results / "device" / "2026-12-04-h200-cpu.log"),

@@ -38,10 +38,35 @@ def load_privacy(privacy_dir):
                      **{f"failed_{k}": v.get("failed") for k, v in attack["attacks"].items()},  # None: no baseline
                      **{f"baseline_ssim_{k}": v.get("baseline_ssim") for k, v in attack["attacks"].items()},
                      **{f"recognisable_{k}": v.get("recognisable") for k, v in attack["attacks"].items()},
+                     **{f"budget_{k}": chosen_budget(v) for k, v in attack["attacks"].items()},
+                     **{f"curve_{k}": v.get("decoder_held_out_curve", v.get("inversion_held_out_curve"))
+                        for k, v in attack["attacks"].items()},
+                     **offered_budgets(attack.get("attack_settings", {})), "attack_s": attack.get("time_s"),
                      "victims": attack.get("attack_settings", {}).get("victims", 100),
                      "smashed_shape": next((m["shape_per_example"] for m in run.get("server_received", [])
                                             if m["tag"] == "SMASHED"), None)})
     return rows
+
+
+def chosen_budget(scores):
+    """The budget an attack chose on the attacker's own held-out images (attack.py), in words; None where its file
+    records no choice (the white-box inversion before attack.py chose one)."""
+    if "decoder_width" in scores:
+        return f"width {scores['decoder_width']}, {scores['decoder_epochs']} passes"
+    if "inversion_tv_weight" in scores:
+        return f"TV {scores['inversion_tv_weight']:g}, {scores['inversion_steps']:,} steps"
+    return None
+
+
+def offered_budgets(settings):
+    """What each attack of attack.py's ``settings`` could choose from, in words (older files: one fixed budget)."""
+    def listed(values):
+        return "/".join(f"{v:g}" for v in values)
+    tv_weights = settings.get("tv_weights", [settings.get("tv_weight", 0.01)])
+    most = {"most_decoder": settings.get("decoder_epochs", 20), "most_white-box": settings.get("inversion_steps", 600)}
+    return {"offered_decoder": f"width {listed(settings.get('decoder_widths', [32]))}, up to "
+                               f"{most['most_decoder']} passes",
+            "offered_white-box": f"TV {listed(tv_weights)}, up to {most['most_white-box']:,} steps", **most}
 
 
 def first_private_setting(rows, ssim_below=0.3, points=0.02):
@@ -80,6 +105,62 @@ def privacy_markdown(rows):
                  + " \"attack failed\": the attack did no better, image by image, than the same attack on a client "
                    "part with all weights zero (attack.py's baseline): a failure of the attack, not a measure of the "
                    "defence. Attacks run before the baseline existed carry no mark.")
+    return "\n".join(lines) + "\n"
+
+
+def largest_aux(rows):
+    """Of each setting's attacks, the one with the most auxiliary images."""
+    return [r for r in rows if r["aux"] == max(o["aux"] for o in rows if o["setting"] == r["setting"])]
+
+
+def load_careful(privacy_dir):
+    """The careful attacker (``<privacy_dir>/careful/``: client parts trained again with the grid's settings, each
+    attack's budget chosen on the attacker's own held-out images), each row with the grid's row of the same setting
+    (``grid``: attack.py's default budgets, the largest auxiliary set; None where the grid has no such run)."""
+    grid = {r["setting"]: r for r in largest_aux(load_privacy(privacy_dir))}
+    return [{**r, "grid": grid.get(r["setting"])} for r in largest_aux(load_privacy(Path(privacy_dir) / "careful"))]
+
+
+def careful_markdown(rows):
+    lines = ["| model | cut | setting | test acc (grid's run) | attack | offered | chosen on held-out images "
+             "| SSIM (grid's, default budget) | recognisable (grid's) | blind baseline | minutes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["model"], r["cut"], r["nopeek"], r["noise_std"])):
+        grid, minutes = r["grid"] or {}, r["attack_s"] and r["attack_s"] / 60
+        for attack in ("decoder", "white-box"):
+            lines.append(
+                f"| {r['model']} | {r['cut']} | {r['setting']} | {r['test_acc']:.2%} "
+                f"({_or_dash(grid.get('test_acc'), '.2%')}) | {attack} | {r[f'offered_{attack}']} "
+                f"| {r[f'budget_{attack}'] or 'fixed'} | {ssim_cell(r, attack)} "
+                f"({_or_dash(grid.get(f'ssim_{attack}'), '.3f')}) | {_or_dash(r[f'recognisable_{attack}'], '.0%')} "
+                f"({_or_dash(grid.get(f'recognisable_{attack}'), '.0%')}) "
+                f"| {_or_dash(r[f'baseline_ssim_{attack}'], '.3f')} | {_or_dash(minutes, '.0f')} |")
+    lines.append("\nThe careful attacker (attack.py with --decoder-widths, --decoder-epochs, --tv-weights and "
+                 "--inversion-steps): each attack's budget chosen on the attacker's own held-out auxiliary images, "
+                 "never on the victims (test images 0-99); client parts trained again with the grid's settings "
+                 "(results/privacy/careful/); in brackets the grid's run and its attack at attack.py's defaults "
+                 "(decoder width 32, up to 20 passes; inversion TV 0.01, 600 steps, before it chose its step). "
+                 "Minutes: the whole attack file's, both attacks and their blind baselines, on the 2-core VM. "
+                 "\"fixed\": that attack ran before attack.py chose its budget.")
+    return "\n".join(lines) + "\n"
+
+
+def budget_markdown(rows):
+    """How each careful attack grows with its budget: for each decoder width and each TV weight offered, the
+    attacker's held-out SSIM at its first look, after half the most budget, and after all of it (attack.py's
+    ``decoder_held_out_curve``: a look a pass; ``inversion_held_out_curve``: a look every 100 steps)."""
+    lines = ["| model | cut | setting | attack | width or TV weight | most budget | held-out SSIM: first look "
+             "| half the budget | all of it | gain in the second half |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["model"], r["cut"], r["nopeek"], r["noise_std"])):
+        for attack, unit in (("decoder", "passes"), ("white-box", "steps")):
+            for option, scores in (r[f"curve_{attack}"] or {}).items():
+                half, last = scores[len(scores) // 2 - 1], scores[-1]
+                lines.append(f"| {r['model']} | {r['cut']} | {r['setting']} | {attack} "
+                             f"| {'width' if attack == 'decoder' else 'TV'} {option} | {r[f'most_{attack}']:,} {unit} "
+                             f"| {scores[0]:.3f} | {half:.3f} | {last:.3f} | {last - half:+.3f} |")
+    lines.append("\nHeld-out SSIM: on the careful attacker's own auxiliary images held out (results/privacy/careful/), "
+                 "never on the victims. Where the second half of a budget adds little, more of it would add little "
+                 "more; down a setting's widths, what a larger decoder adds.")
     return "\n".join(lines) + "\n"
 
 
@@ -147,20 +228,26 @@ def strongest_noise_within(rows, points=0.01):
 
 def load_legs(privacy_dir):
     """Both legs, one row per attack: split learning's undefended runs and their strongest noise within a point of
-    accuracy (each cut, both attacks, the largest auxiliary set), and every FedAvg update attack
+    accuracy (each cut, both attacks, the largest auxiliary set), each followed by the careful attacker's attacks on
+    the same setting where ``careful/`` has them (:func:`load_careful`), and every FedAvg update attack
     (attack_updates.py: each case at the first and the last round). Each row: what the server sees of the victims
     and its bytes, SSIM with its blind baseline, the share recognisable, the classifier's accuracy on the rebuilt
     images, the labels, and the model's test accuracy."""
     rows = []
-    attacked = load_privacy(privacy_dir)
-    largest = [r for r in attacked if r["aux"] == max(o["aux"] for o in attacked if o["setting"] == r["setting"])]
-    for r in sorted(strongest_noise_within(largest), key=lambda r: (r["model"], r["cut"], r["noise_std"])):
+    chosen = sorted(strongest_noise_within(largest_aux(load_privacy(privacy_dir))),
+                    key=lambda r: (r["model"], r["cut"], r["noise_std"]))
+    careful = {r["setting"]: r for r in load_careful(privacy_dir)}
+    split = [pair for r in chosen for pair in ((r, False), (careful.get(r["setting"]), True)) if pair[0]]
+    for r, by_careful in split:
         shape = r["smashed_shape"]
         noise = f", noise {r['noise_std']:g} on them" if r["noise_std"] else ""
         for attack in ("decoder", "white-box"):
+            if by_careful and not r[f"budget_{attack}"]:
+                continue  # attacked before attack.py chose this attack's budget: no more careful than the grid's
+            budget = f" ({r[f'budget_{attack}']}, chosen)" if by_careful else ""
             rows.append({"model": r["model"], "clients": r["clients"], "epochs": r["epochs"],
-                         "leg": "split learning", "round": "last",
-                         "sees": f"cut-{r['cut']} activations{noise}", "attack": attack, "test_acc": r["test_acc"],
+                         "leg": "split learning", "round": "last", "sees": f"cut-{r['cut']} activations{noise}",
+                         "attack": f"{'careful ' if by_careful else ''}{attack}{budget}", "test_acc": r["test_acc"],
                          "bytes": r["victims"] * math.prod(shape) * 4 if shape else None, "labels": None,
                          **{key: r.get(f"{key}_{attack}") for key in ("ssim", "baseline_ssim", "failed",
                                                                       "recognisable", "class_acc")}})
@@ -206,7 +293,9 @@ def legs_markdown(rows):
                      f"| {r['class_acc']:.0%} | {labels} | {r['test_acc']:.2%} |")
     lines.append("\nThe same victims (test images 0-99) on both legs. Split learning: the server's view after the last "
                  "epoch of the undefended runs (make privacy) and of the most noise on the activations within a point "
-                 "of their accuracy, a decoder trained on the attacker's auxiliary images and white-box inversion. "
+                 "of their accuracy, a decoder trained on the attacker's auxiliary images and white-box inversion; "
+                 "\"careful\": the same setting trained again and attacked with each attack's budget chosen on the "
+                 "attacker's own held-out images (results/privacy/careful/). "
                  "FedAvg: each update one client's, made from some of the victims, inverted as in Inverting "
                  "Gradients (attack_updates.py) at the first round's model and the last; its labels read from the "
                  "update (iDLG, label counts), given where the update is several local steps. Bytes: what "

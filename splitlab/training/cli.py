@@ -46,6 +46,14 @@ def positive_int_list(text):
     return numbers
 
 
+def nonnegative_float_list(text):
+    """Comma-separated finite numbers >= 0, as a list."""
+    try:
+        return [nonnegative_float(item) for item in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers >= 0, not {text!r}")
+
+
 def fraction(text):
     value = positive_float(text)
     if value > 1:
