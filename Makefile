@@ -4,6 +4,7 @@
 # make variants   SplitFed V1, V2 and U-shaped split learning, 10 epochs each, then the figures and table
 # make study      the non-IID study (study.py's default grid), then the figures and table
 # make privacy    split learning at every cut under each defence, attacked (privacy.py), then the figures and table
+# make privacy-careful  the careful attacker: parts trained again, each attack's budget chosen on held-out images
 # make labels     U-shaped split learning under label-gradient noise: what the server reads of the labels
 # make scale      10, 100 and 1,000 clients on 4 client ranks: split learning (cuts 1, 2), SplitFed V2, FedAvg
 # make decision   which method reaches a target accuracy first, by clients and bandwidth (decision.py)
@@ -21,7 +22,7 @@ STARTED := $(shell date +%s)
 CORES  ?= 2,4,8,16
 comma  := ,
 
-.PHONY: setup data test mutate reproduce variants study privacy labels scale decision decision-trials work bench hosts \
+.PHONY: setup data test mutate reproduce variants study privacy privacy-careful labels scale decision decision-trials work bench hosts \
 	bench-cores
 
 setup: $(VENV)/.installed data
@@ -228,6 +229,21 @@ privacy: setup
 		--update-attack-flags "--batches 1"
 	$(PYTHON) plot_results.py
 	@echo "== make privacy took $$(( $$(date +%s) - $(STARTED) )) s"
+
+# The careful attacker (privacy.py into results/privacy/careful/, resumable): the undefended runs and the noise
+# within a point of their accuracy, at both cuts of lenet5 and at cut 2 of lenet5-report, trained again with the
+# grid's settings, then attacked with each attack's budget chosen on the attacker's own held-out images (decoder
+# widths 32/64/128, up to 40 passes; inversion TV weights 0-3, up to 3,000 steps). 16-30 minutes an attack on the
+# 2-core machine (docs/findings.md, "A careful attacker").
+CAREFUL_ATTACK := --decoder-widths 32,64,128 --decoder-epochs 40 --tv-weights 0,0.01,0.03,0.1,0.3,1,3 \
+	--inversion-steps 3000
+privacy-careful: setup
+	$(PYTHON) privacy.py --models lenet5 --settings none,noise=0.5 --epochs $(PRIVACY_EPOCHS) --clients 2 \
+		--validation 0 --fedavg "" --results-dir results/privacy/careful --attack-flags "$(CAREFUL_ATTACK)"
+	$(PYTHON) privacy.py --models lenet5-report --cut-layers 2 --settings none --epochs $(PRIVACY_EPOCHS) \
+		--clients 2 --validation 0 --fedavg "" --results-dir results/privacy/careful --attack-flags "$(CAREFUL_ATTACK)"
+	$(PYTHON) plot_results.py
+	@echo "== make privacy-careful took $$(( $$(date +%s) - $(STARTED) )) s"
 
 bench: setup
 	$(PYTHON) benchmarks/bench_regular.py

@@ -4,8 +4,6 @@ of that file (as GitHub makes anchors from headings)."""
 import json
 import re
 
-import pytest
-
 from conftest import ROOT
 
 LINK = re.compile(r"\]\(([^)\s]+)\)")
@@ -85,98 +83,98 @@ def test_the_readmes_findings_are_the_committed_results():
             f"where split learning's server gets {split_cut1['ssim']:.2f} from cut-1 activations") in readme
 
 
-def test_the_stronger_decoders_finding_is_its_committed_attack():
-    text = " ".join((ROOT / "docs" / "findings.md").read_text().split())
+def careful_attack(setting):
+    """make privacy-careful's attack of ``setting`` and the grid's run and attack of the same setting."""
     privacy = ROOT / "results" / "privacy"
-    strong = json.loads((privacy / "careful" / "lenet5-cut2-none-aux5000-attack.json").read_text())
-    default = json.loads((privacy / "lenet5-cut2-none-aux5000-attack.json").read_text())["attacks"]["decoder"]
-    chosen = strong["attacks"]["decoder"]
-    assert strong["attack_settings"]["decoder_widths"] == [32, 64, 128] and chosen["decoder_width"] == 128
-    assert (f"rebuilt the undefended cut-2 victims at SSIM {chosen['ssim']:.3f} ({default['ssim']:.3f} with the "
-            f"default decoder; {chosen['recognisable']:.0%} of the images over 0.5 against "
-            f"{default['recognisable']:.0%})").replace("%", " %") in text
-    noised = json.loads((privacy / "careful" / "lenet5-cut2-noise0.5-aux5000-attack.json").read_text())
-    noised_default = json.loads((privacy / "lenet5-cut2-noise0.5-aux5000-attack.json").read_text())
-    noised, noised_default = noised["attacks"]["decoder"], noised_default["attacks"]["decoder"]
-    assert (f"took width {noised['decoder_width']} and {noised['decoder_epochs']} passes and rebuilt the noised "
-            f"cut-2 victims at SSIM {noised['ssim']:.3f} ({noised_default['ssim']:.3f} with the default decoder; "
-            f"{noised['recognisable']:.0%} of the images over 0.5 against {noised_default['recognisable']:.0%}): the "
-            f"noise takes {chosen['ssim'] - noised['ssim']:.2f} of SSIM from a careful attacker").replace("%", " %") \
-        in text
+    careful = json.loads((privacy / "careful" / f"{setting}-aux5000-attack.json").read_text())["attacks"]
+    grid = json.loads((privacy / f"{setting}-aux5000-attack.json").read_text())["attacks"]
+    return careful, grid
 
 
-def budget_curve_words(decoder):
-    """What findings.md says of an attack's held-out curve (attack.py ``decoder_held_out_curve``), and the gain of
-    each doubling of the width after 40 passes."""
-    curve = decoder["decoder_held_out_curve"]
-    last = [curve[width][39] for width in ("32", "64", "128")]
-    more_passes = [scores[39] - scores[19] for scores in curve.values()]
-    wider = [later - earlier for earlier, later in zip(last, last[1:])]
-    return (f"the widths 32, 64 and 128 reach {last[0]:.3f}, {last[1]:.3f} and {last[2]:.3f} after 40 passes, "
-            f"passes 20 to 40 add {min(more_passes):.3f}-{max(more_passes):.3f} and each doubling of the width "
-            f"{min(wider):.3f}-{max(wider):.3f}: "), wider
-
-
-
-def retrained_attack_words(trained, grid, decoder, cut):
-    """What findings.md says of the careful attacker on parts trained again: their accuracy against the grid's run,
-    and the width, passes and SSIM the attacker chose."""
-    return ((f"({trained['epochs'][-1]['test_acc']:.2%} test accuracy against the grid's "
-             f"{grid['epochs'][-1]['test_acc']:.2%};").replace("%", " %"),
-            f"took width {decoder['decoder_width']} and {decoder['decoder_epochs']} passes and rebuilt the undefended "
-            f"cut-{cut} victims at SSIM {decoder['ssim']:.3f}")
-
-def test_the_stronger_decoder_at_cut_1_and_its_budget_curve_are_the_committed_files():
+def test_what_the_findings_say_of_the_careful_attacker_is_its_committed_attacks():
+    """docs/findings.md, "A careful attacker rebuilds more": the prose under the generated tables."""
     text = " ".join((ROOT / "docs" / "findings.md").read_text().split())
-    privacy = ROOT / "results" / "privacy"
-    strong = json.loads((privacy / "careful" / "lenet5-cut1-none-aux5000-attack.json").read_text())
-    trained = json.loads((privacy / "careful" / "lenet5-cut1-none.json").read_text())
-    grid = json.loads((privacy / "lenet5-cut1-none.json").read_text())
-    default = json.loads((privacy / "lenet5-cut1-none-aux5000-attack.json").read_text())["attacks"]["decoder"]
-    chosen = strong["attacks"]["decoder"]
-    assert strong["parts"].endswith("lenet5-cut1-none.pt") and trained["config"]["cut_layer"] == 1
-    accuracy, chose = retrained_attack_words(trained, grid, chosen, 1)
-    assert accuracy in text and f"{chose} ({default['ssim']:.3f} with the default decoder;" in text
-    words, _ = budget_curve_words(chosen)
-    assert words + "close to level" in text
+    (c1, g1), (c2, g2) = careful_attack("lenet5-cut1-none"), careful_attack("lenet5-cut2-none")
+    widths = {json.loads(path.read_text())["attacks"]["decoder"]["decoder_width"]
+              for path in (ROOT / "results" / "privacy" / "careful").glob("*-attack.json")}
+    assert widths == {128}
+    assert (f"The decoder took width 128, the largest offered, every time, and rebuilt the undefended victims at SSIM "
+            f"{c1['decoder']['ssim']:.3f} at cut 1 and {c2['decoder']['ssim']:.3f} at cut 2, against "
+            f"{g1['decoder']['ssim']:.3f} and {g2['decoder']['ssim']:.3f} at the default budget.") in text
+    w1, w2 = c1["white-box"], c2["white-box"]
+    assert (f"with TV weight {w1['inversion_tv_weight']:g} and {w1['inversion_steps']:,} steps at cut 1 it rebuilt "
+            f"the undefended victims at SSIM {w1['ssim']:.3f} ({w1['recognisable']:.0%} recognisable; "
+            f"{g1['white-box']['ssim']:.3f} at the default), with TV weight {w2['inversion_tv_weight']:g} and "
+            f"{w2['inversion_steps']:,} steps at cut 2 at {w2['ssim']:.3f} ({w2['recognisable']:.0%}; "
+            f"{g2['white-box']['ssim']:.3f} at the default, its blind baseline {w2['baseline_ssim']:.3f})"
+            ).replace("%", " %") in text
+    assert not w2["failed"] and 0.4 < w2["ssim"] / c2["decoder"]["ssim"] < 0.6  # "about half as well"
+    defaults = json.loads((ROOT / "results" / "privacy" / "lenet5-cut2-none-aux5000-attack.json").read_text())
+    too_small = sorted(w["inversion_tv_weight"] / defaults["attack_settings"]["tv_weight"] for w in (w1, w2))
+    assert f"the grid's default weight, 0.01, was {too_small[0]:.0f} to {too_small[1]:.0f} times too small" in text
 
 
-def test_the_careful_attackers_budget_curve_at_cut_2_is_its_committed_attack():
+def test_what_the_findings_say_of_noise_against_the_careful_attacker_is_its_committed_attacks():
     text = " ".join((ROOT / "docs" / "findings.md").read_text().split())
-    privacy = ROOT / "results" / "privacy" / "careful"
-    attack = json.loads((privacy / "lenet5-cut2-none-retrained-aux5000-attack.json").read_text())
-    trained = json.loads((privacy / "lenet5-cut2-none-retrained.json").read_text())
-    chosen = attack["attacks"]["decoder"]
-    assert trained["config"]["cut_layer"] == attack["config"]["cut_layer"] == 2
-    grid = json.loads((privacy.parent / "lenet5-cut2-none.json").read_text())
-    accuracy, chose = retrained_attack_words(trained, grid, chosen, 2)
-    assert accuracy in text and f"{chose}, as on the grid's parts" in text
-    words, wider = budget_curve_words(chosen)
-    assert words + "not level, though each doubling gained less than half the one before" in text
-    assert wider[1] < wider[0] / 2
+    (none1, _), (noised1, _), (none2, _), (noised2, _) = (
+        careful_attack(f"lenet5-cut{cut}-{setting}") for cut in (1, 2) for setting in ("none", "noise0.5"))
+    decoder, inversion = noised1["decoder"], noised1["white-box"]
+    assert (f"takes {none1['decoder']['ssim'] - decoder['ssim']:.2f} of SSIM from the careful decoder and "
+            f"{none1['white-box']['ssim'] - inversion['ssim']:.2f} from the careful inversion at cut 1 (which chose "
+            f"TV weight {inversion['inversion_tv_weight']:g} against the noise); {decoder['recognisable']:.0%} of the "
+            f"noised cut-1 victims stay recognisable to the decoder. At cut 2 it takes "
+            f"{none2['decoder']['ssim'] - noised2['decoder']['ssim']:.2f} from the decoder, and the inversion rebuilds "
+            f"more, not less, from the client part trained under noise: {noised2['white-box']['ssim']:.3f} against "
+            f"{none2['white-box']['ssim']:.3f} undefended ({noised2['white-box']['recognisable']:.0%} of the victims "
+            "recognisable)").replace("%", " %") in text
+    assert noised2["white-box"]["ssim"] > none2["white-box"]["ssim"]
+    assert all(not attack["failed"] for attack in (*noised1.values(), *noised2.values()))
 
 
-@pytest.mark.parametrize("setting, flag, value, victims, defence", [
-    ("noise0.5", "noise_std", 0.5, "noised", "the noise"), ("nopeek0.5", "nopeek", 0.5, "NoPeek", "NoPeek"),
-    ("nopeek2", "nopeek", 2.0, "NoPeek 2", "NoPeek 2")])
-def test_the_careful_attacker_against_a_defence_at_cut_1_is_its_committed_attack(setting, flag, value, victims,
-                                                                                  defence):
+def test_what_the_findings_say_of_the_careful_attackers_budget_is_its_committed_curves():
     text = " ".join((ROOT / "docs" / "findings.md").read_text().split())
-    privacy = ROOT / "results" / "privacy"
-    attack = json.loads((privacy / "careful" / f"lenet5-cut1-{setting}-aux5000-attack.json").read_text())
-    trained = json.loads((privacy / "careful" / f"lenet5-cut1-{setting}.json").read_text())
-    default = json.loads((privacy / f"lenet5-cut1-{setting}-aux5000-attack.json").read_text())["attacks"]["decoder"]
-    undefended = json.loads((privacy / "careful" / "lenet5-cut1-none-aux5000-attack.json").read_text())
-    strong, undefended = attack["attacks"]["decoder"], undefended["attacks"]["decoder"]
-    assert attack["config"][flag] == trained["config"][flag] == value
-    # attacks made before attack.py counted the images over 0.5 have no share to compare with
-    against = f" against {default['recognisable']:.0%}" if "recognisable" in default else ""
-    assert (f"{trained['epochs'][-1]['test_acc']:.2%} test accuracy; the same attack, {attack['time_s'] / 60:.0f} min) "
-            f"the attacker took width {strong['decoder_width']} and {strong['decoder_epochs']} passes and rebuilt "
-            f"the {victims} cut-1 victims at SSIM {strong['ssim']:.3f} ({default['ssim']:.3f} with the default "
-            f"decoder; {strong['recognisable']:.0%} of the images over 0.5{against}): {defence} takes "
-            f"{undefended['ssim'] - strong['ssim']:.2f} of SSIM").replace("%", " %") in text
+    (c1, _), (c2, _) = careful_attack("lenet5-cut1-none"), careful_attack("lenet5-cut2-none")
 
+    def second_half(curve):
+        return {option: scores[-1] - scores[len(scores) // 2 - 1] for option, scores in curve.items()}
+    gains = [second_half(c["white-box"]["inversion_held_out_curve"]) for c in (c1, c2)]
+    chosen = max(gain[f"{c['white-box']['inversion_tv_weight']:g}"] for gain, c in zip(gains, (c1, c2)))
+    spread = [max(s[-1] for s in c["white-box"]["inversion_held_out_curve"].values())
+              - min(s[-1] for s in c["white-box"]["inversion_held_out_curve"].values()) for c in (c1, c2)]
+    assert (f"the second half of its 3,000 steps adds at most {chosen:.3f} of held-out SSIM at the weight chosen "
+            f"({max(max(g.values()) for g in gains):.3f} at any weight), while the weight moves it by "
+            f"{spread[0]:.2f} at cut 1 and {spread[1]:.2f} at cut 2") in text
+
+    def decoder_words(c):
+        curve = c["decoder"]["decoder_held_out_curve"]
+        halves, last = second_half(curve).values(), [curve[w][-1] for w in ("32", "64", "128")]
+        wider = [b - a for a, b in zip(last, last[1:])]
+        return f"{min(halves):.3f}-{max(halves):.3f}", f"{min(wider):.3f}-{max(wider):.3f}", wider
+    passes1, wider1, _ = decoder_words(c1)
+    passes2, wider2, doublings = decoder_words(c2)
+    assert (f"The decoder is close to level at cut 1 (the second half of its 40 passes adds {passes1}, each doubling "
+            f"of the width {wider1}) but not at cut 2 ({passes2} and {wider2})") in text
+    assert doublings[1] < doublings[0]  # "each doubling gained less than the one before"
+
+
+def test_what_the_findings_say_of_fedavgs_tv_weight_is_its_committed_probe():
+    """docs/findings.md, "Both legs": FedAvg's inversion at three TV weights on the first 10 victims."""
+    text = " ".join((ROOT / "docs" / "findings.md").read_text().split())
+    probe = ROOT / "results" / "privacy" / "careful" / "fedavg-tv"
+    one_image = {}
+    for weight in ("0.01", "0.1", "1"):
+        found = json.loads((probe / f"lenet5-fedavg-e5-b10-victims10-tv{weight}-updates-attack.json").read_text())
+        assert found["attack_settings"]["tv_weight"] == float(weight) and found["attack_settings"]["victims"] == 10
+        assert found["config"]["local_epochs"] == 5 and found["config"]["batch_size"] == 10
+        one_image[weight] = [found["rounds"][r]["attacks"]["one step, B=1"]["ssim"] for r in ("first", "last")]
+    (low, low_last), (mid, mid_last), (high, high_last) = one_image.values()
+    assert (f"one-image updates at the first round give SSIM {low:.3f} at weight 0.01, {mid:.3f} at 0.1 and "
+            f"{high:.3f} at 1; at the last round {low_last:.3f}, {mid_last:.3f} and {high_last:.3f}. So a careful "
+            f"weight would raise FedAvg's best case by about {mid - low:.2f}, to some {mid:.2f}") in text
+    careful_cut1 = json.loads((probe.parent / "lenet5-cut1-none-aux5000-attack.json").read_text())["attacks"]
+    assert 0.4 < mid / careful_cut1["decoder"]["ssim"] < 0.6  # "still half of what the careful decoder rebuilds"
+    assert (f"rebuild the undefended cut-1 victims at SSIM {careful_cut1['decoder']['ssim']:.3f} by the decoder and "
+            f"{careful_cut1['white-box']['ssim']:.3f} by the inversion") in text
 
 
 def test_what_the_findings_say_of_fedavg_at_its_best_setting_is_its_committed_attack():

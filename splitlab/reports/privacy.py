@@ -247,7 +247,8 @@ def load_legs(privacy_dir):
             budget = f" ({r[f'budget_{attack}']}, chosen)" if by_careful else ""
             rows.append({"model": r["model"], "clients": r["clients"], "epochs": r["epochs"],
                          "leg": "split learning", "round": "last", "sees": f"cut-{r['cut']} activations{noise}",
-                         "attack": f"{'careful ' if by_careful else ''}{attack}{budget}", "test_acc": r["test_acc"],
+                         "attack": f"{'careful ' if by_careful else ''}{attack}{budget}", "careful": by_careful,
+                         "test_acc": r["test_acc"],
                          "bytes": r["victims"] * math.prod(shape) * 4 if shape else None, "labels": None,
                          **{key: r.get(f"{key}_{attack}") for key in ("ssim", "baseline_ssim", "failed",
                                                                       "recognisable", "class_acc")}})
@@ -304,6 +305,9 @@ def legs_markdown(rows):
     return "\n".join(lines) + "\n"
 
 
+CAREFUL_COLOUR = "#0b3c6b"  # a darker blue than split learning's: the same leg, a stronger attacker
+
+
 def legs_figure(rows):
     """Each attack's SSIM as a bar, its blind baseline as a black tick, failed attacks hatched, a panel a grid
     (model, clients, epochs); the share recognisable written at the bar's end."""
@@ -316,7 +320,7 @@ def legs_figure(rows):
     for ax, (model, clients, epochs) in zip(axes[:, 0], groups):
         mine = [r for r in rows if group(r) == (model, clients, epochs)][::-1]  # the table's order, top to bottom
         for y, r in enumerate(mine):
-            colour = "C0" if r["leg"] == "split learning" else "C1"
+            colour = CAREFUL_COLOUR if r.get("careful") else "C0" if r["leg"] == "split learning" else "C1"
             ax.barh(y, r["ssim"], color="white" if r["failed"] else colour, edgecolor=colour,
                     hatch="//" if r["failed"] else None)
             if r["baseline_ssim"] is not None:
@@ -331,6 +335,8 @@ def legs_figure(rows):
         ax.set(xlim=(0, 1.3), title=f"{model}: {clients} clients, {epochs} epochs", ylim=(-0.6, len(mine) - 0.4))
     axes[-1, 0].set_xlabel("SSIM of the rebuilt victims (100 test images)")
     handles = [plt.Rectangle((0, 0), 1, 1, color="C0", label="split learning: activations (after the last epoch)"),
+               plt.Rectangle((0, 0), 1, 1, color=CAREFUL_COLOUR,
+                             label="split learning: a careful attacker (budgets chosen on held-out images)"),
                plt.Rectangle((0, 0), 1, 1, color="C1", label="FedAvg: updates"),
                plt.Rectangle((0, 0), 1, 1, facecolor="white", edgecolor="grey", hatch="//",
                              label="attack failed (no better than its blind baseline)"),
