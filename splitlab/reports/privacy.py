@@ -1,5 +1,6 @@
 """Leakage and defences (privacy.py): each defence's accuracy against what the attacks rebuild, table and figure;
-and both legs side by side: what a split server rebuilds from activations (attack.py) beside what a FedAvg server
+the careful attacker (make privacy-careful) beside the grid's, with how its attacks grow with their budget; and
+both legs side by side: what a split server rebuilds from activations (attack.py) beside what a FedAvg server
 rebuilds from updates (attack_updates.py), on the same victims."""
 
 import math
