@@ -128,6 +128,11 @@ def test_what_the_findings_say_of_noise_against_the_careful_attacker_is_its_comm
             f"{none2['white-box']['ssim']:.3f} undefended ({noised2['white-box']['recognisable']:.0%} of the victims "
             "recognisable)").replace("%", " %") in text
     assert noised2["white-box"]["ssim"] > none2["white-box"]["ssim"]
+    report, grid = careful_attack("lenet5-report-cut2-none")
+    assert (f"the careful decoder rebuilds its victims at SSIM {report['decoder']['ssim']:.3f} "
+            f"({grid['decoder']['ssim']:.3f} at the default budget), the careful inversion at "
+            f"{report['white-box']['ssim']:.3f} (TV weight {report['white-box']['inversion_tv_weight']:g}; "
+            f"{grid['white-box']['ssim']:.3f} at the default)") in text
     assert all(not attack["failed"] for attack in (*noised1.values(), *noised2.values()))
 
 
