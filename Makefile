@@ -246,6 +246,7 @@ privacy-careful: setup
 	@echo "== make privacy-careful took $$(( $$(date +%s) - $(STARTED) )) s"
 
 bench: setup
+	$(PYTHON) benchmarks/bench_startup.py
 	$(PYTHON) benchmarks/bench_regular.py
 	$(PYTHON) benchmarks/bench_split.py --variants --no-doorbells
 	$(PYTHON) benchmarks/bench_split_compute.py

@@ -82,16 +82,22 @@ def find_data_dir(data_dir=None):
     return PROJECT_DIR / "data"
 
 
-def read_idx(path, magic, shape):
-    """Read one IDX file, checking its magic number, dimensions and size; return a uint8 array."""
+def read_idx(path, magic, shape, count=None):
+    """Read one IDX file, checking its magic number, dimensions and size; return a uint8 array of its first
+    ``count`` items (all by default). Only what is returned is read: a gzip file's length is checked by the size
+    its last 4 bytes record, and its checksum when it is read whole."""
     path = Path(path)
+    header_len = 4 + 4 * len(shape)
+    expected = header_len + int(np.prod(shape))
+    wanted = header_len + min(shape[0] if count is None else count, shape[0]) * int(np.prod(shape[1:]))
     try:
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
-            raw = f.read()
+            raw = f.read() if count is None else f.read(wanted)
+        # the whole file's size: what was read, or else what the file system or the gzip trailer says
+        size = len(raw) if count is None else _gzip_size(path) if path.suffix == ".gz" else path.stat().st_size
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DataError(f"cannot read {path}: {exc}; the file is damaged, delete it and {HOW_TO_GET}") from None
-    header_len = 4 + 4 * len(shape)
     if len(raw) < header_len:
         raise DataError(f"{path} is truncated ({len(raw)} bytes); delete it and {HOW_TO_GET}")
     header = np.frombuffer(raw[:header_len], dtype=">u4")
@@ -101,18 +107,24 @@ def read_idx(path, magic, shape):
     if tuple(header[1:]) != shape:
         raise DataError(f"{path} holds data of shape {tuple(int(d) for d in header[1:])}, expected {shape}; "
                         f"{HOW_TO_GET}")
-    expected = header_len + int(np.prod(shape))
-    if len(raw) != expected:
-        raise DataError(f"{path} has {len(raw)} bytes, expected {expected}: truncated or damaged; "
+    if size != expected or len(raw) != wanted:
+        raise DataError(f"{path} has {size} bytes, expected {expected}: truncated or damaged; "
                         f"delete it and {HOW_TO_GET}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(shape)
+    return np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(-1, *shape[1:])
+
+
+def _gzip_size(path):
+    """The size of the data in a gzip file, as its last 4 bytes record it (modulo 2**32)."""
+    with open(path, "rb") as f:
+        f.seek(-4, os.SEEK_END)
+        return int.from_bytes(f.read(4), "little")
 
 
 def _read_split(directory, split, subset):
     """Images (N, 28, 28) uint8, as in the file, and labels (N,) int64 of ``train`` or ``t10k``."""
     images_name, labels_name = f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"
-    images = read_idx(_file_in(directory, images_name), *FILES[images_name])[:subset]
-    labels = read_idx(_file_in(directory, labels_name), *FILES[labels_name])[:subset]
+    images = read_idx(_file_in(directory, images_name), *FILES[images_name], count=subset)
+    labels = read_idx(_file_in(directory, labels_name), *FILES[labels_name], count=subset)
     if labels.max() >= NUM_CLASSES:
         raise DataError(f"{_file_in(directory, labels_name)} has label {labels.max()}, outside 0..9; {HOW_TO_GET}")
     return images, torch.from_numpy(labels.astype(np.int64))

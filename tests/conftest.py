@@ -58,7 +58,7 @@ def script(name, *args, **kwargs):
 
 def in_process(name, *args, env=None):
     """``python NAME ARGS`` run in this process: the same code from ``__main__`` on, without a process's start-up
-    (importing torch and torch._dynamo: 6 CPU-seconds a process on the 2-core machine). ``env`` is set for the
+    (importing torch: 2 CPU-seconds a process on the 2-core machine). ``env`` is set for the
     run and ``OMP_NUM_THREADS`` in it is torch's thread count, as in a process of its own; both are restored
     after. A CompletedProcess with the exit status and what was printed."""
     import torch

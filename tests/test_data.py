@@ -55,6 +55,17 @@ def test_damaged_gzip_is_named(tmp_path):
         data.read_idx(broken, 0x801, (3000,))
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_part_is_read_alone_and_a_truncated_file_is_refused_even_so(tmp_path, compress):
+    labels = bytes(range(10)) * 300
+    whole = write_idx(tmp_path / ("l.gz" if compress else "l"), 0x801, (3000,), labels, compress=compress)
+    assert data.read_idx(whole, 0x801, (3000,), count=25).tolist() == list(labels[:25])
+    assert data.read_idx(whole, 0x801, (3000,), count=5000).tolist() == list(labels)
+    cut = write_idx(tmp_path / ("c.gz" if compress else "c"), 0x801, (3000,), labels[:2000], compress=compress)
+    with pytest.raises(data.DataError, match="truncated or damaged"):
+        data.read_idx(cut, 0x801, (3000,), count=25)
+
+
 def test_labels_outside_range_are_refused(tmp_path):
     for name, (magic, shape) in data.FILES.items():
         write_idx(tmp_path / name, magic, shape, None if "labels" not in name else bytes([11]) * shape[0])

@@ -1,4 +1,5 @@
-"""Process settings (splitlab/net/runtime.py): freed memory stays in the process during training, and goes back once asked."""
+"""Process settings (splitlab/net/runtime.py): freed memory stays in the process during training, and goes back once
+asked; and start-up (splitlab/training/eager.py): no method's training imports torch.compile's machinery."""
 
 import os
 import subprocess
@@ -6,7 +7,8 @@ import sys
 
 import pytest
 
-from conftest import ROOT, run
+from common import MPIRUN
+from conftest import OFFLINE, ROOT, needs_data, run, runs_file
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc, tunes glibc")
 
@@ -66,3 +68,23 @@ def test_every_script_applies_the_process_settings_before_torch_loads():
     seen = dict(line.split(" ", 1) for line in result.stdout.splitlines())
     assert len(seen) == len(scripts) and "models.py" in seen and "split_learning.py" in seen
     assert {script: value for script, value in seen.items() if value not in ("PASSIVE", "no torch")} == {}
+
+
+@needs_data
+def test_no_method_imports_torch_compile_while_it_trains(tmp_path):
+    """torch._dynamo costs every process that imports it 0.9 CPU-s (eager.py): each MPI method, its FLOPs counted
+    and its checkpoint written and read back (--resume), runs on ranks that never import it."""
+    small = ["--train-subset", "300", "--test-subset", "100", "--no-progress", "--results-dir", str(tmp_path)]
+    runs = [["split_learning.py", "--clients", "3", "--epochs", "1", *small],
+            ["split_learning.py", "--clients", "3", "--epochs", "2", "--resume", *small],
+            ["split_learning.py", "--variant", "sflv2", "--clients", "2", "--epochs", "1", *small],
+            ["split_learning.py", "--variant", "u-shaped", "--clients", "2", "--epochs", "1", *small],
+            ["federated_learning.py", "--clients", "2", "--epochs", "1", *small],
+            ["sync_sgd.py", "--clients", "2", "--epochs", "1", *small]]
+    with runs_file(runs) as path:  # the ranks' every import, as Python's -X importtime logs it
+        job = run([MPIRUN, "-n", "2", sys.executable, "-X", "importtime", "tests/helpers/runs_in_one_job.py", path],
+                  env=OFFLINE)
+    assert job.returncode == 0, job.stderr[-3000:]
+    imported = [line.rsplit("|", 1)[-1].strip() for line in job.stderr.splitlines() if line.startswith("import time")]
+    assert "torch" in imported and "torch.utils.flop_counter" in imported
+    assert [name for name in imported if name.startswith("torch._dynamo")] == []

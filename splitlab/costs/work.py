@@ -24,6 +24,8 @@ from contextlib import contextmanager
 
 from torch.utils.flop_counter import FlopCounterMode
 
+from splitlab.training import eager  # noqa: F401  (FlopCounterMode without importing torch._dynamo)
+
 
 def peak_rss_mb():
     """This process's peak resident memory so far, in MB (Linux reports kB, macOS bytes)."""

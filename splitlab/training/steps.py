@@ -6,6 +6,8 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
+from splitlab.training.eager import SGD
+
 
 def train_step(model, optimizer, x, y):
     """One SGD step on the batch ``x``, ``y``; returns its mean training loss, still on the device."""
@@ -102,7 +104,7 @@ def evaluate(model, x, y, batch_size, validation=0):
 
 
 def sgd(params, args):
-    return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
+    return SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
 
 
 def set_lr(optimizer, lr):
