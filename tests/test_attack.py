@@ -149,11 +149,14 @@ def test_the_decoder_is_chosen_on_the_attackers_own_held_out_pairs():
     assert choose([2, 32], torch.zeros(5, 6, 14, 14)) == {**both, "decoder_held_out_curve": curves}
 
 
-def test_the_inversion_is_chosen_on_the_attackers_own_held_out_images():
+def test_the_inversion_is_chosen_on_the_attackers_own_held_out_images(monkeypatch):
     """The white-box attacker's care, on made-up images and a fixed convolution of them: of two TV weights it keeps
-    the (weight, step) that rebuilds its own held-out images best, looking every LOOK_EVERY steps, and inverts the
-    victims with it, stopping at that step; the victims do not change the choice."""
-    from splitlab.privacy.attack import LOOK_EVERY, chosen_inversion, from_unit, white_box_inversion
+    the (weight, step) that rebuilds its own held-out images best, looking every LOOK_EVERY steps (here 20, for
+    time), and inverts the victims with it, stopping at that step; the victims do not change the choice."""
+    from splitlab.privacy import attack
+    from splitlab.privacy.attack import chosen_inversion, from_unit, white_box_inversion
+    monkeypatch.setattr(attack, "LOOK_EVERY", 20)
+    LOOK_EVERY = attack.LOOK_EVERY
     torch.manual_seed(0)
     images = torch.nn.functional.avg_pool2d(torch.rand(12, 1, 28, 28), 5, stride=1, padding=2)
     convolution = torch.nn.Conv2d(1, 6, 2, stride=2)
@@ -171,7 +174,7 @@ def test_the_inversion_is_chosen_on_the_attackers_own_held_out_images():
     rebuilt, both = choose([0.0, 3.0], victims)
     curves = both.pop("inversion_held_out_curve")
     assert curves == {**none.pop("inversion_held_out_curve"), **heavy.pop("inversion_held_out_curve")}
-    assert [len(scores) for scores in curves.values()] == [3, 3]  # looks at 100, 200 and the last step, 250
+    assert [len(scores) for scores in curves.values()] == [3, 3]  # looks at 20, 40 and the last step, 50
     assert both == max(none, heavy, key=lambda choice: choice["inversion_held_out_ssim"]) and both != heavy
     looks = [LOOK_EVERY, 2 * LOOK_EVERY, steps]
     assert curves[f"{both['inversion_tv_weight']:g}"][looks.index(both["inversion_steps"])] == \
