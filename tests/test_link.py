@@ -5,7 +5,7 @@ with no link and adds exactly the link's delays to a chain of messages that wait
 import pytest
 
 from conftest import PINNED, mpirun_each, needs_data
-from link_estimate import load_traces, replay, span
+from link_estimate import load_traces, match_messages, replay, span
 from splitlab.net.link import Link, bits_per_second
 
 
@@ -67,8 +67,9 @@ def test_a_bandwidth_is_read_in_bits_a_second_or_refused_with_the_form():
 
 @needs_data
 def test_an_emulated_link_delays_every_message_and_the_replay_matches_the_plain_run(tmp_path):
-    """Split learning with one client: every message waits on the one before it, so over a link of 100 ms each
-    of the server's receives comes at least 100 ms after its previous one."""
+    """Split learning with one client over a link of 100 ms: each message the server receives ends at least 100 ms
+    after its send began, and without the link most take far less (how much less follows the machine's speed, so
+    only the median is held); the replay of the plain run gives back its own times."""
     flags = ["--epochs", "1", "--train-subset", "128", "--test-subset", "50", "--patience", "0", "--no-progress",
              "--leakage-images", "0"]
     runs = {name: [*link, f"CHANNEL_TRACE={tmp_path / name}", "split_learning.py", *flags, "--results-dir",
@@ -79,5 +80,8 @@ def test_an_emulated_link_delays_every_message_and_the_replay_matches_the_plain_
     replayed = replay(plain)
     for rank, events in plain.items():
         assert replayed[rank] == pytest.approx([event[4] for event in events], abs=1e-6)
-    server_receives = sum(event[0] == "recv" for event in emulated[0])
-    assert server_receives >= 8 and span(emulated) >= 0.1 * server_receives > span(plain)
+    delays = {name: sorted(traces[0][i][4] - traces[peer][j][3] for (rank, i), (peer, j) in
+                           match_messages(traces).items() if rank == 0) for name, traces in (("plain", plain),
+                                                                                               ("link", emulated))}
+    assert len(delays["link"]) == len(delays["plain"]) >= 8
+    assert delays["link"][0] >= 0.1 > delays["plain"][len(delays["plain"]) // 2]
