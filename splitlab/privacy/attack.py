@@ -253,7 +253,7 @@ def attack(args):
     the figure."""
     start = time.perf_counter()
     front, config, client = load_client_part(args.parts, args.client, args.cut_layer)
-    x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir)
+    x_train, y_train, x_test, y_test = load_fashion_mnist(args.data_dir, train_subset=args.classifier_images)
     if args.victims > AUX_START or AUX_START + args.aux > len(y_test):
         raise InputError(f"--victims must be at most {AUX_START} and --aux at most {len(y_test) - AUX_START}")
     noise_std = config.get("noise_std", 0.0)
@@ -266,8 +266,7 @@ def attack(args):
           file=sys.stderr)
     reconstructions, choices = run_attacks(front, victims, aux, noise_std, cut, args)
     baselines, _ = run_attacks(blind(front), victims, aux, noise_std, cut, args)
-    classifier = train_classifier(x_train[:args.classifier_images], y_train[:args.classifier_images],
-                                  args.classifier_epochs, args.seed)
+    classifier = train_classifier(x_train, y_train, args.classifier_epochs, args.seed)
     result = {"parts": str(args.parts), "client": client, "config": config,
               "victims": f"test images 0..{args.victims - 1}",
               "auxiliary": f"test images {AUX_START}..{AUX_START + args.aux - 1}", "attack_settings": vars(args),
