@@ -31,7 +31,7 @@ def test_reads_a_valid_file(tmp_path):
 
 def test_bad_magic_number_is_named(tmp_path):
     path = write_idx(tmp_path / "x", 0x803, (30,))
-    with pytest.raises(data.DataError, match="magic number"):
+    with pytest.raises(data.DataError, match="magic number 0x00000803, expected 0x00000801"):
         data.read_idx(path, 0x801, (30,))
 
 
@@ -45,6 +45,17 @@ def test_truncated_file_is_named(tmp_path):
     path = write_idx(tmp_path / "short", 0x801, (30,), bytes(20))
     with pytest.raises(data.DataError, match="short.*truncated"):
         data.read_idx(path, 0x801, (30,))
+    path.write_bytes(path.read_bytes()[:5])  # not even its header
+    with pytest.raises(data.DataError, match=r"short is truncated \(5 bytes\)"):
+        data.read_idx(path, 0x801, (30,))
+
+
+def test_a_gzip_file_read_whole_has_its_checksum_checked(tmp_path):
+    good = write_idx(tmp_path / "g.gz", 0x801, (300,), bytes(range(10)) * 30, compress=True).read_bytes()
+    wrong = tmp_path / "wrong.gz"
+    wrong.write_bytes(good[:-8] + bytes([good[-8] ^ 1]) + good[-7:])  # the CRC-32 in its trailer, one bit off
+    with pytest.raises(data.DataError, match="wrong.gz.*damaged"):
+        data.read_idx(wrong, 0x801, (300,))
 
 
 def test_damaged_gzip_is_named(tmp_path):
