@@ -4,16 +4,21 @@ torch 2.14 wraps some of its functions for torch.compile, and each wrapper impor
 call: 0.9 of the 3 CPU-s that a short training process spends (docs/tests.md, "Where the time goes"). Nothing
 here is compiled. So the wrappers of the functions that training calls are given, ahead, what each caches after
 its first call, its uncompiled form (the function itself); and SGD steps without its own wrapper, which imports
-torch._dynamo on every call.
+torch._dynamo on every call. With a torch that wraps otherwise, what is not found is left as it is.
 """
 
 import torch
-from torch.utils.flop_counter import _FlopCounterMode
+from torch.utils import flop_counter
 
+_counting_mode = getattr(flop_counter, "_FlopCounterMode", None)
 for _wrapper in (torch.optim.Optimizer.add_param_group, torch.optim.Optimizer.zero_grad,
                  torch.optim.Optimizer.state_dict, torch.optim.Optimizer.load_state_dict,
-                 _FlopCounterMode.__torch_dispatch__):
-    setattr(_wrapper.__wrapped__, "__dynamo_disable", _wrapper.__wrapped__)
+                 getattr(_counting_mode, "__torch_dispatch__", None)):
+    _function = getattr(_wrapper, "__wrapped__", None)
+    if _function is not None:
+        setattr(_function, "__dynamo_disable", _function)
+
+_sgd_step = getattr(torch.optim.SGD.step, "__wrapped__", torch.optim.SGD.step)
 
 
 class SGD(torch.optim.SGD):
@@ -22,4 +27,4 @@ class SGD(torch.optim.SGD):
 
     @torch.no_grad()
     def step(self, closure=None):
-        return torch.optim.SGD.step.__wrapped__(self, closure)
+        return _sgd_step(self, closure)
