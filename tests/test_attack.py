@@ -155,8 +155,8 @@ def test_the_inversion_is_chosen_on_the_attackers_own_held_out_images(monkeypatc
     time), and inverts the victims with it, stopping at that step; the victims do not change the choice."""
     from splitlab.privacy import attack
     from splitlab.privacy.attack import chosen_inversion, from_unit, white_box_inversion
-    monkeypatch.setattr(attack, "LOOK_EVERY", 20)
-    LOOK_EVERY = attack.LOOK_EVERY
+    LOOK_EVERY = 20
+    monkeypatch.setattr(attack, "LOOK_EVERY", LOOK_EVERY)
     torch.manual_seed(0)
     images = torch.nn.functional.avg_pool2d(torch.rand(12, 1, 28, 28), 5, stride=1, padding=2)
     convolution = torch.nn.Conv2d(1, 6, 2, stride=2)

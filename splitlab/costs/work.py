@@ -22,9 +22,13 @@ import sys
 import time
 from contextlib import contextmanager
 
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from splitlab.training import eager  # noqa: F401  (FlopCounterMode without importing torch._dynamo)
+from splitlab.training.eager import uncompiled
+
+# FlopCounterMode counts in a dispatch that torch wraps for torch.compile (eager.py)
+uncompiled(getattr(getattr(flop_counter, "_FlopCounterMode", None), "__torch_dispatch__", None))
 
 
 def peak_rss_mb():
