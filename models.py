@@ -101,11 +101,13 @@ def check_split(name, cut_layer, head_layers=None):
 
 
 @lru_cache(maxsize=None)
-def cut_shape(name, cut_layer):
-    """Shape of one example's activations at ``cut_layer``: what the server receives for it."""
+def cut_shape(name, cut_layer, bottleneck=None):
+    """Shape of one example's activations at ``cut_layer``: what the server receives for it (with a
+    ``bottleneck`` of C channels at the cut, C of them)."""
     check_split(name, cut_layer)
     with torch.no_grad():
-        return tuple(nn.Sequential(*ARCHITECTURES[name]()[:cut_layer])(torch.zeros(1, *IMAGE_SHAPE)).shape[1:])
+        shape = tuple(nn.Sequential(*ARCHITECTURES[name]()[:cut_layer])(torch.zeros(1, *IMAGE_SHAPE)).shape[1:])
+    return shape if bottleneck is None else (bottleneck, *shape[1:])
 
 
 @lru_cache(maxsize=None)
@@ -115,18 +117,30 @@ def head_shape(name, head_layers):
     return (linears[-head_layers].in_features,)
 
 
-def split(name="lenet5", cut_layer=1, seed=None):
-    """``(client_part, server_part)``: network ``name`` cut after block ``cut_layer``."""
+def split(name="lenet5", cut_layer=1, seed=None, bottleneck=None):
+    """``(client_part, server_part)``: network ``name`` cut after block ``cut_layer``. With a ``bottleneck`` of C
+    channels, the client part ends with a 1x1 convolution down to C channels and the server part begins with
+    one back up and a ReLU (what the cut's next block expects: the pooled output of a ReLU), He-initialised
+    from ``seed`` too (``--compress bottleneck:C``, splitlab/training/codec.py)."""
     check_split(name, cut_layer)
     model = build(name, seed)
-    return model[:cut_layer], model[cut_layer:]
+    client, server = model[:cut_layer], model[cut_layer:]
+    if bottleneck is None:
+        return client, server
+    channels = cut_shape(name, cut_layer)[0]
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        down, up = nn.Conv2d(channels, bottleneck, 1), nn.Conv2d(bottleneck, channels, 1)
+        _initialised(nn.Sequential(down, up))
+    return nn.Sequential(*client, down), nn.Sequential(up, nn.ReLU(), *server)
 
 
-def split_u_shaped(name="lenet5", cut_layer=1, head_layers=1, seed=None):
+def split_u_shaped(name="lenet5", cut_layer=1, head_layers=1, seed=None, bottleneck=None):
     """``(front, middle, head)``: network ``name`` cut after block ``cut_layer`` and again before its last
     ``head_layers`` fully connected layers. The client holds front and head, the server the middle."""
     check_split(name, cut_layer, head_layers)
-    front, rest = split(name, cut_layer, seed)
+    front, rest = split(name, cut_layer, seed, bottleneck)
     classifier = rest[-1]  # Flatten, then Linear and ReLU in turn, ending with a Linear
     keep = len(classifier) - (2 * head_layers - 1)
     return front, nn.Sequential(*rest[:-1], classifier[:keep]), classifier[keep:]

@@ -16,6 +16,7 @@ from data import load_shards
 from models import check_split
 from splitlab.errors import InputError
 from splitlab.methods.mpi_method import run_method, run_mpi_main
+from splitlab.methods.local_loss import LocalLossServer
 from splitlab.methods.split_roles import Server
 from splitlab.methods.split_variants import SplitFedV1Server, SplitFedV2Server, UShapedServer
 from splitlab.net.protocol import SERVER
@@ -23,12 +24,14 @@ from splitlab.training.cli import (
     add_client_args,
     add_mpi_args,
     common_parser,
+    compress_spec,
     nonnegative_float,
     nonnegative_int,
     positive_int,
 )
 
-SERVERS = {"vanilla": Server, "sflv1": SplitFedV1Server, "sflv2": SplitFedV2Server, "u-shaped": UShapedServer}
+SERVERS = {"vanilla": Server, "sflv1": SplitFedV1Server, "sflv2": SplitFedV2Server, "u-shaped": UShapedServer,
+           "local-loss": LocalLossServer}
 
 
 def build_parser():
@@ -39,7 +42,20 @@ def build_parser():
     add = parser.add_argument
     add("--variant", choices=list(SERVERS), default="vanilla",
         help="vanilla: clients take turns (the report); sflv1/sflv2: SplitFed V1/V2, clients in parallel, client "
-             "parts averaged every epoch; u-shaped: the client also holds the last layers and keeps the labels")
+             "parts averaged every epoch; u-shaped: the client also holds the last layers and keeps the labels; "
+             "local-loss: each client trains its part on its own loss (an auxiliary head) and gets no gradient "
+             "back, so it never waits for the server (local_loss.py)")
+    add("--compress", type=compress_spec(), default="none", metavar="SPEC",
+        help="how the activations at the cut travel (both cuts of u-shaped): none (float32); int8 or int4 (each "
+             "example's values quantised to 255 or 15 equal steps between its least and greatest value, which "
+             "travel as float32; nearest rounding); topk:F (each example's fraction F of values largest in "
+             "magnitude, exact, with their positions; the rest zero); bottleneck:C (learned: a 1x1 convolution "
+             "down to C channels ends the client part, one back up begins the server part), alone or before a "
+             "codec (bottleneck:2+int4). Training passes the gradient straight through the codec "
+             "(splitlab/training/codec.py)")
+    add("--compress-grad", type=compress_spec(learned=False), default=None, metavar="SPEC",
+        help="how the gradients sent back to the clients travel: none, int8, int4 or topk:F, as for --compress; "
+             "default: --compress's codec")
     add("--cut-layer", type=positive_int, default=1,
         help="cut after this block of the model: lenet5 1 (clients send 6x14x14) or 2 (16x5x5); lenet5-report 1 "
              "(6x12x12) or 2 (16x4x4); vgg-small 1 (16x14x14), 2 (32x7x7) or 3 (64x3x3)")
@@ -97,6 +113,9 @@ def check(args, world_size):
         check_split(args.model, args.cut_layer, args.head_layers if args.variant == "u-shaped" else None)
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    if args.variant == "local-loss" and args.compress_grad is not None:
+        raise InputError("--compress-grad: local-loss split learning sends no gradient to its clients; leave the "
+                         "flag out (accepted forms: none, int8, int4, topk:F)")
     if args.grad_noise_std and args.variant != "u-shaped":
         raise InputError("--grad-noise-std protects the labels a U-shaped client keeps; the other variants send "
                          "their labels: use it with --variant u-shaped")

@@ -17,7 +17,9 @@ import torch
 
 from data import batches, num_batches, shuffle_generator
 from models import cut_shape, flat_parameters, flatten, split, unflatten_into
+from splitlab.training.codec import parse as parse_compress
 from splitlab.costs.work import Work, epoch_keys, peak_rss_mb
+from splitlab.methods.cut import CutWire
 from splitlab.methods.mpi_method import per_client, stop_workers
 from splitlab.net import process_policy
 from splitlab.net.protocol import SERVER, ProtocolError, Tag, tag_name
@@ -26,6 +28,11 @@ from splitlab.training.checkpoint import restore, snapshot
 from splitlab.training.loop import progress
 from splitlab.training.results_guard import atomic_path
 from splitlab.training.steps import Scores, client_backward, server_step, set_lr, sgd
+
+
+def bottleneck_of(args):
+    """The channels of --compress's bottleneck at the cut, or None (codec.py)."""
+    return parse_compress(args.compress)[0]
 
 
 def evaluation_sample(clients, size, seed):
@@ -84,13 +91,13 @@ class Client:
         # Seeded by the client's number, not its rank: a client computes the same wherever it runs.
         self.shuffle = shuffle_generator(args.seed, number - 1)
         self.noise = torch.Generator(device=self.device).manual_seed(args.seed * 1000 + number)
-        self.cut_grad_buf = rank.buffer("cut_grad", (args.batch_size, *cut_shape(args.model, args.cut_layer)))
+        self.wire = rank.wire  # the cut's coded messages (cut.py)
         self.sent_for_leakage = []  # during an evaluation: the activations sent for the first test images
         self.work = Work(self.channel, rank.flops_per_batch)  # what it computes and sends in its turns (work.py)
 
     @staticmethod
     def make_parts(args):
-        return [split(args.model, args.cut_layer, args.seed)[0]]
+        return [split(args.model, args.cut_layer, args.seed, bottleneck_of(args))[0]]
 
     @staticmethod
     def plan(host, num_ranks):
@@ -144,15 +151,14 @@ class Client:
         sent = smashed.detach()
         if self.args.noise_std:
             sent = sent + self.args.noise_std * torch.randn(sent.shape, generator=self.noise, device=self.device)
+        packed = self.wire.send(sent, SERVER, Tag.SMASHED)
         if not torch.is_grad_enabled() and self.args.leakage_images:  # evaluation: keep what the server sees
-            self.sent_for_leakage.append(sent)
-        self.channel.send(sent.cpu().numpy(), SERVER, Tag.SMASHED)
+            self.sent_for_leakage.append(self.wire.seen(packed, Tag.SMASHED, sent.shape))
         return smashed
 
     def backward_cut(self, smashed, x):
         """Receive the gradient at the cut, finish the backward pass (with NoPeek's term) and step."""
-        cut_grad = self.cut_grad_buf[:len(smashed)]
-        self.channel.recv(cut_grad.numpy(), SERVER, Tag.CUT_GRAD)
+        cut_grad = self.wire.recv(SERVER, Tag.CUT_GRAD, smashed.shape)
         penalty = self.args.nopeek * distance_correlation(x, smashed) if self.args.nopeek else None
         client_backward(self.optimizer, smashed, cut_grad.to(self.device), penalty)
 
@@ -222,6 +228,7 @@ class ClientRank:
         shards, (x_test, self.y_test) = data
         self.x_test = x_test.to(device)
         self.buffers = {}
+        self.wire = CutWire(channel, args.compress, args.compress_grad)
         self.initial_parts = [part.to(device) for part in self.client_class.make_parts(args)]  # copied by each
         self.flops_per_batch = {}  # the clients' parts are alike: a batch size's FLOPs counted once for all
         self.clients = {number: self.client_class(number, shard, self) for number, shard in shards.items()}
@@ -248,6 +255,7 @@ class Server:
     ``rank_class`` (that of their client ranks)."""
 
     rank_class = ClientRank
+    returns_gradient = True  # the gradient at the cut goes back to the client (not in local-loss split learning)
 
     def __init__(self, channel, args, data, device, placement):
         self.channel, self.args, self.device = channel, args, device
@@ -257,9 +265,8 @@ class Server:
         self.evaluated = evaluation_sample(self.clients, args.eval_clients, args.seed)
         self.server_part = self.make_part(args).to(device)
         self.optimizer = sgd(self.server_part.parameters(), args)
-        self.cut_shape = cut_shape(args.model, args.cut_layer)
-        most = max(args.batch_size, args.test_batch_size)
-        self.smashed_buf = torch.empty((most, *self.cut_shape))  # receive buffer, allocated once
+        self.cut_shape = cut_shape(args.model, args.cut_layer, bottleneck_of(args))
+        self.wire = CutWire(channel, args.compress, args.compress_grad)  # the cut's coded messages (cut.py)
         self.holder = None  # in pass mode: the client whose part is the newest
         self.received = {}  # what the server has been sent: (tag, shape per example) -> messages
         self.work = Work(channel)  # what it computes in training (work.py)
@@ -267,7 +274,7 @@ class Server:
 
     @staticmethod
     def make_part(args):
-        return split(args.model, args.cut_layer, args.seed)[1]
+        return split(args.model, args.cut_layer, args.seed, bottleneck_of(args))[1]
 
     def state_dict(self):
         """For the checkpoint: the server part and its optimizer, who holds the newest part in pass mode, and
@@ -309,8 +316,13 @@ class Server:
         self.channel.recv(buffer.numpy(), self.rank_of(client), tag)
         return buffer.to(self.device)
 
+    def recv_cut(self, client, tag, shape):
+        """Receive a coded tensor of ``shape`` across the cut from ``client`` (checked as ``recv`` checks)."""
+        self.expect(client, tag, shape[1:])
+        return self.wire.recv(self.rank_of(client), tag, shape).to(self.device)
+
     def recv_smashed(self, client, batch):
-        return self.recv(client, Tag.SMASHED, self.smashed_buf[:batch])
+        return self.recv_cut(client, Tag.SMASHED, (batch, *self.cut_shape))
 
     def finish_turn(self, client):
         self.expect(client, Tag.TURN_DONE, ())
@@ -325,9 +337,10 @@ class Server:
         for size in batch_sizes(len(labels), self.args.batch_size):
             with self.work.batch(size):
                 loss, cut_grad = server_step(self.server_part, self.optimizer, self.recv_smashed(client, size),
-                                             labels[seen:seen + size])
+                                             labels[seen:seen + size], cut_grad=self.returns_gradient)
             loss_sum += loss.item() * size
-            self.channel.send(cut_grad.cpu().numpy(), self.rank_of(client), Tag.CUT_GRAD)
+            if self.returns_gradient:
+                self.wire.send(cut_grad, self.rank_of(client), Tag.CUT_GRAD)
             seen += size
             bar.update()
         return loss_sum, seen, self.finish_turn(client)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from models import flat_parameters, head_shape, load_flat_parameters, split_u_shaped
 from splitlab.methods.averaging import OrderedAverage, weighted_average
 from splitlab.methods.mpi_method import take_turns
-from splitlab.methods.split_roles import Client, ClientRank, Server, batch_sizes, evaluation_batches
+from splitlab.methods.split_roles import Client, ClientRank, Server, batch_sizes, bottleneck_of, evaluation_batches
 from splitlab.net import process_policy
 from splitlab.net.protocol import SERVER, ProtocolError, Tag
 from splitlab.training.loop import progress
@@ -39,19 +39,16 @@ class UShapedClient(Client):
 
     @staticmethod
     def make_parts(args):
-        front, _, head = split_u_shaped(args.model, args.cut_layer, args.head_layers, args.seed)
+        front, _, head = split_u_shaped(args.model, args.cut_layer, args.head_layers, args.seed, bottleneck_of(args))
         return [front, head]
 
     def __init__(self, number, shard, rank):
         super().__init__(number, shard, rank)
         self.head = self.parts[1]
-        most = max(self.args.batch_size, self.args.test_batch_size)
-        self.middle_buf = rank.buffer("middle", (most, *head_shape(self.args.model, self.args.head_layers)))
+        self.head_shape = head_shape(self.args.model, self.args.head_layers)
 
     def recv_middle(self, size):
-        middle = self.middle_buf[:size]
-        self.channel.recv(middle.numpy(), SERVER, Tag.MIDDLE)
-        return middle.to(self.device)
+        return self.wire.recv(SERVER, Tag.MIDDLE, (size, *self.head_shape)).to(self.device)
 
     def start_turn(self, turn):
         self.loss_sum, self.examples = 0.0, 0  # the labels stay here
@@ -67,7 +64,7 @@ class UShapedClient(Client):
         if self.args.grad_noise_std:  # the defence: noise on the gradient the server sees and steps with
             noise = torch.randn(head_grad.shape, generator=self.noise, device=self.device)
             head_grad = head_grad + self.args.grad_noise_std * noise
-        self.channel.send(head_grad.cpu().numpy(), SERVER, Tag.HEAD_GRAD)
+        self.wire.send(head_grad, SERVER, Tag.HEAD_GRAD)
         self.head_grads_sent.append(head_grad.cpu())
         self.labels_kept.append(y)
         self.backward_cut(smashed, x)
@@ -108,11 +105,11 @@ class UShapedServer(Server):
 
     @staticmethod
     def make_part(args):
-        return split_u_shaped(args.model, args.cut_layer, args.head_layers, args.seed)[1]
+        return split_u_shaped(args.model, args.cut_layer, args.head_layers, args.seed, bottleneck_of(args))[1]
 
     def __init__(self, channel, args, data, device, placement):
         super().__init__(channel, args, data, device, placement)
-        self.head_grad_buf = torch.empty((args.batch_size, *head_shape(args.model, args.head_layers)))
+        self.head_shape = head_shape(args.model, args.head_layers)
 
     def train_epoch(self, epoch, lr):
         """Vanilla's epoch, and the label attacks' scores over the epoch's turns (each client's weighted by its
@@ -129,12 +126,12 @@ class UShapedServer(Server):
             with self.work.batch(size):
                 smashed = self.recv_smashed(client, size).requires_grad_()
                 middle = self.server_part(smashed)
-                self.channel.send(middle.detach().cpu().numpy(), self.rank_of(client), Tag.MIDDLE)
-                head_grad = self.recv(client, Tag.HEAD_GRAD, self.head_grad_buf[:size])
+                self.wire.send(middle.detach(), self.rank_of(client), Tag.MIDDLE)
+                head_grad = self.recv_cut(client, Tag.HEAD_GRAD, (size, *self.head_shape))
                 self.optimizer.zero_grad(set_to_none=True)
                 middle.backward(head_grad)
                 self.optimizer.step()
-            self.channel.send(smashed.grad.cpu().numpy(), self.rank_of(client), Tag.CUT_GRAD)
+            self.wire.send(smashed.grad, self.rank_of(client), Tag.CUT_GRAD)
             bar.update()
         report = self.finish_turn(client)
         self.label_leakage.append(report.pop("label_leakage"))
@@ -147,7 +144,7 @@ class UShapedServer(Server):
         self.command(client, Tag.EVALUATE, images=images)
         for size in batch_sizes(images, self.args.test_batch_size):
             middle = self.server_part(self.recv_smashed(client, size))
-            self.channel.send(middle.cpu().numpy(), self.rank_of(client), Tag.MIDDLE)
+            self.wire.send(middle, self.rank_of(client), Tag.MIDDLE)
         report = self.finish_turn(client)
         scores = Scores(self.args.validation)
         scores.merge(report.pop("scores"))
@@ -253,7 +250,7 @@ class SplitFedServer(Server):
         with self.work.batch(size):
             loss, cut_grad = server_step(part, optimizer, self.recv_smashed(client, size),
                                          turn.labels[start:start + size])
-        self.channel.send(cut_grad.cpu().numpy(), self.rank_of(client), Tag.CUT_GRAD)
+        self.wire.send(cut_grad, self.rank_of(client), Tag.CUT_GRAD)
         self.loss_sum += loss.item() * size
         self.bar.update()
 

@@ -131,3 +131,9 @@ def apply(plan, channel):
     import torch
     torch.set_num_threads(plan.threads)
     channel.poll_s = plan.poll_s
+
+
+def local_loss(host):
+    """Local-loss split learning's server and the client in its turn compute at the same time (the client waits
+    for no gradient, the server for no client): half the cores each."""
+    return side_by_side(host, cores=max(1, host.cores // 2))

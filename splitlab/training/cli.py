@@ -11,6 +11,7 @@ import torch
 from data import DataError
 from models import MODELS
 from splitlab.errors import InputError
+from splitlab.training import codec
 
 
 def _number(kind, low, inclusive):
@@ -59,6 +60,19 @@ def fraction(text):
     if value > 1:
         raise argparse.ArgumentTypeError(f"must be in (0, 1], not {text}")
     return value
+
+
+def compress_spec(learned=True):
+    """An argparse type: a --compress value (splitlab/training/codec.py), normalised (``topk:0.10`` ->
+    ``topk:0.1``); ``learned``: whether ``bottleneck:C`` may come before the codec."""
+    def parse(text):
+        try:
+            bottleneck, name = codec.parse(text, learned)
+        except codec.SpecError as exc:
+            raise argparse.ArgumentTypeError(str(exc))
+        return name if bottleneck is None else f"bottleneck:{bottleneck}" + ("" if name == "none" else f"+{name}")
+    parse.__name__ = "codec"
+    return parse
 
 
 def common_parser(method, description):

@@ -114,11 +114,12 @@ def set_lr(optimizer, lr):
 
 # ------------------------------------------------------------------------------ split learning's two roles
 
-def server_step(server_part, optimizer, smashed, labels):
+def server_step(server_part, optimizer, smashed, labels, cut_grad=True):
     """The server's step on one batch: the activations at the cut (``smashed``, a leaf tensor that is given a
     gradient) through ``server_part``, the loss on ``labels``, backward, and one step of ``optimizer``. Returns
-    the loss (still on the device) and the gradient at the cut, which goes back to the client."""
-    smashed.requires_grad_()
+    the loss (still on the device) and the gradient at the cut, which goes back to the client (None without
+    ``cut_grad``: local-loss split learning sends none, and its server does not compute it)."""
+    smashed.requires_grad_(cut_grad)
     loss = F.cross_entropy(server_part(smashed), labels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
