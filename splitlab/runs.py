@@ -103,6 +103,15 @@ def privacy_run_name(model, cut, setting):
     return f"{model}-cut{cut}-{setting}"
 
 
+def compression_run_name(model, method, cut, spec, grad, seed):
+    """compression.py's name for a run: ``<model>[-cut<c>]-<method>-<spec>[-grad-<grad>]-s<seed>``, the specs'
+    ``:`` and ``+`` as ``-`` and ``_`` (``lenet5-report-cut1-split-bottleneck-1_int4-s0``)."""
+    def slug(text):
+        return text.replace(":", "-").replace("+", "_")
+    cut = "" if cut is None else f"-cut{cut}"
+    return f"{model}{cut}-{method}-{slug(spec)}" + (f"-grad-{slug(grad)}" if grad else "") + f"-s{seed}"
+
+
 def attack_files(run, aux):
     """The files of the attack on the run named ``run`` with ``aux`` auxiliary images: its scores, its figure."""
     return f"{run}-aux{aux}-attack.json", f"{run}-aux{aux}-reconstructions.png"
