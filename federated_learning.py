@@ -18,6 +18,7 @@ from splitlab.training.cli import (
     add_client_args,
     add_mpi_args,
     common_parser,
+    compress_spec,
     fraction,
     launched_by_mpi,
     nonnegative_float,
@@ -47,6 +48,14 @@ def build_parser():
     add("--server-lr", type=positive_float, default=1.0,
         help="the aggregator moves the global model this many times the clients' mean update "
              "(1 = plain FedAvg: the global model becomes the average)")
+    add("--compress", type=compress_spec(learned=False), default="none", metavar="SPEC",
+        help="how each client's update travels: none (its whole model as float32, as FedAvg sends it); int8 or "
+             "int4 (its update, the change from the global model, each parameter tensor quantised to 255 or 15 "
+             "equal steps between its least and greatest value, nearest rounding); topk:F (each tensor's fraction F "
+             "of changes largest in magnitude, exact, with their positions). splitlab/training/codec.py")
+    add("--compress-down", type=compress_spec(learned=False), default="none", metavar="SPEC",
+        help="how the global model travels down to the clients, coded the same way (each parameter tensor's "
+             "values, not a change: a client may not hold the last model); the clients train from the decoded model")
     parse = parser.parse_args
 
     def parse_args(*args, **kwargs):  # the one rule between two flags, checked wherever the flags are parsed

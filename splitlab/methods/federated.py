@@ -17,6 +17,7 @@ from splitlab.net import process_policy
 from splitlab.net.protocol import SERVER, ProtocolError, Tag
 from splitlab.privacy.defences import clip_and_noise, update_noise_generator
 from splitlab.training.checkpoint import in_one_process, restore, snapshot
+from splitlab.training.codec import codec, decode_tensors, encode_tensors, tensors_bytes
 from splitlab.training.cli import warn_if_link_set
 from splitlab.training.loop import fit
 from splitlab.training.results import Results
@@ -24,6 +25,44 @@ from splitlab.training.results_guard import atomic_path
 from splitlab.training.steps import evaluate, set_lr, sgd, train_epoch
 
 ONE_PROCESS_CLIENTS = 10  # the report's data holders
+
+
+class Coding:
+    """FedAvg's messages coded (--compress, --compress-down): the global model down, each parameter tensor a row,
+    and a client's update up, coded as its change from the model it started from. Without a codec a message is
+    the flat float32 model, as FedAvg sends it, and a client sends its model, not its change (the same numbers
+    to the digit as before codecs)."""
+
+    def __init__(self, args, model):
+        self.up, self.down = codec(args.compress), codec(args.compress_down)
+        self.sizes = [p.numel() for p in model.parameters()]
+        self.up_bytes, self.down_bytes = tensors_bytes(self.up, self.sizes), tensors_bytes(self.down, self.sizes)
+
+    def pack_model(self, params):
+        """The global model as sent down."""
+        return params.cpu().numpy() if self.down.name == "none" else encode_tensors(self.down, params.cpu().split(self.sizes))
+
+    def unpack_model(self, packed):
+        return torch.from_numpy(packed) if self.down.name == "none" else decode_tensors(self.down, packed, self.sizes)
+
+    def received_model(self, params):
+        """The global model as the clients decode it, which they train from."""
+        return params if self.down.name == "none" else self.unpack_model(self.pack_model(params))
+
+    def pack_update(self, params, start):
+        """A client's message: its parameters ``params`` after training from ``start``."""
+        if self.up.name == "none":
+            return params.cpu().numpy()
+        return encode_tensors(self.up, (params - start).cpu().split(self.sizes))
+
+    def unpack_update(self, packed, start):
+        """The client's parameters as the aggregator reads them: ``start`` plus the decoded change."""
+        return torch.from_numpy(packed) if self.up.name == "none" else start + decode_tensors(self.up, packed, self.sizes)
+
+    def buffer(self, down):
+        """A receive buffer for a model sent down (``down``) or an update sent up."""
+        name, nbytes = (self.down.name, self.down_bytes) if down else (self.up.name, self.up_bytes)
+        return np.empty(nbytes // 4, np.float32) if name == "none" else np.empty(nbytes, np.uint8)
 
 
 class Client:
@@ -68,17 +107,20 @@ class Round:
     """One round on the aggregator's side, in either mode: the sampled clients' updates, averaged in client order
     whatever order they come in, then one aggregator step; :meth:`finish` gives the round's record."""
 
-    def __init__(self, aggregator, shard_sizes, round_number, args, work):
+    def __init__(self, aggregator, shard_sizes, round_number, args, work, coding):
         self.aggregator, self.shard_sizes, self.work = aggregator, shard_sizes, work
         self.sampled = [i + 1 for i in averaging.sample_clients(len(shard_sizes), args.fraction, args.seed,
                                                                 round_number)]
         self.sizes = [shard_sizes[client - 1] for client in self.sampled]
         self.average = averaging.OrderedAverage(self.sampled, self.sizes)
-        self.model_bytes = aggregator.params.numel() * aggregator.params.element_size()
+        self.coding = coding
+        self.model_bytes = coding.down_bytes  # the global model sent down, and each update sent up
+        self.start = coding.received_model(aggregator.params)  # what the clients train from
         self.infos = {}  # client: its loss, traffic and work, which end its part of the round
 
-    def add(self, client, params):
-        self.average.add(client, params)
+    def add(self, client, packed):
+        """Take ``client``'s message (Coding.pack_update)."""
+        self.average.add(client, self.coding.unpack_update(packed, self.start))
 
     def finish(self):
         """Step the global model; the round's record: loss, who took part, the model traffic a deployment has,
@@ -90,7 +132,7 @@ class Round:
         work = epoch_keys(self.work.take(), [self.infos[k]["work"] if k in self.infos else {}
                                              for k in range(1, len(self.shard_sizes) + 1)])
         return {"train_loss": float(np.average(losses, weights=self.sizes)), "clients": n,
-                "model_bytes_down": self.model_bytes * n, "model_bytes_up": self.model_bytes * n, **work}
+                "model_bytes_down": self.coding.down_bytes * n, "model_bytes_up": self.coding.up_bytes * n, **work}
 
 
 def evaluate_global(aggregator, model, x_test, y_test, args):
@@ -118,16 +160,18 @@ def run_one_process(parser, args, device):
     clients = {k: Client(k - 1, x.to(device), y.to(device), model, args, None, flops) for k, (x, y) in shards.items()}
     aggregator = averaging.Aggregator(flat_parameters(model), args.server_momentum, args.server_lr)
     server_work = Work()  # the aggregator's (work.py)
+    coding = Coding(args, model)
 
     def train_one_round(round_number, lr):
-        round = Round(aggregator, shard_sizes, round_number, args, server_work)
+        round = Round(aggregator, shard_sizes, round_number, args, server_work, coding)
         for k in round.sampled:
             with clients[k].work.active():
-                params, loss = clients[k].train(aggregator.params, lr, round_number)
+                params, loss = clients[k].train(round.start.to(device), lr, round_number)
+                packed = coding.pack_update(params, round.start.to(device))
             with server_work.active():
-                round.add(k, params)
+                round.add(k, packed)
             work = {**clients[k].work.take(), "peak_rss_mb": peak_rss_mb(),  # the model's way down and up, as over MPI
-                    "bytes_sent": round.model_bytes, "bytes_received": round.model_bytes}
+                    "bytes_sent": coding.up_bytes, "bytes_received": coding.down_bytes}
             round.infos[k] = {"train_loss": loss, "work": work}
         return round.finish()
 
@@ -150,11 +194,12 @@ class AggregatorRank:
         self.num_ranks, self.rank_of = placement.num_ranks, placement.rank_of
         self.model = build(args.model, args.seed).to(device)
         self.aggregator = averaging.Aggregator(flat_parameters(self.model).cpu(), args.server_momentum, args.server_lr)
-        self.update = torch.empty(self.aggregator.params.numel())
+        self.coding = Coding(args, self.model)
+        self.update = self.coding.buffer(down=False)
         self.work = Work(channel)  # the aggregator's (work.py)
 
     def train_epoch(self, round_number, lr):
-        round = Round(self.aggregator, self.shard_sizes, round_number, self.args, self.work)
+        round = Round(self.aggregator, self.shard_sizes, round_number, self.args, self.work, self.coding)
         updated, has_model = set(), set()
 
         def start(client):
@@ -163,13 +208,13 @@ class AggregatorRank:
             if rank in has_model:  # the rank has this round's model: counted as sent again, to this client
                 self.channel.count_unsent(round.model_bytes, 0)
             else:
-                self.channel.send(self.aggregator.params.numpy(), rank, Tag.GLOBAL_MODEL)
+                self.channel.send(self.coding.pack_model(self.aggregator.params), rank, Tag.GLOBAL_MODEL)
                 has_model.add(rank)
 
         def take_update(client):  # in whatever order the updates come
             if client in updated:
                 raise ProtocolError(f"client {client} sent a second UPDATE in round {round_number}")
-            self.channel.recv(self.update.numpy(), self.rank_of(client), Tag.UPDATE)
+            self.channel.recv(self.update, self.rank_of(client), Tag.UPDATE)
             updated.add(client)
             round.add(client, self.update)
 
@@ -219,7 +264,9 @@ class ClientRank:
         flops = {}  # the clients train one model: its FLOPs a batch size, counted once for all
         self.clients = {k: Client(k - 1, x.to(device), y.to(device), model, args, channel, flops)
                         for k, (x, y) in shards.items()}
-        self.global_params = torch.empty(sum(p.numel() for p in model.parameters()))
+        self.coding = Coding(args, model)
+        self.global_packed = self.coding.buffer(down=True)
+        self.global_params = None
         self.model_round = None  # the round whose global model this rank holds
         self.handlers = {Tag.ROUND: self.train_round}
 
@@ -236,11 +283,12 @@ class ClientRank:
         work = self.clients[client].work
         with work.active():
             if round == self.model_round:  # sent once a round and rank; counted as received by each client
-                self.channel.count_unsent(0, self.global_params.nbytes)
+                self.channel.count_unsent(0, self.global_packed.nbytes)
             else:
-                self.channel.recv(self.global_params.numpy(), SERVER, Tag.GLOBAL_MODEL)
+                self.channel.recv(self.global_packed, SERVER, Tag.GLOBAL_MODEL)
+                self.global_params = self.coding.unpack_model(self.global_packed).to(self.device)
                 self.model_round = round
-            params, loss = self.clients[client].train(self.global_params.to(self.device), lr, round)
-            self.channel.send(params.cpu().numpy(), SERVER, Tag.UPDATE)
+            params, loss = self.clients[client].train(self.global_params, lr, round)
+            self.channel.send(self.coding.pack_update(params, self.global_params), SERVER, Tag.UPDATE)
         self.channel.send_obj({"train_loss": loss, **self.channel.traffic(),
                                "work": {**work.take(), "peak_rss_mb": peak_rss_mb()}}, SERVER, Tag.UPDATE_INFO)
