@@ -143,7 +143,8 @@ class Quantised(Packed):
         if self.bits == 4:
             codes = np.stack([codes & 15, codes >> 4], 2).reshape(len(rows), -1)[:, :n]
         step = (hi - lo) / self.levels
-        return (lo + torch.from_numpy(codes.astype(np.float64)) * step).float()
+        values = lo + torch.from_numpy(codes.astype(np.float64)) * step
+        return torch.minimum(torch.maximum(values, lo), hi).float()  # within the row's span: no float32 overflow
 
 
 class TopK(Packed):

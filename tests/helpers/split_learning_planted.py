@@ -13,6 +13,7 @@ PLANT is one of:
               of activations (3 images = 2 activations at cut layer 1)
   labels      every U-shaped client sends its turn's labels, as a vanilla client does
   record DIR  every client writes its state (weights and momentum) at the start and end of each turn to DIR
+  gradient    the local-loss server sends the gradient at the cut back after each batch, as vanilla's does
 """
 
 import contextlib
@@ -27,7 +28,7 @@ import torch
 
 import split_learning
 from models import cut_shape, flatten
-from splitlab.methods import split_roles, split_variants
+from splitlab.methods import local_loss, split_roles, split_variants
 from splitlab.methods.mpi_method import run_mpi_main
 from splitlab.net.protocol import SERVER, Tag
 
@@ -94,6 +95,7 @@ PLANTS = {  # what each plant replaces: (class, method, replacement)
     "raw-images": [(Client, "send_smashed", send_raw_images)],
     "labels": [(split_variants.UShapedClient, "start_turn", send_labels)],
     "record": [(Client, "take_turn", recording_turn), (Client, "start_turn", recording_start)],
+    "gradient": [(local_loss.LocalLossServer, "returns_gradient", True)],
 }
 if plant not in PLANTS:
     sys.exit(f"unknown plant {plant!r}")
