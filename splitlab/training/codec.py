@@ -125,26 +125,26 @@ class Quantised(Packed):
         return HEADER + math.ceil(n * self.bits / 8)
 
     def pack(self, rows):
-        x = rows.double()  # float64: the span of two float32 values never overflows, nor loses a step
-        lo, hi = x.min(1, keepdim=True).values, x.max(1, keepdim=True).values
+        x = rows.numpy().astype(np.float64)  # float64: the span of two float32 values never overflows, nor loses a step
+        lo, hi = x.min(1, keepdims=True), x.max(1, keepdims=True)
         step = (hi - lo) / self.levels
-        codes = torch.where(step > 0, torch.round((x - lo) / torch.where(step > 0, step, 1.0)), 0.0)
-        codes = codes.clamp(0, self.levels).to(torch.uint8).numpy()
+        inverse = np.divide(1.0, step, out=np.zeros_like(step), where=step > 0)  # a constant row: every code 0
+        codes = np.minimum(np.rint((x - lo) * inverse), self.levels).astype(np.uint8)
         if self.bits == 4:
             if codes.shape[1] % 2:
                 codes = np.pad(codes, ((0, 0), (0, 1)))
             codes = codes[:, 0::2] | (codes[:, 1::2] << 4)
-        header = torch.cat([lo, hi], 1).float().numpy().view(np.uint8)
-        return np.ascontiguousarray(np.concatenate([header, codes], 1))
+        header = np.concatenate([lo, hi], 1).astype(np.float32).view(np.uint8)
+        return np.concatenate([header, codes], 1)
 
     def unpack(self, rows, n):
-        lo, hi = (torch.from_numpy(rows[:, :HEADER].copy().view(np.float32)).double().split(1, 1))
+        span = np.ascontiguousarray(rows[:, :HEADER]).view(np.float32).astype(np.float64)
+        lo, hi = span[:, :1], span[:, 1:]
         codes = rows[:, HEADER:]
         if self.bits == 4:
             codes = np.stack([codes & 15, codes >> 4], 2).reshape(len(rows), -1)[:, :n]
-        step = (hi - lo) / self.levels
-        values = lo + torch.from_numpy(codes.astype(np.float64)) * step
-        return torch.minimum(torch.maximum(values, lo), hi).float()  # within the row's span: no float32 overflow
+        values = lo + codes * ((hi - lo) / self.levels)
+        return torch.from_numpy(np.clip(values, lo, hi).astype(np.float32))  # within the row's span: no overflow
 
 
 class TopK(Packed):
@@ -164,17 +164,19 @@ class TopK(Packed):
         return self.kept(n) * (4 + np.dtype(self.index_type(n)).itemsize)
 
     def pack(self, rows):
-        n = rows.shape[1]
-        positions = rows.abs().topk(self.kept(n), dim=1, sorted=False).indices
-        values = rows.float().gather(1, positions).numpy()
-        positions = positions.numpy().astype(self.index_type(n))
-        return np.ascontiguousarray(np.concatenate([values.view(np.uint8), positions.view(np.uint8)], 1))
+        x = rows.numpy().astype(np.float32, copy=False)
+        n, k = x.shape[1], self.kept(x.shape[1])
+        positions = np.argpartition(-np.abs(x), k - 1, axis=1)[:, :k]  # the k largest magnitudes, in no order
+        values = np.take_along_axis(x, positions, 1)
+        return np.concatenate([values.view(np.uint8), positions.astype(self.index_type(n)).view(np.uint8)], 1)
 
     def unpack(self, rows, n):
         k = self.kept(n)
-        values = torch.from_numpy(rows[:, :4 * k].copy().view(np.float32))
-        positions = torch.from_numpy(rows[:, 4 * k:].copy().view(self.index_type(n)).astype(np.int64))
-        return torch.zeros(len(rows), n).scatter_(1, positions, values)
+        values = np.ascontiguousarray(rows[:, :4 * k]).view(np.float32)
+        positions = np.ascontiguousarray(rows[:, 4 * k:]).view(self.index_type(n)).astype(np.int64)
+        dense = np.zeros((len(rows), n), np.float32)
+        np.put_along_axis(dense, positions, values, 1)
+        return torch.from_numpy(dense)
 
 
 # ------------------------------------------------------------------------------------------ FedAvg's updates
