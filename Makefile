@@ -10,6 +10,8 @@
 # make decision   which method reaches a target accuracy first, by clients and bandwidth (decision.py)
 # make decision-trials  every method of the map in 8 settings, each cell taking each method's best (hours)
 # make work       what a data holder pays: every method, 10 clients, for the models WORK_MODELS
+# make compression  split learning, local-loss split learning and FedAvg under each codec at each cut, 3 seeds (about
+#                 an hour and a half on the 2-core machine), then results/compression.json, its table and figure
 # make bench      the speed benchmarks (ratios measured side by side)
 # make mutate     mutation testing (mutmut) of the modules that need no MPI, with the score of each
 # make hosts      each method across hosts made on this machine (namespaces, tc links; root): time measured vs modelled
@@ -23,6 +25,7 @@ CORES  ?= 2,4,8,16
 comma  := ,
 
 .PHONY: setup data test mutate reproduce variants study privacy privacy-careful labels scale decision decision-trials work bench hosts \
+	compression \
 	bench-cores
 
 setup: $(VENV)/.installed data
@@ -222,6 +225,13 @@ study: setup
 # vgg-small is left out: its 15 trainings and 30 attacks would add about 1.5 hours (docs/findings.md, "Across
 # depth"; python privacy.py --models vgg-small runs them).
 PRIVACY_EPOCHS ?= 3
+# Compressed messages (compression.py into results/compression/, resumable): lenet5-report, 10 clients, 5 epochs,
+# cuts 1 and 2, seeds 0-2; each setting against the uncompressed run of its seed (docs/findings.md, "Compression").
+compression: setup
+	$(PYTHON) compression.py
+	$(PYTHON) plot_results.py
+	@echo "== make compression took $$(( $$(date +%s) - $(STARTED) )) s"
+
 privacy: setup
 	$(PYTHON) privacy.py --models lenet5,lenet5-report --settings none,nopeek=0.5,nopeek=2,nopeek=8,noise=0.5,noise=1 \
 		--epochs $(PRIVACY_EPOCHS) --clients 2 --aux 500,5000 --fedavg none,clip=5:noise=0.003

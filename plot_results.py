@@ -17,7 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from splitlab.reports import experiment, labels, pages, privacy, scale, study, work
+from splitlab.reports import compression, experiment, labels, pages, privacy, scale, study, work
 from splitlab.reports.bandwidth import bandwidth_figure
 from splitlab.reports.runs_table import runs_table, write_runs_table
 
@@ -51,7 +51,9 @@ def main():
         (scale.load_scale(args.scale or folder / "scale"), scale.scale_figure, "scale.png",
          "Many clients (make scale)", scale.scale_markdown),
         (work.load_work(folder / "work"), work.work_figure, "work.png",
-         "What a data holder pays (make work)", work.work_markdown)]
+         "What a data holder pays (make work)", work.work_markdown),
+        (compression.load_compression(folder / "compression"), compression.compression_figure, "compression.png",
+         "Compressed messages (make compression)", compression.compression_markdown)]
     if not runs and not any(found for found, *_ in reports):
         print(f"error: no readable results in {args.results_dir}; run the training scripts first", file=sys.stderr)
         sys.exit(2)
@@ -67,6 +69,10 @@ def main():
             figure(found).savefig(out.parent / name, dpi=120)
             written.append(out.parent / name)
             summary += f"\n## {heading}\n\n" + table(found)
+    coded = compression.load_compression(folder / "compression")
+    if coded:
+        compression.write_compression_json(compression.compression_entries(coded), out.parent / "compression.json")
+        written.append(out.parent / "compression.json")
     careful = privacy.load_careful(folder / "privacy")  # a table without a figure of its own
     if careful:
         summary += "\n## The careful attacker (attack.py's budgets chosen on held-out images)\n\n" + \

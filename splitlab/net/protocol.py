@@ -47,6 +47,14 @@ Every method, after each epoch (round), for its checkpoint (not part of the meth
 Any rank, when it fails: rank -> rank 0  FAILED  obj {"error"}, just before it ends the job; rank 0 raises
 PeerFailed wherever it waits, and its results file names that rank.
 
+Local-loss split learning: as vanilla without CUT_GRAD: per batch only k -> server SMASHED; a client sends batch
+after batch without waiting, and a CUT_GRAD sent to it is a ProtocolError there (it has no handler for one).
+
+With --compress / --compress-grad (every variant), SMASHED and MIDDLE travel coded with the first codec, CUT_GRAD
+and HEAD_GRAD with the second: uint8 [B x the codec's bytes a row] (int8/int4: each row's least and greatest
+value as float32, then the codes; topk:F: the kept values as float32, then their positions), in place of float32
+[B, ...]; without a codec (none) as float32, as above (splitlab/training/codec.py, methods/cut.py).
+
 The server sees nothing of a client's data but cut-layer activations and labels; the server checks every
 message against that layout (sender, tag, size) and stops with a ProtocolError on anything else.
 
@@ -55,7 +63,9 @@ FedAvg, per round (MPI mode), for each sampled client k (clients not sampled jus
     aggregator -> k    ROUND         obj {"client", "round", "lr"}
     aggregator -> k    GLOBAL_MODEL  float32 [P]  the global model's parameters (once a round to each rank, with
                                      its first ROUND; counted once for each of its clients)
-    k -> aggregator    UPDATE        float32 [P]  k's parameters after local training, then
+    k -> aggregator    UPDATE        float32 [P]  k's parameters after local training (with --compress: uint8, its
+                                     change from GLOBAL_MODEL coded a row a parameter tensor; with
+                                     --compress-down GLOBAL_MODEL is coded so too), then
     k -> aggregator    UPDATE_INFO   obj {"train_loss", "bytes_sent", "bytes_received", "work"} (work.py; the
                                      aggregator weights by the shard sizes it was given at set-up)
   at most one client per core trains at a time: the aggregator starts the next sampled client whenever an

@@ -47,6 +47,9 @@ def load_client_part(path, client, cut_layer):
     if not 1 <= client <= len(parts):
         raise InputError(f"{path} has client parts 1..{len(parts)}, not {client}")
     model = config.setdefault("model", "lenet5")  # files written before --model held LeNet-5
+    if config.get("compress", "none") != "none":  # the server saw decoded activations (and a bottleneck's channels)
+        raise InputError(f"{path} comes from a run with --compress {config['compress']}: the attacks do not yet "
+                         "apply its codec to what the server saw; attack a run without --compress")
     try:
         front = split(model, config["cut_layer"])[0]
     except ValueError as exc:

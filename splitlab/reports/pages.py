@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cogapp import Cog
 
-from splitlab.reports import experiment, privacy, scale, study, work
+from splitlab.reports import compression, experiment, privacy, scale, study, work
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "results"
@@ -79,6 +79,8 @@ TABLES = {
     "privacy-careful": lambda results: privacy.careful_markdown(privacy.load_careful(results / "privacy")),
     "privacy-budget": lambda results: privacy.budget_markdown(privacy.load_careful(results / "privacy")),
     "noniid": lambda results: study.study_markdown(study.load_study(results / "study")),
+    "compression": lambda results: compression.compression_markdown(
+        compression.load_compression(results / "compression")),
     "suite-times": _suite_times,
     "device-cpu-2026-12-04": lambda results: _benchmark_log(results / "device" / "2026-12-04-h200-cpu.log"),
     "device-gpu-2026-12-04": lambda results: _benchmark_log(results / "device" / "2026-12-04-h200-gpu.log"),
