@@ -262,3 +262,53 @@ def test_fedavg_int8_averages_the_dequantised_updates(tmp_path):
     epoch = json.loads((tmp_path / "federated.json").read_text())["epochs"][0]
     assert epoch["model_bytes_up"] + epoch["model_bytes_down"] == fedavg_round_bytes(2, start.numel(), sizes, "int8")
     assert epoch["model_bytes_up"] < epoch["model_bytes_down"] / 3.9
+
+
+# ------------------------------------------------------------------------------------------------ the report
+
+def write_run(folder, name, method, config, epochs):
+    run = {"method": method, "status": "completed", "config": config,
+           "epochs": [{"epoch": i + 1, "val_acc": acc, "test_acc": acc, "bytes_sent": sent}
+                      for i, (acc, sent) in enumerate(epochs)]}
+    (folder / f"{name}.json").write_text(json.dumps(run))
+
+
+def test_each_setting_is_measured_against_the_uncompressed_run_of_its_seed(tmp_path):
+    from splitlab.reports.compression import compression_entries, load_compression, pareto
+
+    split = {"variant": "vanilla", "cut_layer": 1, "compress_grad": None}
+    for seed, acc in enumerate([0.90, 0.88, 0.86]):  # epoch 1 carries the set-up's bytes; the best epoch is read
+        write_run(tmp_path, f"none-{seed}", "split", {**split, "compress": "none", "seed": seed},
+                  [(acc, 1100), (acc - 0.01, 1000)])
+    for seed, acc in enumerate([0.899, 0.85, 0.859]):
+        write_run(tmp_path, f"int8-{seed}", "split", {**split, "compress": "int8", "seed": seed},
+                  [(acc - 0.1, 300), (acc, 250)])
+    write_run(tmp_path, "ll-0", "split", {**split, "variant": "local-loss", "compress": "bottleneck:1+int4",
+                                          "seed": 0}, [(0.87, 20)])
+    write_run(tmp_path, "unfinished", "split", {**split, "compress": "int4", "seed": 0}, [(0.5, 10)])
+    (tmp_path / "unfinished.json").write_text((tmp_path / "unfinished.json").read_text().replace("completed",
+                                                                                                 "running"))
+    entries = {(e["method"], e["compress"]): e for e in compression_entries(load_compression(tmp_path))}
+    assert set(entries) == {("split", "none"), ("split", "int8"), ("local-loss", "bottleneck:1+int4")}
+    int8 = entries[("split", "int8")]
+    assert int8["bytes_reduction"] == 4.0 and int8["compress_grad"] == "int8" and int8["cut_layer"] == 1
+    # the median of the seeds' differences (0.1, 3.0, 0.1 points), not the difference of the medians (2.1)
+    assert int8["accuracy_drop_points"] == pytest.approx(0.1)
+    assert int8["seeds"] == [0, 1, 2] and int8["val_acc"] == 0.859
+    local = entries[("local-loss", "bottleneck:1+int4")]
+    assert local["seeds"] == [0] and local["bytes_reduction"] == 50.0 and local["compress_grad"] is None
+    assert local["accuracy_drop_points"] == pytest.approx(3.0)
+    assert pareto([(10, 0.8), (5, 0.7), (20, 0.79), (30, 0.9), (5, 0.6)]) == [(5, 0.7), (10, 0.8), (30, 0.9)]
+
+
+def test_the_grid_lists_its_runs_and_refuses_a_bad_setting(tmp_path):
+    result = in_process("compression.py", "--dry-run", "--settings", "split=bottleneck:2+int4/none,fedavg=int8",
+                        "--seeds", "0,1", "--cuts", "2", "--results-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    names = [line.split()[-1] for line in result.stdout.splitlines() if line.startswith("==")]
+    assert names == ["lenet5-report-cut2-split-bottleneck-2_int4-grad-none-s0", "lenet5-report-fedavg-int8-s0",
+                     "lenet5-report-cut2-split-bottleneck-2_int4-grad-none-s1", "lenet5-report-fedavg-int8-s1"]
+    assert "--compress bottleneck:2+int4 --compress-grad none --cut-layer 2" in result.stdout
+    for bad in ["fedavg=bottleneck:2", "local-loss=int8/int4", "split=int3", "sgd=int8"]:
+        refused = in_process("compression.py", "--dry-run", "--settings", bad)
+        assert refused.returncode == 2 and "error:" in refused.stderr, bad

@@ -81,6 +81,7 @@ TABLES = {
     "noniid": lambda results: study.study_markdown(study.load_study(results / "study")),
     "compression": lambda results: compression.compression_markdown(
         compression.load_compression(results / "compression")),
+    "local-loss-one-client": lambda results: compression.one_client_markdown(results / "compression" / "one-client"),
     "suite-times": _suite_times,
     "device-cpu-2026-12-04": lambda results: _benchmark_log(results / "device" / "2026-12-04-h200-cpu.log"),
     "device-gpu-2026-12-04": lambda results: _benchmark_log(results / "device" / "2026-12-04-h200-gpu.log"),
