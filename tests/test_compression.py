@@ -312,3 +312,18 @@ def test_the_grid_lists_its_runs_and_refuses_a_bad_setting(tmp_path):
     for bad in ["fedavg=bottleneck:2", "local-loss=int8/int4", "split=int3", "sgd=int8"]:
         refused = in_process("compression.py", "--dry-run", "--settings", bad)
         assert refused.returncode == 2 and "error:" in refused.stderr, bad
+
+
+def test_the_attacks_see_the_activations_through_the_runs_codec():
+    """What the attacker observes is what the server computed on: the decoded activations, at a bottleneck's
+    channels (a noise-free int4 observation has at most 16 values an example)."""
+    from splitlab.privacy.attack import observe
+
+    front = split("lenet5", 2, 0, bottleneck=3)[0]
+    x = torch.randn(5, 1, 28, 28)
+    plain = observe(front, x, 0.0, torch.Generator())
+    coded = observe(front, x, 0.0, torch.Generator(), compress="bottleneck:3+int4")
+    assert plain.shape == coded.shape == (5, 3, 5, 5)
+    assert not torch.equal(plain, coded)
+    assert max(len(torch.unique(row)) for row in coded) <= 16
+    assert (coded - plain).abs().max() <= (plain.amax((1, 2, 3)) - plain.amin((1, 2, 3))).max() / 30 + 1e-6

@@ -4,8 +4,6 @@ server's, and a client rank's for all of its clients (they run one at a time, an
 
 import math
 
-import numpy as np
-
 from splitlab.net.protocol import Tag
 from splitlab.training import codec as codecs
 
@@ -51,7 +49,3 @@ class CutWire:
         buffer = self.buffers[key]
         self.channel.recv(buffer, source, tag)
         return self.codecs[tag].decode(buffer, shape)
-
-    def bytes_per_example(self, tag, shape):
-        """Bytes of one example of ``shape`` (one row) in a ``tag`` message."""
-        return self.codecs[tag].row_bytes(int(np.prod(shape)))

@@ -218,8 +218,8 @@ class Client:
 
 class ClientRank:
     """A client rank: its clients (placement.py), each with its own shard and state, and what they share: the
-    test set, the receive buffers, the rank's threads. It runs the client each command names; subclasses name
-    their ``client_class``."""
+    test set, the cut's messages and their receive buffers (cut.py), the rank's threads. It runs the client each
+    command names; subclasses name their ``client_class``."""
 
     client_class = Client
 
@@ -227,8 +227,7 @@ class ClientRank:
         self.channel, self.args, self.device, self.placement = channel, args, device, placement
         shards, (x_test, self.y_test) = data
         self.x_test = x_test.to(device)
-        self.buffers = {}
-        self.wire = CutWire(channel, args.compress, args.compress_grad)
+        self.wire = CutWire(channel, args.compress, args.compress_grad)  # its clients' receive buffers too
         self.initial_parts = [part.to(device) for part in self.client_class.make_parts(args)]  # copied by each
         self.flops_per_batch = {}  # the clients' parts are alike: a batch size's FLOPs counted once for all
         self.clients = {number: self.client_class(number, shard, self) for number, shard in shards.items()}
@@ -242,11 +241,6 @@ class ClientRank:
         for number, client in self.clients.items():
             client.load_state_dict(state[number])
 
-    def buffer(self, name, shape):
-        """A receive buffer that this rank's clients share (they run one at a time), allocated once."""
-        if name not in self.buffers:
-            self.buffers[name] = torch.empty(shape)
-        return self.buffers[name]
 
 
 class Server:

@@ -114,6 +114,12 @@ def splitfed_client(host, num_clients):
     return side_by_side(host, splitfed_clients_at_once(host, num_clients), cores=splitfed_client_cores(host))
 
 
+def local_loss(host):
+    """Local-loss split learning's server and the client in its turn compute at the same time (the client waits
+    for no gradient, the server for no client): half the cores each."""
+    return side_by_side(host, cores=max(1, host.cores // 2))
+
+
 def fedavg_clients_at_once(host, num_clients):
     """FedAvg's clients train at the same time, but no more of them than there are cores, this host's and the
     other hosts': more would only take turns on the cores and evict each other from the caches."""
@@ -131,9 +137,3 @@ def apply(plan, channel):
     import torch
     torch.set_num_threads(plan.threads)
     channel.poll_s = plan.poll_s
-
-
-def local_loss(host):
-    """Local-loss split learning's server and the client in its turn compute at the same time (the client waits
-    for no gradient, the server for no client): half the cores each."""
-    return side_by_side(host, cores=max(1, host.cores // 2))

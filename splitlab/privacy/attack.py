@@ -13,6 +13,7 @@ from torch import nn
 from data import MEAN, STD, batches, load_fashion_mnist, shuffle_generator
 from models import cut_shape, lenet5, split
 from splitlab.errors import InputError
+from splitlab.training import codec as codecs
 from splitlab.training.cli import common_parser, nonnegative_int, positive_int
 from splitlab.training.steps import evaluate, sgd, train_epoch
 
@@ -47,11 +48,8 @@ def load_client_part(path, client, cut_layer):
     if not 1 <= client <= len(parts):
         raise InputError(f"{path} has client parts 1..{len(parts)}, not {client}")
     model = config.setdefault("model", "lenet5")  # files written before --model held LeNet-5
-    if config.get("compress", "none") != "none":  # the server saw decoded activations (and a bottleneck's channels)
-        raise InputError(f"{path} comes from a run with --compress {config['compress']}: the attacks do not yet "
-                         "apply its codec to what the server saw; attack a run without --compress")
     try:
-        front = split(model, config["cut_layer"])[0]
+        front = split(model, config["cut_layer"], bottleneck=codecs.parse(config.get("compress", "none"))[0])[0]
     except ValueError as exc:
         raise InputError(f"{path}: {exc}") from None
     try:
@@ -71,11 +69,14 @@ def from_unit(u):
     return (u - MEAN) / STD
 
 
-def observe(front, x, noise_std, generator):
-    """What the server receives for images ``x``: the client part's activations, with the run's noise."""
+def observe(front, x, noise_std, generator, compress="none"):
+    """What the server receives for images ``x``: the client part's activations, with the run's noise, through the
+    run's codec (--compress; decoded, as the server computes on them)."""
     with torch.no_grad():
         z = front(x)
-        return z + noise_std * torch.randn(z.shape, generator=generator) if noise_std else z
+        z = z + noise_std * torch.randn(z.shape, generator=generator) if noise_std else z
+        coded = codecs.codec(codecs.parse(compress)[1])
+        return coded.decode(coded.encode(z), z.shape) if coded.name != "none" else z
 
 
 def total_variation(u):
@@ -237,11 +238,12 @@ def figure(path, original, reconstructions, columns=10):
     plt.close(fig)
 
 
-def run_attacks(front, victims, aux, noise_std, cut, args):
-    """Both attacks on what ``front`` sends for the victims (with the run's noise): images by attack, and each
-    attack's choice (the decoder's width and passes, the inversion's TV weight and steps)."""
+def run_attacks(front, victims, aux, noise_std, cut, args, compress="none"):
+    """Both attacks on what ``front`` sends for the victims (with the run's noise and codec): images by attack, and
+    each attack's choice (the decoder's width and passes, the inversion's TV weight and steps)."""
     generator = torch.Generator().manual_seed(args.seed)
-    z_victims, z_aux = observe(front, victims, noise_std, generator), observe(front, aux, noise_std, generator)
+    z_victims = observe(front, victims, noise_std, generator, compress)
+    z_aux = observe(front, aux, noise_std, generator, compress)
     decoded, decoder_choice = learned_decoder(z_aux, to_unit(aux), z_victims, cut, args.decoder_widths,
                                               args.decoder_epochs, args.seed)
     held = min(max(1, int(len(aux) * HELD_OUT)), INVERTED_HELD_OUT)
@@ -262,15 +264,17 @@ def attack(args):
     noise_std = config.get("noise_std", 0.0)
     victims, labels = x_test[:args.victims], y_test[:args.victims]
     aux = x_test[AUX_START:AUX_START + args.aux]
-    original, cut = to_unit(victims), cut_shape(config["model"], config["cut_layer"])
+    compress = config.get("compress", "none")
+    original = to_unit(victims)
+    cut = cut_shape(config["model"], config["cut_layer"], codecs.parse(compress)[0])
 
     print(f"attacking client {client}'s part ({config['model']}, cut layer {config['cut_layer']}, variant "
           f"{config.get('variant', 'vanilla')}, noise {noise_std}, NoPeek {config.get('nopeek', 0.0)})",
           file=sys.stderr)
-    reconstructions, choices = run_attacks(front, victims, aux, noise_std, cut, args)
-    baselines, _ = run_attacks(blind(front), victims, aux, noise_std, cut, args)
+    reconstructions, choices = run_attacks(front, victims, aux, noise_std, cut, args, compress)
+    baselines, _ = run_attacks(blind(front), victims, aux, noise_std, cut, args, compress)
     classifier = train_classifier(x_train, y_train, args.classifier_epochs, args.seed)
-    result = {"parts": str(args.parts), "client": client, "config": config,
+    result = {"parts": str(args.parts), "client": client, "config": config, "compress": compress,
               "victims": f"test images 0..{args.victims - 1}",
               "auxiliary": f"test images {AUX_START}..{AUX_START + args.aux - 1}", "attack_settings": vars(args),
               "classifier_accuracy_on_originals": evaluate(classifier, victims, labels, 1000)["test_acc"],
