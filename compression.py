@@ -37,7 +37,7 @@ METHODS = {"split": ("split_learning.py", ["--variant", "vanilla"]),
            "local-loss": ("split_learning.py", ["--variant", "local-loss"]),
            "fedavg": ("federated_learning.py", [])}
 DEFAULT_SETTINGS = ("split=none,split=int8,split=bottleneck:1+int4,split=bottleneck:2+int4,split=topk:0.1,"
-                    "local-loss=none,split=int4,local-loss=bottleneck:1+int4,"
+                    "local-loss=none,local-loss=bottleneck:2+int4,local-loss=bottleneck:4+int4,split=int4,"
                     "fedavg=none,fedavg=int8,fedavg=int4,fedavg=topk:0.1")
 
 
