@@ -157,9 +157,10 @@ def test_a_bottleneck_sends_its_channels_and_local_loss_gets_no_gradient(coded):
 
 @needs_data
 def test_a_coded_run_gives_the_same_numbers_on_any_placement(tmp_path):
-    flags = [*SMALL[:-2], "--epochs", "2", "--clients", "4", "--compress", "int4", "--compress-grad", "topk:0.2"]
+    flags = ["--train-subset", "256", "--test-subset", "100", "--patience", "0", "--no-progress", "--epochs", "2",
+             "--clients", "4", "--compress", "int4", "--compress-grad", "topk:0.2", "--leakage-images", "0"]
     records = []
-    for ranks in (2, 3, 5):
+    for ranks in (2, 3):  # the 4 clients on one client rank, then two of them on each of two
         result = mpirun(ranks, "split_learning.py", *flags, "--results-dir", str(tmp_path / str(ranks)), env=PINNED,
                         timeout=300)
         assert result.returncode == 0, result.stderr

@@ -410,3 +410,20 @@ def test_a_table_block_that_differs_from_its_results_is_found(tmp_path):
         epoch["test_acc"] -= 0.05
     path.write_text(json.dumps(run))
     assert pages.regenerate([page], results, check=True) == [page]
+
+
+def test_what_the_readme_says_of_compression_is_the_committed_table():
+    """The findings box quotes results/compression.json (make compression): a number that drifts fails here."""
+    entries = {(e["method"], e["compress"], e["cut_layer"]): e
+               for e in json.loads((ROOT / "results" / "compression.json").read_text())}
+    readme = " ".join((ROOT / "README.md").read_text().split())
+
+    def quoted(method, compress, cut):
+        entry = entries[(method, compress, cut)]
+        return f"{entry['bytes_reduction']:.0f}x fewer bytes for {entry['accuracy_drop_points']:.1f} points"
+
+    assert f"local-loss split learning with a learned 2-channel bottleneck and int4 at cut 1 sends " \
+           f"{quoted('local-loss', 'bottleneck:2+int4', 1)}" in readme
+    assert f"vanilla split learning with it {quoted('split', 'bottleneck:2+int4', 1)}" in readme
+    assert f"int8 at the cut {quoted('split', 'int8', 1)}" in readme
+    assert f"FedAvg's int8 updates {quoted('fedavg', 'int8', None)}" in readme
