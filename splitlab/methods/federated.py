@@ -50,14 +50,17 @@ class Coding:
         return params if self.down.name == "none" else self.unpack_model(self.pack_model(params))
 
     def pack_update(self, params, start):
-        """A client's message: its parameters ``params`` after training from ``start``."""
+        """A client's message: its parameters ``params`` after training from ``start`` (uncoded, the tensor itself,
+        which stays on its device in one process)."""
         if self.up.name == "none":
-            return params.cpu().numpy()
+            return params
         return encode_tensors(self.up, (params - start).cpu().split(self.sizes))
 
     def unpack_update(self, packed, start):
         """The client's parameters as the aggregator reads them: ``start`` plus the decoded change."""
-        return torch.from_numpy(packed) if self.up.name == "none" else start + decode_tensors(self.up, packed, self.sizes)
+        if self.up.name == "none":
+            return packed if torch.is_tensor(packed) else torch.from_numpy(packed)
+        return start + decode_tensors(self.up, packed, self.sizes).to(start.device)
 
     def buffer(self, down):
         """A receive buffer for a model sent down (``down``) or an update sent up."""
@@ -289,6 +292,7 @@ class ClientRank:
                 self.global_params = self.coding.unpack_model(self.global_packed).to(self.device)
                 self.model_round = round
             params, loss = self.clients[client].train(self.global_params, lr, round)
-            self.channel.send(self.coding.pack_update(params, self.global_params), SERVER, Tag.UPDATE)
+            packed = self.coding.pack_update(params, self.global_params)
+            self.channel.send(packed.cpu().numpy() if torch.is_tensor(packed) else packed, SERVER, Tag.UPDATE)
         self.channel.send_obj({"train_loss": loss, **self.channel.traffic(),
                                "work": {**work.take(), "peak_rss_mb": peak_rss_mb()}}, SERVER, Tag.UPDATE_INFO)
