@@ -156,3 +156,22 @@ def one_client_markdown(folder):
         lines.append(f"\nlenet5-report, 5 epochs, 5,000 training images held out: the validation accuracy at each "
                      f"run's best epoch. Median difference {statistics.median(differences):+.2f} points.")
     return "\n".join(lines) + "\n"
+
+
+def attacks_markdown(folder):
+    """attack.py on runs of make compression (``<run>-attack.json`` beside them): what the server rebuilds of the
+    victims from coded activations, beside the run's accuracy."""
+    lines = ["| method | cut | activations | validation accuracy | decoder SSIM (blind baseline) | white-box SSIM "
+             "(blind baseline) |", "|---|---|---|--:|---|---|"]
+    for path in sorted(folder.glob("*-attack.json")):
+        attack = json.loads(path.read_text())
+        run = json.loads(path.with_name(path.name.replace("-attack.json", ".json")).read_text())
+        method, compress, _, cut = setting_of(run["config"], run["method"])
+        scores = [f"{attack['attacks'][name]['ssim']:.3f} ({attack['attacks'][name]['baseline_ssim']:.3f})"
+                  + (" failed" if attack["attacks"][name]["failed"] else "") for name in ("decoder", "white-box")]
+        lines.append(f"| {method} | {cut} | {compress} | {watched_acc(chosen_epoch(run['epochs'])):.2%} | "
+                     f"{' | '.join(scores)} |")
+    lines.append("\nattack.py with its default budgets (the decoder's width and passes and the inversion's TV weight "
+                 "and steps chosen on the attacker's held-out auxiliary images), on the last client's part of seed "
+                 "0, the activations through the run's codec as the server saw them; 100 victims.")
+    return "\n".join(lines) + "\n"

@@ -82,6 +82,7 @@ TABLES = {
     "compression": lambda results: compression.compression_markdown(
         compression.load_compression(results / "compression")),
     "local-loss-one-client": lambda results: compression.one_client_markdown(results / "compression" / "one-client"),
+    "compression-attacks": lambda results: compression.attacks_markdown(results / "compression"),
     "suite-times": _suite_times,
     "device-cpu-2026-12-04": lambda results: _benchmark_log(results / "device" / "2026-12-04-h200-cpu.log"),
     "device-gpu-2026-12-04": lambda results: _benchmark_log(results / "device" / "2026-12-04-h200-gpu.log"),
