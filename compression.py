@@ -51,12 +51,9 @@ def setting(text):
     if grad and method != "split":
         raise argparse.ArgumentTypeError(f"{text!r}: only split learning sends gradients (/GRAD)")
     try:
-        bottleneck, name = codec.parse(spec, learned=method != "fedavg")
-        grad = codec.parse(grad, learned=False)[1] if grad else None
+        return method, codec.normalised(spec, learned=method != "fedavg"), codec.normalised(grad, False) if grad else None
     except codec.SpecError as exc:
         raise argparse.ArgumentTypeError(str(exc))
-    spec = name if bottleneck is None else f"bottleneck:{bottleneck}" + ("" if name == "none" else f"+{name}")
-    return method, spec, grad
 
 
 def settings_list(text):

@@ -67,10 +67,9 @@ def compress_spec(learned=True):
     ``topk:0.1``); ``learned``: whether ``bottleneck:C`` may come before the codec."""
     def parse(text):
         try:
-            bottleneck, name = codec.parse(text, learned)
+            return codec.normalised(text, learned)
         except codec.SpecError as exc:
             raise argparse.ArgumentTypeError(str(exc))
-        return name if bottleneck is None else f"bottleneck:{bottleneck}" + ("" if name == "none" else f"+{name}")
     parse.__name__ = "codec"
     return parse
 

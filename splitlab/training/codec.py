@@ -69,6 +69,13 @@ def parse(text, learned=True):
     raise SpecError(f"unknown codec {name!r}; accepted: {FORMS if learned else CODECS}")
 
 
+def normalised(text, learned=True):
+    """A --compress value as a run records it: ``parse``'s parts written back (``topk:0.10`` -> ``topk:0.1``,
+    ``bottleneck:2+none`` -> ``bottleneck:2``)."""
+    bottleneck, name = parse(text, learned)
+    return name if bottleneck is None else f"bottleneck:{bottleneck}" + ("" if name == "none" else f"+{name}")
+
+
 def codec(name):
     """The codec called ``name`` (``parse``'s second value)."""
     if name == "none":
