@@ -51,7 +51,8 @@ def setting(text):
     if grad and method != "split":
         raise argparse.ArgumentTypeError(f"{text!r}: only split learning sends gradients (/GRAD)")
     try:
-        return method, codec.normalised(spec, learned=method != "fedavg"), codec.normalised(grad, False) if grad else None
+        spec = codec.normalised(spec, learned=method != "fedavg")
+        return method, spec, codec.normalised(grad, learned=False) if grad else None
     except codec.SpecError as exc:
         raise argparse.ArgumentTypeError(str(exc))
 
