@@ -38,16 +38,16 @@ class Coding:
         self.sizes = [p.numel() for p in model.parameters()]
         self.up_bytes, self.down_bytes = tensors_bytes(self.up, self.sizes), tensors_bytes(self.down, self.sizes)
 
-    def pack_model(self, params):
-        """The global model as sent down."""
-        return params.cpu().numpy() if self.down.name == "none" else encode_tensors(self.down, params.cpu().split(self.sizes))
+    def model_down(self, params):
+        """``(message, start)``: the global model ``params`` as sent down (packed once a round), and as the
+        clients decode it and train from it (uncoded: ``params`` itself)."""
+        if self.down.name == "none":
+            return params.cpu().numpy(), params
+        message = encode_tensors(self.down, params.cpu().split(self.sizes))
+        return message, self.unpack_model(message)
 
     def unpack_model(self, packed):
         return torch.from_numpy(packed) if self.down.name == "none" else decode_tensors(self.down, packed, self.sizes)
-
-    def received_model(self, params):
-        """The global model as the clients decode it, which they train from."""
-        return params if self.down.name == "none" else self.unpack_model(self.pack_model(params))
 
     def pack_update(self, params, start):
         """A client's message: its parameters ``params`` after training from ``start`` (uncoded, the tensor itself,
@@ -117,8 +117,7 @@ class Round:
         self.sizes = [shard_sizes[client - 1] for client in self.sampled]
         self.average = averaging.OrderedAverage(self.sampled, self.sizes)
         self.coding = coding
-        self.model_bytes = coding.down_bytes  # the global model sent down, and each update sent up
-        self.start = coding.received_model(aggregator.params)  # what the clients train from
+        self.model_message, self.start = coding.model_down(aggregator.params)  # what the clients train from
         self.infos = {}  # client: its loss, traffic and work, which end its part of the round
 
     def add(self, client, packed):
@@ -209,9 +208,9 @@ class AggregatorRank:
             rank = self.rank_of(client)
             self.channel.send_obj({"client": client, "round": round_number, "lr": lr}, rank, Tag.ROUND)
             if rank in has_model:  # the rank has this round's model: counted as sent again, to this client
-                self.channel.count_unsent(round.model_bytes, 0)
+                self.channel.count_unsent(round.model_message.nbytes, 0)
             else:
-                self.channel.send(self.coding.pack_model(self.aggregator.params), rank, Tag.GLOBAL_MODEL)
+                self.channel.send(round.model_message, rank, Tag.GLOBAL_MODEL)
                 has_model.add(rank)
 
         def take_update(client):  # in whatever order the updates come
