@@ -39,6 +39,7 @@ def main():
     runs, problems = experiment.load_results(folder)
     for problem in problems:
         print(problem, file=sys.stderr)
+    coded = compression.load_compression(folder / "compression")
     reports = [  # (what was found, its figure, the figure's file, its heading in summary.md, its table)
         (study.load_study(args.study or folder / "study"), study.noniid_figure, "noniid.png",
          "Non-IID data, several seeds (study.py)", study.study_markdown),
@@ -52,7 +53,7 @@ def main():
          "Many clients (make scale)", scale.scale_markdown),
         (work.load_work(folder / "work"), work.work_figure, "work.png",
          "What a data holder pays (make work)", work.work_markdown),
-        (compression.load_compression(folder / "compression"), compression.compression_figure, "compression.png",
+        (coded, compression.compression_figure, "compression.png",
          "Compressed messages (make compression)", compression.compression_markdown)]
     if not runs and not any(found for found, *_ in reports):
         print(f"error: no readable results in {args.results_dir}; run the training scripts first", file=sys.stderr)
@@ -69,7 +70,6 @@ def main():
             figure(found).savefig(out.parent / name, dpi=120)
             written.append(out.parent / name)
             summary += f"\n## {heading}\n\n" + table(found)
-    coded = compression.load_compression(folder / "compression")
     if coded:
         compression.write_compression_json(compression.compression_entries(coded), out.parent / "compression.json")
         written.append(out.parent / "compression.json")
