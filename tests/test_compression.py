@@ -181,6 +181,15 @@ def test_a_bad_codec_is_one_error_line_naming_the_accepted_forms(tmp_path):
 
 # ------------------------------------------------------------------------------------ local-loss split learning
 
+@pytest.fixture
+def one_thread():
+    """This process computes as the pinned runs do, on one thread, for the test alone."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @needs_data
 def test_a_gradient_sent_to_a_local_loss_client_is_a_protocol_error(tmp_path):
     result = mpirun(3, "tests/helpers/split_learning_planted.py", "gradient", *SMALL, "--variant", "local-loss",
@@ -190,7 +199,7 @@ def test_a_gradient_sent_to_a_local_loss_client_is_a_protocol_error(tmp_path):
 
 
 @needs_data
-def test_a_local_loss_client_trains_on_its_own_loss_alone(tmp_path):
+def test_a_local_loss_client_trains_on_its_own_loss_alone(tmp_path, one_thread):
     """One client: its part and head after an epoch are those of the two trained alone on the auxiliary loss,
     batch by batch, whatever the server did (the server's part is not in the computation)."""
     import argparse
@@ -206,7 +215,6 @@ def test_a_local_loss_client_trains_on_its_own_loss_alone(tmp_path):
     saved = torch.load(tmp_path / "split.pt", weights_only=True)
     config = argparse.Namespace(**saved["config"])
 
-    torch.set_num_threads(1)
     parts = LocalLossClient.make_parts(config)
     optimizer = sgd([p for part in parts for p in part.parameters()], config)
     _, shards, _ = load_shards(config, 1, [1])
@@ -226,7 +234,7 @@ def test_a_local_loss_client_trains_on_its_own_loss_alone(tmp_path):
 # ------------------------------------------------------------------------------------------------ FedAvg
 
 @needs_data
-def test_fedavg_int8_averages_the_dequantised_updates(tmp_path):
+def test_fedavg_int8_averages_the_dequantised_updates(tmp_path, one_thread):
     """Two clients, one round: the global model is the first model plus the shard-weighted average of each
     client's change, quantised to 8 bits a tensor and read back (by hand here, with numpy)."""
     import argparse
@@ -242,7 +250,6 @@ def test_fedavg_int8_averages_the_dequantised_updates(tmp_path):
     saved = torch.load(tmp_path / "federated.pt", weights_only=True)
     config = argparse.Namespace(**saved["config"])
 
-    torch.set_num_threads(1)
     model = build(config.model, config.seed)
     start = flat_parameters(model)
     sizes = [p.numel() for p in model.parameters()]
